@@ -1,0 +1,118 @@
+"""The RabbitBroker factory with safe defaults, and the one way the services publish."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import structlog
+from faststream import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
+
+from shared.contracts.base import Contract
+from shared.settings import Settings
+
+
+def connection_url(amqp_url: str, name: str) -> str:
+    """Adds ``?name=`` so operators see which service holds a connection (client_properties does not)."""
+    parts = urlsplit(amqp_url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("name", name)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
+    return RabbitBroker(
+        connection_url(str(settings.amqp_url), app_id),
+        app_id=app_id,
+        # An unroutable mandatory publish must raise, not vanish (FASTSTREAM.md, "Defaults that lose messages").
+        default_channel=Channel(on_return_raises=True, publisher_confirms=True),
+        # Unexpected errors are requeued and counted against x-delivery-limit; the dead-letter middleware
+        # turns permanent ones into a dead letter with our reason before this policy ever sees them.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        logger=structlog.get_logger("faststream"),
+        graceful_timeout=15.0,
+    )
+
+
+def consumer_channel(settings: Settings) -> Channel:
+    """Each subscriber gets its own channel with bounded prefetch: one channel error stops one consumer."""
+    return Channel(prefetch_count=settings.prefetch, on_return_raises=True)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message ready to publish: body bytes plus the transport metadata of DESIGN.md, "Messages"."""
+
+    exchange: str
+    routing_key: str
+    message_id: str
+    message_type: str
+    correlation_id: str | None
+    body: bytes
+    causation_id: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        contract: Contract,
+        *,
+        exchange: RabbitExchange | str,
+        routing_key: str,
+        message_id: str,
+        correlation_id: str | None,
+        causation_id: str | None = None,
+    ) -> Envelope:
+        return cls(
+            exchange=exchange.name if isinstance(exchange, RabbitExchange) else exchange,
+            routing_key=routing_key,
+            message_id=message_id,
+            message_type=contract.TYPE,
+            correlation_id=correlation_id,
+            body=contract.model_dump_json().encode(),
+            causation_id=causation_id,
+        )
+
+
+class MessagePublisher:
+    """Publishes persistent, mandatory, publisher-confirmed messages; returns only once the broker confirmed."""
+
+    def __init__(self, broker: RabbitBroker, *, timeout: float) -> None:
+        self._broker = broker
+        self._timeout = timeout
+
+    async def publish(self, envelope: Envelope, *, headers: Mapping[str, Any] | None = None) -> None:
+        all_headers: dict[str, Any] = dict(headers or {})
+        if envelope.causation_id:
+            all_headers["causation_id"] = envelope.causation_id
+        await self._broker.publish(
+            envelope.body,
+            exchange=envelope.exchange or None,
+            routing_key=envelope.routing_key,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+            message_type=envelope.message_type,
+            content_type="application/json",
+            timestamp=datetime.now(UTC),
+            headers=all_headers,
+            persist=True,
+            mandatory=True,
+            timeout=self._timeout,
+        )
+
+    async def publish_to_queue(
+        self, queue: str, *, body: bytes, properties: Mapping[str, Any], headers: Mapping[str, Any]
+    ) -> None:
+        """Through the default exchange to exactly one queue (dead letters, wait queues, replays)."""
+        await self._broker.publish(
+            body,
+            routing_key=queue,
+            headers=dict(headers),
+            persist=True,
+            mandatory=True,
+            timeout=self._timeout,
+            **properties,
+        )

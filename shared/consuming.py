@@ -1,0 +1,141 @@
+"""Turning an incoming AMQP message into a contract, and a refused one into a dead letter with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import structlog
+from aio_pika import IncomingMessage
+from faststream import BaseMiddleware
+from faststream.exceptions import RejectMessage
+from faststream.rabbit.message import RabbitMessage
+from pydantic import ValidationError
+
+from shared.broker import MessagePublisher
+from shared.contracts.base import Contract
+from shared.errors import MissingMessageIdError, PermanentError, UnknownContractError
+from shared.topology import dead_letter_queue_name
+
+C = TypeVar("C", bound=Contract)
+
+REASON_HEADER = "x-rujukan-reason"
+_MAX_REASON = 1000
+log = structlog.get_logger(__name__)
+
+
+class InvalidMessageError(PermanentError):
+    """A message body does not satisfy its contract; the reason names fields, never their values."""
+
+    def __init__(self, message_type: str, error: ValidationError) -> None:
+        self.fields = field_errors(error)
+        summary = "; ".join(f"{item['field']}: {item['message']}" for item in self.fields[:10])
+        super().__init__(f"invalid {message_type}: {summary}")
+
+
+def field_errors(error: ValidationError, *, drop_prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Field paths and messages of a validation error, without the offending input (it may be identity)."""
+    out = []
+    for item in error.errors(include_input=False, include_url=False, include_context=False):
+        loc = [str(part) for part in item["loc"]]
+        if drop_prefix and tuple(loc[: len(drop_prefix)]) == drop_prefix:
+            loc = loc[len(drop_prefix) :]
+        out.append({"field": ".".join(loc) or "(body)", "message": item["msg"]})
+    return out
+
+
+def raw(msg: RabbitMessage) -> IncomingMessage:
+    return msg.raw_message  # type: ignore[no-any-return]
+
+
+def message_id_of(msg: RabbitMessage) -> str:
+    # FastStream invents a message_id when the property is absent; the dedup key must be the sender's.
+    message_id = raw(msg).message_id
+    if not message_id:
+        raise MissingMessageIdError
+    return message_id
+
+
+def decode(msg: RabbitMessage, *models: type[C]) -> C:
+    """The contract named by the message's ``type`` among ``models``; anything else is a permanent error."""
+    message_type = raw(msg).type
+    model = next((m for m in models if message_type == m.TYPE), None)
+    if model is None:
+        raise UnknownContractError(message_type)
+    message_id_of(msg)
+    try:
+        return model.model_validate_json(msg.body)
+    except ValidationError as exc:
+        raise InvalidMessageError(model.TYPE, exc) from None
+
+
+class DeadLetters:
+    """Publishes a refused message, confirmed, to ``<queue>.dead`` with the reason in ``x-rujukan-reason``."""
+
+    def __init__(self, publisher: MessagePublisher) -> None:
+        self._publisher = publisher
+
+    async def send(self, message: IncomingMessage, *, queue: str, reason: str) -> None:
+        await republish(
+            self._publisher,
+            message,
+            queue=dead_letter_queue_name(queue),
+            headers={
+                REASON_HEADER: reason[:_MAX_REASON],
+                "x-rujukan-queue": queue,
+                "x-rujukan-dead-at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+async def republish(
+    publisher: MessagePublisher, message: IncomingMessage, *, queue: str, headers: dict[str, Any]
+) -> None:
+    """The same message (body, id, type) to one queue through the default exchange, with extra headers."""
+    properties = {
+        "message_id": message.message_id,
+        "correlation_id": message.correlation_id,
+        "message_type": message.type,
+        "content_type": message.content_type,
+        "timestamp": message.timestamp,
+    }
+    await publisher.publish_to_queue(
+        queue, body=message.body, properties=properties, headers={**(message.headers or {}), **headers}
+    )
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    """Permanent errors become a dead letter with our reason, then the message is acked.
+
+    Anything else is requeued (``RejectMessage(requeue=True)``) and so counted against the queue's
+    ``x-delivery-limit``; past the limit the broker dead-letters it itself (reason ``delivery_limit``).
+    """
+
+    def __init__(self, msg: Any, /, *, context: Any, dead_letters: DeadLetters) -> None:
+        super().__init__(msg, context=context)
+        self._dead_letters = dead_letters
+
+    async def after_processed(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> bool | None:
+        if exc_val is None or not isinstance(exc_val, Exception) or isinstance(exc_val, RejectMessage):
+            return False
+        message: IncomingMessage = self.msg
+        queue = self.context.get_local("handler_").queue.name
+        if isinstance(exc_val, PermanentError | ValidationError):
+            reason = str(exc_val) if isinstance(exc_val, PermanentError) else "invalid message body"
+            await self._dead_letters.send(message, queue=queue, reason=reason)
+            log.warning("message_dead_lettered", queue=queue, message_id=message.message_id, reason=reason)
+            return True
+        log.error(
+            "message_failed_will_retry",
+            queue=queue,
+            message_id=message.message_id,
+            error=type(exc_val).__name__,
+            exc_info=exc_val,
+        )
+        raise RejectMessage(requeue=True) from exc_val

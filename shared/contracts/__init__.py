@@ -1,0 +1,31 @@
+"""Message contracts, and the registry that maps an AMQP ``type`` to its model."""
+
+from __future__ import annotations
+
+from shared.contracts.base import Contract
+from shared.contracts.cases import CaseReport, CaseReported
+from shared.contracts.referrals import (
+    CaseReceipt,
+    ReferralAcknowledged,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralIssued,
+)
+
+CONTRACTS: dict[str, type[Contract]] = {
+    model.TYPE: model
+    for model in (
+        CaseReport,
+        CaseReported,
+        ReferralIssued,
+        ReferralDelivered,
+        ReferralDeliveryFailed,
+        ReferralAcknowledged,
+        CaseReceipt,
+    )
+}
+
+
+def is_known_contract(message_type: str | None) -> bool:
+    """A consumer never guesses at a contract (or a major version) it does not know."""
+    return message_type in CONTRACTS

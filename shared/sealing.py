@@ -1,0 +1,85 @@
+"""Sealing victim identity: AES-256-GCM with a named key, so identity is never plaintext on the broker's
+disk and rests encrypted in the ledger (DESIGN.md, "Victim privacy")."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.contracts.cases import SealedBox
+from shared.errors import ConfigurationError, PermanentError
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class UnsealError(PermanentError):
+    """A sealed box names an unknown key or was tampered with."""
+
+
+class IdentitySealer:
+    def __init__(self, keys: dict[str, bytes], current_key_id: str) -> None:
+        if current_key_id not in keys:
+            raise ConfigurationError(f"identity key {current_key_id!r} is not configured")
+        self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._current = current_key_id
+
+    def seal(self, payload: dict[str, Any], *, context: bytes) -> SealedBox:
+        """``context`` (e.g. the case id) is authenticated too: a box cannot be moved to another case."""
+        nonce = os.urandom(12)
+        data = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        ciphertext = self._keys[self._current].encrypt(nonce, data, context)
+        return SealedBox(
+            key_id=self._current,
+            nonce=base64.b64encode(nonce).decode(),
+            ciphertext=base64.b64encode(ciphertext).decode(),
+        )
+
+    def open(self, box: SealedBox, *, context: bytes) -> dict[str, Any]:
+        key = self._keys.get(box.key_id)
+        if key is None:
+            raise UnsealError(f"sealed with unknown key {box.key_id!r}")
+        try:
+            data = key.decrypt(base64.b64decode(box.nonce), base64.b64decode(box.ciphertext), context)
+        except (InvalidTag, ValueError) as exc:
+            raise UnsealError("sealed identity failed authentication") from exc
+        payload: dict[str, Any] = json.loads(data)
+        return payload
+
+
+def load_sealer(settings: Settings) -> IdentitySealer:
+    """The configured key; the demo makes one in its data directory (and says so), production refuses."""
+    if settings.identity_key:
+        key = base64.b64decode(settings.identity_key)
+    elif settings.environment == "production":
+        raise ConfigurationError("RUJUKAN_IDENTITY_KEY is required in production (base64 of 32 random bytes)")
+    else:
+        key = _demo_key(settings.data_dir / "identity.key")
+    if len(key) != 32:
+        raise ConfigurationError("the identity key must be 32 bytes (AES-256), base64-encoded")
+    return IdentitySealer({settings.identity_key_id: key}, settings.identity_key_id)
+
+
+def _demo_key(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(base64.b64encode(os.urandom(32)))
+        try:
+            # link() fails if another process got there first: every service then shares its key.
+            os.link(tmp, path)
+            log.warning("identity_key_generated", key_file=str(path))
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return base64.b64decode(path.read_bytes())

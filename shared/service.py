@@ -1,0 +1,73 @@
+"""Running services: each is a FastAPI app whose lifespan owns its broker and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    http: FastAPI
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Several servers share one process in `rujukan run`; signals are handled once, in `serve`.
+        yield
+
+
+def _server(service: Service, host: str) -> _Server:
+    config = uvicorn.Config(
+        service.http, host=host, port=service.port, log_config=None, access_log=False, lifespan="on"
+    )
+    return _Server(config)
+
+
+class Running:
+    """Services started in this event loop (the CLI, the demo and the tests use it)."""
+
+    def __init__(self, services: Sequence[Service], host: str) -> None:
+        self._servers = [_server(service, host) for service in services]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(server.serve()) for server in self._servers]
+        while not all(server.started for server in self._servers):
+            if failed := [task for task in self._tasks if task.done()]:
+                await self.stop()
+                failed[0].result()
+                raise RuntimeError("a service stopped during start-up (see its log)")
+            await asyncio.sleep(0.05)
+
+    def request_stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+
+    async def stop(self) -> None:
+        self.request_stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait(self) -> None:
+        await asyncio.gather(*self._tasks)
+
+
+async def serve(services: Sequence[Service], host: str) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully (in-flight handlers finish or are redelivered)."""
+    running = Running(services, host)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, running.request_stop)
+    await running.start()
+    await running.wait()
+    if any(not server.started for server in running._servers):
+        raise SystemExit(1)

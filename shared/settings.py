@@ -1,0 +1,67 @@
+"""Settings read once from the environment (``RUJUKAN_*``), typed and frozen."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AmqpDsn, BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """``"30s"`` -> 30.0; ``"2m"`` -> 120.0; used for retry schedules written by people."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 500ms, 30s, 2m or 1h")
+    return int(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def _split_schedule(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(parse_duration(part) for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a service needs from its environment; nothing else reads ``os.environ``."""
+
+    model_config = SettingsConfigDict(env_prefix="RUJUKAN_", frozen=True)
+
+    environment: Literal["demo", "production"] = "demo"
+    amqp_url: AmqpDsn = AmqpDsn("amqp://guest:guest@127.0.0.1:5672/")
+    database_url: str = "sqlite+aiosqlite:///var/rujukan.db"
+    config: Path = Path("config/kalbar.yaml")
+    data_dir: Path = Path("var")
+    # Base64 of a 32-byte AES key; without it the demo makes one in data_dir (production refuses).
+    identity_key: str | None = None
+    identity_key_id: str = "k1"
+
+    http_host: str = "127.0.0.1"
+    intake_port: int = 8001
+    referral_port: int = 8002
+    notifier_port: int = 8003
+    # Where duty officers and agency systems reach the referral API (the link in a notification).
+    public_referral_url: str = "http://127.0.0.1:8002"
+
+    prefetch: int = Field(default=32, ge=1, le=1000)
+    # Broker backstop for crashes and bugs: after this many deliveries a message dead-letters.
+    delivery_limit: int = Field(default=10, ge=1)
+    publish_timeout_seconds: float = 10.0
+    max_request_bytes: int = 1_000_000
+    # Delay steps of the notifier's wait queues, after the in-process retries are spent.
+    retry_schedule: Annotated[tuple[float, ...], NoDecode, BeforeValidator(_split_schedule)] = (
+        30.0,
+        120.0,
+        600.0,
+        3600.0,
+        21600.0,
+    )
+    webhook_timeout_seconds: float = 10.0
+    webhook_attempts: int = Field(default=3, ge=1)
+    outbox_poll_seconds: float = 1.0
+    log_level: str = "INFO"

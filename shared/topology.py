@@ -1,0 +1,150 @@
+"""The broker topology every service declares at start: exchanges, quorum queues, bindings, dead letters.
+
+Names here are the public contract agency systems bind to (DESIGN.md, "Messages").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+from shared.directory import Directory
+
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker
+
+INTAKE = RabbitExchange("rujukan.intake", type=ExchangeType.TOPIC, durable=True)
+EVENTS = RabbitExchange("rujukan.events", type=ExchangeType.TOPIC, durable=True)
+REPLIES = RabbitExchange("rujukan.replies", type=ExchangeType.TOPIC, durable=True)
+DLX = RabbitExchange("rujukan.dlx", type=ExchangeType.DIRECT, durable=True)
+
+# The broker's backstop for crashes and bugs. Part of the queue arguments, so changing it means a new
+# queue name or a broker policy (RabbitMQ refuses to re-declare a queue with other arguments).
+DELIVERY_LIMIT = 10
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    return f"{queue}.dead"
+
+
+def format_delay(seconds: float) -> str:
+    """Names a wait queue by its delay, so a changed schedule declares new queues instead of failing."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+def _work_queue(name: str) -> RabbitQueue:
+    return RabbitQueue(
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments={
+            "x-dead-letter-exchange": DLX.name,
+            "x-dead-letter-routing-key": name,
+            # Quorum dead-lettering is at-most-once unless both of these are set.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-delivery-limit": DELIVERY_LIMIT,
+        },
+    )
+
+
+def _wait_queue(work_queue: str, delay_seconds: float) -> RabbitQueue:
+    # Expired messages go back through the default exchange to the one work queue that failed, never
+    # through a topic exchange (every bound queue, an agency inbox included, would get a copy).
+    return RabbitQueue(
+        f"{work_queue}.wait.{format_delay(delay_seconds)}",
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments={
+            "x-message-ttl": int(delay_seconds * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": work_queue,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: RabbitExchange
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    queue: RabbitQueue
+    bindings: tuple[Binding, ...] = ()
+    dead_lettered: bool = True
+
+
+@dataclass(frozen=True)
+class Topology:
+    """All queues of one deployment, derived from the directory and the retry schedule."""
+
+    intake_reports: RabbitQueue
+    referral_cases: RabbitQueue
+    referral_deliveries: RabbitQueue
+    referral_replies: RabbitQueue
+    notifier_referrals: RabbitQueue
+    notifier_waits: tuple[RabbitQueue, ...]
+    specs: tuple[QueueSpec, ...] = field(repr=False)
+
+    async def declare(self, broker: RabbitBroker) -> None:
+        """Declare everything, so a ``mandatory`` publish never succeeds while a consumer's queue is missing."""
+        exchanges: dict[str, Any] = {}
+        for exchange in (INTAKE, EVENTS, REPLIES, DLX):
+            exchanges[exchange.name] = await broker.declare_exchange(exchange)
+        for spec in self.specs:
+            declared = await broker.declare_queue(spec.queue)
+            for binding in spec.bindings:
+                await declared.bind(exchanges[binding.exchange.name], routing_key=binding.routing_key)
+            if spec.dead_lettered:
+                dead = await broker.declare_queue(
+                    RabbitQueue(dead_letter_queue_name(spec.queue.name), queue_type=QueueType.QUORUM, durable=True)
+                )
+                await dead.bind(exchanges[DLX.name], routing_key=spec.queue.name)
+
+
+def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> Topology:
+    intake_reports = _work_queue("intake.reports")
+    referral_cases = _work_queue("referral.cases")
+    referral_deliveries = _work_queue("referral.deliveries")
+    referral_replies = _work_queue("referral.replies")
+    notifier_referrals = _work_queue("notifier.referrals")
+    waits = tuple(_wait_queue(notifier_referrals.name, delay) for delay in retry_schedule)
+
+    specs = [
+        QueueSpec(intake_reports, (Binding(INTAKE, "case.report"),)),
+        QueueSpec(referral_cases, (Binding(EVENTS, "case.reported"),)),
+        QueueSpec(
+            referral_deliveries,
+            (Binding(EVENTS, "referral.*.delivered"), Binding(EVENTS, "referral.*.delivery_failed")),
+        ),
+        QueueSpec(referral_replies, (Binding(REPLIES, "referral.*.*"),)),
+        QueueSpec(notifier_referrals, (Binding(EVENTS, "referral.*.issued"),)),
+        *(QueueSpec(wait, dead_lettered=False) for wait in waits),
+    ]
+    for agency in directory.receiving_agencies():
+        if agency.inbox:
+            keys = ("issued", "escalated", "cancelled")
+            bindings = tuple(Binding(EVENTS, f"referral.{agency.id}.{key}") for key in keys)
+            specs.append(QueueSpec(_work_queue(f"agency.{agency.id}.inbox"), bindings))
+    for police in directory.police_units():
+        specs.append(
+            QueueSpec(_work_queue(f"agency.{police.id}.receipts"), (Binding(EVENTS, f"case.{police.id}.receipt"),))
+        )
+    return Topology(
+        intake_reports=intake_reports,
+        referral_cases=referral_cases,
+        referral_deliveries=referral_deliveries,
+        referral_replies=referral_replies,
+        notifier_referrals=notifier_referrals,
+        notifier_waits=waits,
+        specs=tuple(specs),
+    )
