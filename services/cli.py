@@ -1,0 +1,73 @@
+"""The ``rujukan`` command: the only module that knows all three services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from services.intake.app import build_intake
+from services.notifier.app import build_notifier
+from services.referral.app import build_referral
+from shared.directory import Directory, load_directory
+from shared.errors import ConfigurationError
+from shared.logging import configure_logging
+from shared.sealing import IdentitySealer, load_sealer
+from shared.service import Service, serve
+from shared.settings import Settings
+
+SERVICES = ("intake", "referral", "notifier")
+
+
+def build_services(
+    names: Sequence[str], settings: Settings, directory: Directory, sealer: IdentitySealer
+) -> list[Service]:
+    def current() -> Directory:
+        return directory
+
+    builders = {
+        "intake": lambda: build_intake(settings, current, sealer),
+        "referral": lambda: build_referral(settings, current, sealer),
+        "notifier": lambda: build_notifier(settings, current),
+    }
+    return [builders[name]() for name in names]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rujukan", description="TPPO multi-agency referral service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in SERVICES:
+        commands.add_parser(name, help=f"run the {name} service (HTTP port from RUJUKAN_{name.upper()}_PORT)")
+    commands.add_parser("run", help="run all three services in one process (ports 8001, 8002, 8003)")
+    demo = commands.add_parser("demo", help="send a sample Bengkayang case through the system and print its timeline")
+    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for every acknowledgement")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    if args.command == "demo":
+        from services.demo import run_demo
+
+        configure_logging("WARNING")
+        try:
+            return asyncio.run(run_demo(settings, timeout=args.timeout))
+        except ConfigurationError as exc:
+            print(f"rujukan: {exc}", file=sys.stderr)
+            return 2
+    names = SERVICES if args.command == "run" else (args.command,)
+    configure_logging(settings.log_level, service=args.command)
+    try:
+        directory = load_directory(settings.config)
+        services = build_services(names, settings, directory, load_sealer(settings))
+    except ConfigurationError as exc:
+        print(f"rujukan: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(services, settings.http_host))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

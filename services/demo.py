@@ -1,0 +1,176 @@
+"""``rujukan demo``: a sample case flows through all three services, and agencies acknowledge it.
+
+It plays every outside party itself: the police unit (POST /v1/cases), each agency's webhook endpoint
+(verifying signatures) and each duty officer (acknowledging through the referral API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+
+from shared.directory import Directory, load_directory
+from shared.sealing import load_sealer
+from shared.service import Running
+from shared.settings import Settings
+
+REPORTER = "polres-bengkayang"
+OFFICERS = {"dinsos-bengkayang": "Rina (Dinas Sosial)", "uptd-ppa-kalbar": "Yuliana (UPTD PPA)",
+            "bp3mi-kalbar": "Agus (BP3MI)"}  # fmt: skip
+_ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
+
+
+def sample_report(now: datetime) -> dict[str, Any]:
+    """A 15-year-old girl, a 24-year-old woman returned from Malaysia, a 30-year-old man about to leave."""
+    number = f"LP/B/{random.randint(1000, 99999)}/{_ROMAN[now.month - 1]}/{now:%Y}/SPKT/POLRES BENGKAYANG"  # noqa: S311
+    return {
+        "police_report_number": number,
+        "reporting_agency": REPORTER,
+        "regency_code": "61.07",
+        "reported_at": now.isoformat(),
+        "exploitation_types": ["forced_labour", "sexual_exploitation"],
+        "summary": "Korban direkrut dengan janji pekerjaan di Kuching; diamankan di PLBN Jagoi Babang.",
+        "victims": [
+            {"victim_ref": "V1", "full_name": "Contoh Anak", "sex": "female", "age_years": 15,
+             "migrant_worker_status": "none", "needs": ["shelter", "psychosocial"]},
+            {"victim_ref": "V2", "full_name": "Contoh Perempuan", "sex": "female", "age_years": 24,
+             "migrant_worker_status": "returned", "destination_country": "MY",
+             "needs": ["medical", "psychosocial", "reintegration"]},
+            {"victim_ref": "V3", "full_name": "Contoh Laki-laki", "sex": "male", "age_years": 30,
+             "migrant_worker_status": "prospective", "destination_country": "MY", "needs": ["legal_aid"]},
+        ],
+    }  # fmt: skip
+
+
+class AgencyDesks:
+    """Every agency's webhook endpoint; a verified notification is acknowledged by that agency's officer."""
+
+    def __init__(self, directory: Directory, referral_url: str, session: aiohttp.ClientSession) -> None:
+        self._directory = directory
+        self._referral_url = referral_url
+        self._session = session
+        self.seen: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/webhooks/{agency_id}", self._receive)
+        return app
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        agency = self._directory.agency(request.match_info["agency_id"])
+        if agency is None or agency.webhook is None:
+            return web.Response(status=404)
+        body = await request.text()
+        try:
+            payload = Webhook(agency.webhook.secret).verify(body, dict(request.headers))
+        except Exception:  # any verification failure is a refused notification
+            return web.Response(status=401)
+        if request.headers["webhook-id"] not in self.seen:
+            self.seen.add(request.headers["webhook-id"])
+            print(f"  [{agency.id}] notifikasi: {payload['text']}")
+            task = asyncio.create_task(self._acknowledge(agency.id, payload["referral_id"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.Response(status=204)
+
+    async def _acknowledge(self, agency_id: str, referral_id: str) -> None:
+        await asyncio.sleep(0.5)  # a person reads the notification first
+        async with self._session.post(
+            f"{self._referral_url}/v1/referrals/{referral_id}/acknowledge",
+            json={"officer": OFFICERS.get(agency_id, "petugas piket")},
+            headers={"Authorization": f"Bearer dev-{agency_id}"},
+        ) as response:
+            response.raise_for_status()
+
+
+def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
+    detail = entry["detail"]
+    agency = agencies.get(entry["referral_id"] or "", "")
+    match entry["event"]:
+        case "case_reported":
+            return f"case reported by {entry['actor']}: {detail['victim_count']} victims in {detail['regency_code']}"
+        case "referral_issued":
+            return (f"referral issued to {detail['agency_id']} ({detail['priority']}) for "
+                    f"{', '.join(detail['victim_refs'])} because {', '.join(detail['rules'])}")  # fmt: skip
+        case "delivered":
+            return f"delivered to {agency} by {detail['channel']} after {detail['attempts']} attempt(s)"
+        case "acknowledged":
+            return f"acknowledged by {agency}: {detail['officer']}"
+        case "identity_read":
+            return f"{entry['actor']} read the identity of {', '.join(detail['victim_refs'])}"
+        case other:
+            return f"{other} {agency}"
+
+
+async def run_demo(settings: Settings, *, timeout: float) -> int:
+    from services.cli import build_services
+
+    directory = load_directory(settings.config)
+    sealer = load_sealer(settings)
+    webhook_urls = {urlsplit(str(a.webhook.url)) for a in directory.receiving_agencies() if a.webhook}
+    ports = {url.port for url in webhook_urls if url.hostname in ("127.0.0.1", "localhost")}
+    referral_url = f"http://{settings.http_host}:{settings.referral_port}"
+    running = Running(
+        build_services(("intake", "referral", "notifier"), settings, directory, sealer), settings.http_host
+    )
+    async with aiohttp.ClientSession() as session:
+        desks = AgencyDesks(directory, referral_url, session)
+        runner = web.AppRunner(desks.app())
+        await runner.setup()
+        for port in ports:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        print(f"Rujukan demo: services on ports {settings.intake_port}, {settings.referral_port}, "
+              f"{settings.notifier_port}; agency webhooks on {sorted(ports)}; broker {settings.amqp_url.host}")  # fmt: skip
+        await running.start()
+        try:
+            return await _send_and_follow(session, settings, referral_url, timeout)
+        finally:
+            await running.stop()
+            await runner.cleanup()
+
+
+async def _send_and_follow(
+    session: aiohttp.ClientSession, settings: Settings, referral_url: str, timeout: float
+) -> int:
+    report = sample_report(datetime.now(UTC).astimezone())
+    auth = {"Authorization": f"Bearer dev-{REPORTER}"}
+    intake_url = f"http://{settings.http_host}:{settings.intake_port}/v1/cases"
+    async with session.post(intake_url, json=report, headers=auth) as response:
+        answer = await response.json()
+        if response.status != 202:
+            print(f"intake refused the sample case: HTTP {response.status} {answer}")
+            return 1
+    print(f"\n{REPORTER} reported {report['police_report_number']}")
+    print(f"intake answered 202: case {answer['case_code']} ({answer['case_id']})\n\nTimeline:")
+    printed = 0
+    deadline = asyncio.get_running_loop().time() + timeout
+    case: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        async with session.get(f"{referral_url}/v1/cases/{answer['case_id']}", headers=auth) as response:
+            if response.status == 200:
+                case = await response.json()
+        agencies = {r["referral_id"]: r["agency_id"] for r in case.get("referrals", [])}
+        for entry in case.get("timeline", [])[printed:]:
+            at = datetime.fromisoformat(entry["at"]).astimezone()
+            print(f"  {at:%H:%M:%S.%f}"[:-3] + f"  {_describe(entry, agencies)}")
+        printed = len(case.get("timeline", []))
+        events = [e["event"] for e in case.get("timeline", [])]
+        legs = case.get("referrals", [])
+        if legs and case["status"]["fully_acknowledged"] and events.count("delivered") >= len(legs):
+            print(f"\nAll {len(legs)} referrals delivered and acknowledged:")
+            for leg in legs:
+                print(
+                    f"  {leg['agency_id']:<20} {leg['status']:<13} {leg['priority']:<7} victims {', '.join(leg['victim_refs'])}"
+                )
+            return 0
+        await asyncio.sleep(0.2)
+    print(f"\nNot every referral was acknowledged within {timeout:.0f} s; is RabbitMQ running at {settings.amqp_url}?")
+    return 1

@@ -1,0 +1,67 @@
+"""HTTP entrypoint of intake: ``POST /v1/cases``."""
+
+# No `from __future__ import annotations`: FastAPI must see the closure's dependency in the signatures.
+from typing import Annotated, Any
+from uuid import UUID
+
+import structlog
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.intake.reports import InvalidReportError, ReportIntake
+from shared.contracts.cases import CaseReport
+from shared.directory import Agency, AgencyKind
+from shared.errors import ReportConflictError
+from shared.http import problem
+
+log = structlog.get_logger(__name__)
+
+
+class CaseAccepted(BaseModel):
+    case_id: UUID
+    case_code: str
+
+
+def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["cases"])
+
+    @router.post(
+        "/cases",
+        status_code=202,
+        response_model=CaseAccepted,
+        responses={
+            401: {"description": "missing or unknown token"},
+            403: {"description": "the token's agency is not a police unit, or not the reporting agency"},
+            409: {"description": "the same police report number was reported with different content"},
+            413: {"description": "body too large"},
+            422: {"description": "invalid report: the fields at fault, never their values"},
+            503: {"description": "the broker did not confirm; nothing was accepted, send again"},
+        },
+    )
+    async def report_case(report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
+        """Report a TPPO case. 202 only once the broker confirmed it; the same report again is the same case."""
+        if agency.kind is not AgencyKind.POLICE:
+            return problem(403, f"agency {agency.id} is not a police unit and cannot report cases")
+        if agency.id != report.reporting_agency:
+            return problem(403, f"agency {agency.id} cannot report on behalf of {report.reporting_agency}")
+        try:
+            accepted = await intake.accept(report)
+        except InvalidReportError as exc:
+            return problem(422, "request is invalid", errors=exc.fields)
+        except ReportConflictError as exc:
+            return problem(
+                409,
+                "this police report number was already reported with different content; "
+                "send the changes as an amendment (case.amend)",
+                case_id=str(exc.case_id),
+            )
+        except Exception as exc:  # broker unreachable, publish unconfirmed or returned: not accepted
+            log.error("case_not_accepted_broker_unavailable", error=type(exc).__name__, exc_info=exc)
+            return problem(503, "the message broker did not confirm the report; it was not accepted, send again")
+        return JSONResponse(
+            CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
+            status_code=202,
+        )
+
+    return router

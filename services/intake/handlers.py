@@ -1,0 +1,32 @@
+"""AMQP entrypoint of intake: case reports published to ``rujukan.intake`` as ``case.report``."""
+
+from __future__ import annotations
+
+import structlog
+from faststream.rabbit import RabbitRouter
+from faststream.rabbit.annotations import RabbitMessage
+
+from services.intake.reports import ReportIntake
+from shared.broker import consumer_channel
+from shared.consuming import decode, raw
+from shared.contracts.cases import CaseReport
+from shared.errors import PermanentError
+from shared.settings import Settings
+from shared.topology import Topology
+
+
+def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -> RabbitRouter:
+    router = RabbitRouter()
+
+    @router.subscriber(topology.intake_reports, channel=consumer_channel(settings))
+    async def on_case_report(msg: RabbitMessage) -> None:
+        """A police system's case report; refused ones are dead-lettered and answered with a receipt."""
+        message_id = raw(msg).message_id
+        with structlog.contextvars.bound_contextvars(message_id=message_id):
+            try:
+                await intake.accept(decode(msg, CaseReport))
+            except PermanentError as exc:
+                await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)
+                raise
+
+    return router

@@ -1,0 +1,190 @@
+"""Accepting a case report: check it against the directory, derive its case, seal identity, publish confirmed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from uuid import UUID
+
+import structlog
+
+from services.intake.registry import Claim, ReportRegistry
+from shared.broker import Envelope, MessagePublisher
+from shared.contracts.cases import IDENTITY_FIELDS, CaseReport, CaseReported, VictimFacts, VictimReport
+from shared.contracts.referrals import CaseReceipt
+from shared.directory import AgencyKind, Directory
+from shared.errors import PermanentError, ReportConflictError
+from shared.ids import case_code_for, case_id_for, derived_id
+from shared.sealing import IdentitySealer
+from shared.topology import EVENTS
+
+log = structlog.get_logger(__name__)
+
+
+class InvalidReportError(PermanentError):
+    """A well-formed report the directory cannot accept (unknown agency or regency)."""
+
+    def __init__(self, fields: list[dict[str, str]]) -> None:
+        self.fields = fields
+        super().__init__(
+            "invalid case.report.v1: " + "; ".join(f"{item['field']}: {item['message']}" for item in fields)
+        )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    case_id: UUID
+    case_code: str
+    new: bool
+
+
+def fingerprint_of(report: CaseReport) -> str:
+    return hashlib.sha256(report.model_dump_json().encode()).hexdigest()
+
+
+def age_at(birth_date: date, day: date) -> int:
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def facts_of(victim: VictimReport, reported_on: date) -> VictimFacts:
+    age = victim.age_years
+    if age is None and victim.birth_date is not None:
+        age = age_at(victim.birth_date, reported_on)
+    return VictimFacts(
+        victim_ref=victim.victim_ref,
+        sex=victim.sex,
+        age_years=age,
+        nationality=victim.nationality,
+        migrant_worker_status=victim.migrant_worker_status,
+        needs=tuple(victim.needs),
+        destination_country=victim.destination_country,
+    )
+
+
+def identity_of(report: CaseReport) -> dict[str, object]:
+    """Everything that could identify a person, to be sealed: victims' identity, free text, the officer."""
+    return {
+        "victims": {
+            victim.victim_ref: victim.model_dump(mode="json", include=set(IDENTITY_FIELDS), exclude_none=True)
+            for victim in report.victims
+        },
+        "summary": report.summary,
+        "contact_officer": report.contact_officer.model_dump(mode="json") if report.contact_officer else None,
+    }
+
+
+class ReportIntake:
+    def __init__(
+        self,
+        directory: Callable[[], Directory],
+        sealer: IdentitySealer,
+        registry: ReportRegistry,
+        publisher: MessagePublisher,
+    ) -> None:
+        self._directory = directory
+        self._sealer = sealer
+        self._registry = registry
+        self._publisher = publisher
+
+    def check(self, report: CaseReport) -> None:
+        """Field errors the directory finds (the model itself checked shapes and ranges)."""
+        directory = self._directory()
+        problems = []
+        agency = directory.agency(report.reporting_agency)
+        if agency is None or agency.kind is not AgencyKind.POLICE:
+            problems.append({"field": "reporting_agency", "message": "is not a police unit in the directory"})
+        if directory.regency_name(report.regency_code) is None:
+            problems.append(
+                {"field": "regency_code", "message": f"is not a regency or city of {directory.province.name}"}
+            )
+        if problems:
+            raise InvalidReportError(problems)
+
+    async def accept(self, report: CaseReport) -> Accepted:
+        """Answers only once the broker confirmed ``case.reported`` (or it was confirmed before)."""
+        self.check(report)
+        case_id = case_id_for(report.reporting_agency, report.police_report_number)
+        fingerprint = fingerprint_of(report)
+        claim = await self._registry.claim(case_id, fingerprint)
+        event = self._case_reported(report, case_id, fingerprint)
+        if claim is Claim.CONFLICT:
+            raise ReportConflictError(case_id)
+        if claim is not Claim.REPEAT:
+            await self._publisher.publish(
+                Envelope.of(
+                    event,
+                    exchange=EVENTS,
+                    routing_key="case.reported",
+                    # Equal reports, equal message id: the referral service drops a repeat.
+                    message_id=derived_id(case_id, fingerprint),
+                    correlation_id=str(case_id),
+                )
+            )
+            await self._registry.mark_published(case_id, fingerprint)
+        log.info("case_accepted", case_id=str(case_id), case_code=event.case_code, published=claim is not Claim.REPEAT)
+        return Accepted(case_id=case_id, case_code=event.case_code, new=claim is Claim.NEW)
+
+    async def reject(self, body: bytes, *, reason: str, source_message_id: str | None) -> None:
+        """Tell the reporting agency (if the body names one we know) that its AMQP report was refused."""
+        agency_id = _claimed_agency(body)
+        agency = self._directory().agency(agency_id) if agency_id else None
+        if agency is None or agency.kind is not AgencyKind.POLICE:
+            log.warning("rejected_report_has_no_known_reporter", message_id=source_message_id)
+            return
+        number = _claimed_report_number(body)
+        receipt = CaseReceipt(
+            event="rejected",
+            reporting_agency=agency.id,
+            police_report_number=number,
+            case_id=case_id_for(agency.id, number) if number else None,
+            reason=reason,
+            source_message_id=source_message_id,
+            at=datetime.now(UTC),
+        )
+        await self._publisher.publish(
+            Envelope.of(
+                receipt,
+                exchange=EVENTS,
+                routing_key=f"case.{agency.id}.receipt",
+                message_id=derived_id(source_message_id or hashlib.sha256(body).hexdigest(), "rejected"),
+                correlation_id=str(receipt.case_id) if receipt.case_id else source_message_id,
+                causation_id=source_message_id,
+            )
+        )
+
+    def _case_reported(self, report: CaseReport, case_id: UUID, fingerprint: str) -> CaseReported:
+        directory = self._directory()
+        reported_local = report.reported_at.astimezone(directory.timezone)
+        return CaseReported(
+            case_id=case_id,
+            case_code=case_code_for(case_id, prefix=directory.province.case_code_prefix, reported_at=reported_local),
+            fingerprint=fingerprint,
+            police_report_number=report.police_report_number,
+            reporting_agency=report.reporting_agency,
+            regency_code=report.regency_code,
+            reported_at=report.reported_at,
+            exploitation_types=tuple(report.exploitation_types),
+            victims=tuple(facts_of(victim, reported_local.date()) for victim in report.victims),
+            identity=self._sealer.seal(identity_of(report), context=case_id.bytes),
+        )
+
+
+def _loads(body: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _claimed_agency(body: bytes) -> str | None:
+    value = _loads(body).get("reporting_agency")
+    return value if isinstance(value, str) else None
+
+
+def _claimed_report_number(body: bytes) -> str | None:
+    value = _loads(body).get("police_report_number")
+    return value if isinstance(value, str) and 0 < len(value) <= 100 else None

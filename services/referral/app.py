@@ -1,0 +1,68 @@
+"""Composition root of the referral service: ledger, outbox relay, broker and HTTP app wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+
+import structlog
+from fastapi import Depends, FastAPI
+
+from services.referral.api import build_api
+from services.referral.handlers import build_router
+from services.referral.ledger import Ledger
+from services.referral.outbox import OutboxRelay
+from services.referral.referrals import Referrals
+from shared.broker import MessagePublisher, make_broker
+from shared.consuming import DeadLetterMiddleware, DeadLetters
+from shared.database import make_engine, ping
+from shared.directory import Directory
+from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
+from shared.sealing import IdentitySealer
+from shared.service import Service
+from shared.settings import Settings
+from shared.topology import build_topology
+
+log = structlog.get_logger(__name__)
+
+
+def build_referral(settings: Settings, directory: Callable[[], Directory], sealer: IdentitySealer) -> Service:
+    broker = make_broker(settings, app_id="rujukan-referral")
+    publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
+    broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
+    topology = build_topology(directory(), settings.retry_schedule)
+    engine = make_engine(settings.database_url)
+    ledger = Ledger(engine)
+    relay = OutboxRelay(engine, publisher, poll_seconds=settings.outbox_poll_seconds)
+    referrals = Referrals(ledger, directory, sealer, on_commit=relay.wake)
+    broker.include_router(build_router(referrals, topology, settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ledger.migrate()
+        await broker.connect()
+        await topology.declare(broker)
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        await broker.start()
+        log.info("service_started", port=settings.referral_port)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+            await engine.dispose()
+
+    async def broker_ready() -> bool:
+        return await broker.ping(timeout=3)
+
+    http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
+    install_error_handlers(http)
+    http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    http.include_router(health_router({"broker": broker_ready, "database": partial(ping, engine)}))
+    http.include_router(build_api(referrals, Depends(agency_auth(directory))))
+    return Service(name="referral", port=settings.referral_port, http=http)

@@ -1,0 +1,317 @@
+"""The referral ledger: tables, and the repository the use cases work through inside one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.referral.lifecycle import Status
+from shared.broker import Envelope
+from shared.contracts.base import Priority
+from shared.contracts.cases import CaseReported, SealedBox, VictimFacts
+from shared.contracts.referrals import ReferralReason
+from shared.database import UtcDateTime
+
+metadata = MetaData()
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", String(36), primary_key=True),
+    Column("case_code", String(20), nullable=False),
+    Column("police_report_number", String(100), nullable=False),
+    Column("reporting_agency", String(60), nullable=False),
+    Column("regency_code", String(5), nullable=False),
+    Column("reported_at", UtcDateTime, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("exploitation_types", JSON, nullable=False),
+    Column("victims", JSON, nullable=False),
+    # Sealed exactly as intake sealed it: identity rests encrypted, opened only for an authorised read.
+    Column("identity", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_cases_report_number", "reporting_agency", "police_report_number"),
+)
+
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("case_id", String(36), ForeignKey("cases.case_id"), nullable=False),
+    Column("agency_id", String(60), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("victim_refs", JSON, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("ack_due_at", UtcDateTime, nullable=False),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("case_id", "agency_id", name="uq_referrals_case_agency"),
+    Index("ix_referrals_status_due", "status", "ack_due_at"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(36), ForeignKey("cases.case_id"), nullable=False, index=True),
+    Column("referral_id", String(36), nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(40), primary_key=True),
+    Column("message_id", String(100), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(100), nullable=False, unique=True),
+    Column("exchange", String(100), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("message_type", String(60), nullable=False),
+    Column("correlation_id", String(100), nullable=True),
+    Column("causation_id", String(100), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Index("ix_outbox_unsent", "sent_at", "id"),
+)
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    case_id: UUID
+    case_code: str
+    police_report_number: str
+    reporting_agency: str
+    regency_code: str
+    reported_at: datetime
+    fingerprint: str
+    victims: tuple[VictimFacts, ...]
+    identity: SealedBox
+
+
+@dataclass(frozen=True)
+class Referral:
+    referral_id: UUID
+    case_id: UUID
+    agency_id: str
+    status: Status
+    priority: Priority
+    victim_refs: tuple[str, ...]
+    reasons: tuple[ReferralReason, ...]
+    issued_at: datetime
+    ack_due_at: datetime
+    acknowledged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    event: str
+    referral_id: UUID | None
+    actor: str
+    detail: dict[str, Any]
+
+
+def _case(row: Any) -> CaseRecord:
+    return CaseRecord(
+        case_id=UUID(row.case_id),
+        case_code=row.case_code,
+        police_report_number=row.police_report_number,
+        reporting_agency=row.reporting_agency,
+        regency_code=row.regency_code,
+        reported_at=row.reported_at,
+        fingerprint=row.fingerprint,
+        victims=tuple(VictimFacts.model_validate(v) for v in row.victims),
+        identity=SealedBox.model_validate(row.identity),
+    )
+
+
+def _referral(row: Any) -> Referral:
+    return Referral(
+        referral_id=UUID(row.referral_id),
+        case_id=UUID(row.case_id),
+        agency_id=row.agency_id,
+        status=Status(row.status),
+        priority=Priority(row.priority),
+        victim_refs=tuple(row.victim_refs),
+        reasons=tuple(ReferralReason.model_validate(r) for r in row.reasons),
+        issued_at=row.issued_at,
+        ack_due_at=row.ack_due_at,
+        acknowledged_at=row.acknowledged_at,
+    )
+
+
+class LedgerTx:
+    """Reads and writes inside one database transaction; nothing is visible until it commits."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    async def first_time(self, consumer: str, message_id: str, now: datetime) -> bool:
+        """Records ``message_id`` as processed by ``consumer``; False if it already was (a redelivery)."""
+        seen = await self._c.scalar(
+            select(inbox.c.message_id).where(inbox.c.consumer == consumer, inbox.c.message_id == message_id)
+        )
+        if seen is not None:
+            return False
+        await self._c.execute(inbox.insert().values(consumer=consumer, message_id=message_id, received_at=now))
+        return True
+
+    async def case(self, case_id: UUID) -> CaseRecord | None:
+        row = (await self._c.execute(select(cases).where(cases.c.case_id == str(case_id)))).one_or_none()
+        return _case(row) if row else None
+
+    async def add_case(self, event: CaseReported, now: datetime) -> None:
+        await self._c.execute(
+            cases.insert().values(
+                case_id=str(event.case_id),
+                case_code=event.case_code,
+                police_report_number=event.police_report_number,
+                reporting_agency=event.reporting_agency,
+                regency_code=event.regency_code,
+                reported_at=event.reported_at,
+                fingerprint=event.fingerprint,
+                exploitation_types=[t.value for t in event.exploitation_types],
+                victims=[v.model_dump(mode="json") for v in event.victims],
+                identity=event.identity.model_dump(mode="json"),
+                created_at=now,
+            )
+        )
+
+    async def add_referral(self, referral: Referral, now: datetime) -> None:
+        await self._c.execute(
+            referrals.insert().values(
+                referral_id=str(referral.referral_id),
+                case_id=str(referral.case_id),
+                agency_id=referral.agency_id,
+                status=referral.status.value,
+                priority=referral.priority.value,
+                victim_refs=list(referral.victim_refs),
+                reasons=[r.model_dump(mode="json") for r in referral.reasons],
+                issued_at=referral.issued_at,
+                ack_due_at=referral.ack_due_at,
+                updated_at=now,
+            )
+        )
+
+    async def referral(self, referral_id: UUID) -> Referral | None:
+        query = select(referrals).where(referrals.c.referral_id == str(referral_id)).with_for_update()
+        row = (await self._c.execute(query)).one_or_none()
+        return _referral(row) if row else None
+
+    async def referrals_of(self, case_id: UUID) -> list[Referral]:
+        query = select(referrals).where(referrals.c.case_id == str(case_id)).order_by(referrals.c.issued_at)
+        return [_referral(row) for row in await self._c.execute(query)]
+
+    async def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:
+        await self._c.execute(
+            update(referrals)
+            .where(referrals.c.referral_id == str(referral_id))
+            .values(status=status.value, updated_at=now, **fields)
+        )
+
+    async def record(
+        self,
+        case_id: UUID,
+        event: str,
+        *,
+        at: datetime,
+        actor: str,
+        referral_id: UUID | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self._c.execute(
+            timeline.insert().values(
+                case_id=str(case_id),
+                referral_id=str(referral_id) if referral_id else None,
+                at=at,
+                event=event,
+                actor=actor,
+                detail=detail or {},
+            )
+        )
+
+    async def timeline_of(self, case_id: UUID) -> list[TimelineEntry]:
+        query = select(timeline).where(timeline.c.case_id == str(case_id)).order_by(timeline.c.id)
+        return [
+            TimelineEntry(
+                at=row.at,
+                event=row.event,
+                referral_id=UUID(row.referral_id) if row.referral_id else None,
+                actor=row.actor,
+                detail=row.detail,
+            )
+            for row in await self._c.execute(query)
+        ]
+
+    async def enqueue(self, envelope: Envelope, now: datetime) -> None:
+        """The message leaves with this transaction or not at all (the outbox relay publishes it)."""
+        await self._c.execute(
+            outbox.insert().values(
+                message_id=envelope.message_id,
+                exchange=envelope.exchange,
+                routing_key=envelope.routing_key,
+                message_type=envelope.message_type,
+                correlation_id=envelope.correlation_id,
+                causation_id=envelope.causation_id,
+                body=envelope.body,
+                created_at=now,
+            )
+        )
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[LedgerTx]:
+        async with self.engine.begin() as connection:
+            yield LedgerTx(connection)
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to the newest Alembic revision."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,292 @@
+"""Use cases of the referral service: open a case's referrals, record deliveries, acknowledge, and read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
+from services.referral.lifecycle import Status, after_delivery_report, move
+from services.referral.routing import route
+from shared.broker import Envelope
+from shared.contracts.cases import CaseReported
+from shared.contracts.referrals import (
+    CaseReceipt,
+    ReceiptLeg,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralIssued,
+)
+from shared.directory import Directory
+from shared.errors import NotPermittedError, ReportConflictError, UnknownReferralError
+from shared.ids import derived_id, referral_id_for
+from shared.sealing import IdentitySealer
+from shared.topology import EVENTS
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "rujukan"
+
+
+class UnknownCaseError(LookupError):
+    """No case with that id is in the ledger."""
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    referral_id: UUID
+    agency_id: str
+    officer: str | None
+    note: str | None
+    at: datetime
+    via: str
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case: CaseRecord
+    referrals: list[Referral]
+    timeline: list[TimelineEntry]
+
+
+@dataclass(frozen=True)
+class ReferralView:
+    case: CaseRecord
+    referral: Referral
+    identity: dict[str, dict[str, Any]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Referrals:
+    def __init__(
+        self,
+        ledger: Ledger,
+        directory: Callable[[], Directory],
+        sealer: IdentitySealer,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._directory = directory
+        self._sealer = sealer
+        self._on_commit = on_commit
+        self._clock = clock
+
+    async def open_case(self, event: CaseReported, *, message_id: str) -> None:
+        """Route the case and issue one referral per agency, with its outgoing messages, in one transaction."""
+        directory = self._directory()
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            if not await tx.first_time("referral.cases", message_id, now):
+                log.info("case_reported_repeat_ignored", case_id=str(event.case_id))
+                return
+            existing = await tx.case(event.case_id)
+            if existing is not None:
+                if existing.fingerprint != event.fingerprint:
+                    raise ReportConflictError(event.case_id)
+                return
+            await tx.add_case(event, now)
+            await tx.record(
+                event.case_id,
+                "case_reported",
+                at=now,
+                actor=event.reporting_agency,
+                detail={"case_code": event.case_code, "regency_code": event.regency_code,
+                        "victim_count": len(event.victims)},
+            )  # fmt: skip
+            issued = []
+            for decision in route(event.victims, event.regency_code, directory.rules, directory):
+                agency = directory.agency(decision.agency_id)
+                assert agency is not None  # route() resolves only agencies of this directory
+                referral = Referral(
+                    referral_id=referral_id_for(event.case_id, agency.id),
+                    case_id=event.case_id,
+                    agency_id=agency.id,
+                    status=Status.REQUESTED,
+                    priority=decision.priority,
+                    victim_refs=decision.victim_refs,
+                    reasons=decision.reasons,
+                    issued_at=now,
+                    ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
+                )
+                await tx.add_referral(referral, now)
+                await tx.record(
+                    event.case_id,
+                    "referral_issued",
+                    at=now,
+                    actor=SYSTEM,
+                    referral_id=referral.referral_id,
+                    detail={
+                        "agency_id": agency.id,
+                        "priority": referral.priority.value,
+                        "victim_refs": list(referral.victim_refs),
+                        "rules": [reason.rule_id for reason in referral.reasons],
+                        "ack_due_at": referral.ack_due_at.isoformat(),
+                    },
+                )
+                await tx.enqueue(self._issued(event, referral, causation_id=message_id), now)
+                issued.append(referral)
+            await self._receipt(tx, event.case_id, "referred", now=now, causation_id=message_id)
+        self._on_commit()
+        log.info("case_referred", case_id=str(event.case_id), referrals=len(issued))
+
+    async def record_delivery(self, report: ReferralDelivered | ReferralDeliveryFailed, *, message_id: str) -> None:
+        delivered = isinstance(report, ReferralDelivered)
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            if not await tx.first_time("referral.deliveries", message_id, now):
+                return
+            referral = await self._referral_of(tx, report.referral_id, report.agency_id)
+            target = after_delivery_report(referral.status, delivered=delivered)
+            if target is not None:
+                await tx.set_status(referral.referral_id, target, now)
+            detail: dict[str, Any] = {
+                "channel": report.channel,
+                "notification_id": report.notification_id,
+                "attempts": report.attempts,
+                "status_changed": target is not None,
+            }
+            if isinstance(report, ReferralDeliveryFailed):
+                detail["reason"] = report.reason
+            await tx.record(
+                referral.case_id,
+                "delivered" if delivered else "delivery_failed",
+                at=report.delivered_at if isinstance(report, ReferralDelivered) else report.failed_at,
+                actor=f"notifier:{report.channel}",
+                referral_id=referral.referral_id,
+                detail=detail,
+            )
+
+    async def acknowledge(self, ack: Acknowledgement) -> Referral:
+        """A duty officer took the referral: the deadline clock stops; the reporting agency is told."""
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            if ack.message_id and not await tx.first_time("referral.replies", ack.message_id, now):
+                referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
+                return referral
+            referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
+            status = move(referral.referral_id, referral.status, Status.ACKNOWLEDGED)
+            await tx.set_status(referral.referral_id, status, now, acknowledged_at=ack.at)
+            await tx.record(
+                referral.case_id,
+                "acknowledged",
+                at=ack.at,
+                actor=ack.agency_id,
+                referral_id=referral.referral_id,
+                detail={"officer": ack.officer, "note": ack.note, "via": ack.via,
+                        "on_time": ack.at <= referral.ack_due_at},
+            )  # fmt: skip
+            await self._receipt(
+                tx, referral.case_id, "acknowledged", now=now, causation_id=ack.message_id, only=referral.referral_id
+            )
+        self._on_commit()
+        log.info("referral_acknowledged", referral_id=str(referral.referral_id), agency_id=ack.agency_id)
+        return Referral(**{**referral.__dict__, "status": status, "acknowledged_at": ack.at})
+
+    async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
+        async with self._ledger.transaction() as tx:
+            case = await tx.case(case_id)
+            if case is None:
+                raise UnknownCaseError(case_id)
+            if case.reporting_agency != agency_id:
+                raise NotPermittedError(f"only {case.reporting_agency} may read case {case_id}")
+            return CaseView(case, await tx.referrals_of(case_id), await tx.timeline_of(case_id))
+
+    async def referral_view(self, referral_id: UUID, *, agency_id: str) -> ReferralView:
+        """The referral with the identity of its own victims only; the read lands on the timeline."""
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            referral = await self._referral_of(tx, referral_id, agency_id)
+            case = await tx.case(referral.case_id)
+            assert case is not None  # referrals reference their case (foreign key)
+            sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
+            identity = {ref: sealed["victims"].get(ref, {}) for ref in referral.victim_refs}
+            await tx.record(
+                case.case_id,
+                "identity_read",
+                at=now,
+                actor=agency_id,
+                referral_id=referral_id,
+                detail={"victim_refs": list(referral.victim_refs)},
+            )
+            return ReferralView(case=case, referral=referral, identity=identity)
+
+    async def _referral_of(self, tx: LedgerTx, referral_id: UUID, agency_id: str) -> Referral:
+        referral = await tx.referral(referral_id)
+        if referral is None:
+            raise UnknownReferralError(referral_id)
+        if referral.agency_id != agency_id:
+            raise NotPermittedError(f"referral {referral_id} is not addressed to {agency_id}")
+        return referral
+
+    def _issued(self, event: CaseReported, referral: Referral, *, causation_id: str) -> Envelope:
+        refs = set(referral.victim_refs)
+        message = ReferralIssued(
+            referral_id=referral.referral_id,
+            case_id=event.case_id,
+            case_code=event.case_code,
+            agency_id=referral.agency_id,
+            reporting_agency=event.reporting_agency,
+            regency_code=event.regency_code,
+            priority=referral.priority,
+            exploitation_types=event.exploitation_types,
+            victims=tuple(v for v in event.victims if v.victim_ref in refs),
+            reasons=referral.reasons,
+            issued_at=referral.issued_at,
+            ack_due_at=referral.ack_due_at,
+        )
+        return Envelope.of(
+            message,
+            exchange=EVENTS,
+            routing_key=f"referral.{referral.agency_id}.issued",
+            message_id=derived_id(referral.referral_id, "issued"),
+            correlation_id=str(event.case_id),
+            causation_id=causation_id,
+        )
+
+    async def _receipt(
+        self,
+        tx: LedgerTx,
+        case_id: UUID,
+        event: str,
+        *,
+        now: datetime,
+        causation_id: str | None,
+        only: UUID | None = None,
+    ) -> None:
+        case = await tx.case(case_id)
+        assert case is not None
+        legs = [r for r in await tx.referrals_of(case_id) if only is None or r.referral_id == only]
+        receipt = CaseReceipt(
+            event=event,  # type: ignore[arg-type]
+            reporting_agency=case.reporting_agency,
+            case_id=case.case_id,
+            case_code=case.case_code,
+            police_report_number=case.police_report_number,
+            legs=tuple(
+                ReceiptLeg(referral_id=r.referral_id, agency_id=r.agency_id, status=r.status.value) for r in legs
+            ),
+            at=now,
+            source_message_id=causation_id,
+        )
+        await tx.enqueue(
+            Envelope.of(
+                receipt,
+                exchange=EVENTS,
+                routing_key=f"case.{case.reporting_agency}.receipt",
+                message_id=derived_id(f"{case_id}:{only or ''}", f"receipt-{event}"),
+                correlation_id=str(case_id),
+                causation_id=causation_id,
+            ),
+            now,
+        )
