@@ -127,8 +127,8 @@ async def run_demo(settings: Settings, *, timeout: float) -> int:
         await runner.setup()
         for port in ports:
             await web.TCPSite(runner, "127.0.0.1", port).start()
-        print(f"Rujukan demo: services on ports {settings.intake_port}, {settings.referral_port}, "
-              f"{settings.notifier_port}; agency webhooks on {sorted(ports)}; broker {settings.amqp_url.host}")  # fmt: skip
+        ports_text = f"{settings.intake_port}, {settings.referral_port}, {settings.notifier_port}"
+        print(f"Rujukan demo: services on {ports_text}; webhooks on {sorted(ports)}; broker {settings.amqp_url.host}")
         await running.start()
         try:
             return await _send_and_follow(session, settings, referral_url, timeout)
@@ -167,9 +167,8 @@ async def _send_and_follow(
         if legs and case["status"]["fully_acknowledged"] and events.count("delivered") >= len(legs):
             print(f"\nAll {len(legs)} referrals delivered and acknowledged:")
             for leg in legs:
-                print(
-                    f"  {leg['agency_id']:<20} {leg['status']:<13} {leg['priority']:<7} victims {', '.join(leg['victim_refs'])}"
-                )
+                victims = ", ".join(leg["victim_refs"])
+                print(f"  {leg['agency_id']:<20} {leg['status']:<13} {leg['priority']:<7} victims {victims}")
             return 0
         await asyncio.sleep(0.2)
     print(f"\nNot every referral was acknowledged within {timeout:.0f} s; is RabbitMQ running at {settings.amqp_url}?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,6 +89,11 @@ class MessagePublisher:
         all_headers: dict[str, Any] = dict(headers or {})
         if envelope.causation_id:
             all_headers["causation_id"] = envelope.causation_id
+        # The outer bound matters: while a robust connection is re-connecting, aio-pika waits for it
+        # before its own publish timeout starts, and a caller waiting for 202 must hear 503 instead.
+        await asyncio.wait_for(self._publish(envelope, all_headers), timeout=self._timeout)
+
+    async def _publish(self, envelope: Envelope, headers: dict[str, Any]) -> None:
         await self._broker.publish(
             envelope.body,
             exchange=envelope.exchange or None,
@@ -97,7 +103,7 @@ class MessagePublisher:
             message_type=envelope.message_type,
             content_type="application/json",
             timestamp=datetime.now(UTC),
-            headers=all_headers,
+            headers=headers,
             persist=True,
             mandatory=True,
             timeout=self._timeout,
@@ -107,7 +113,7 @@ class MessagePublisher:
         self, queue: str, *, body: bytes, properties: Mapping[str, Any], headers: Mapping[str, Any]
     ) -> None:
         """Through the default exchange to exactly one queue (dead letters, wait queues, replays)."""
-        await self._broker.publish(
+        publishing = self._broker.publish(
             body,
             routing_key=queue,
             headers=dict(headers),
@@ -116,3 +122,4 @@ class MessagePublisher:
             timeout=self._timeout,
             **properties,
         )
+        await asyncio.wait_for(publishing, timeout=self._timeout)

@@ -118,9 +118,9 @@ class DeadLetterMiddleware(BaseMiddleware):
 
     async def after_processed(
         self,
-        exc_type: type[BaseException] | None = None,
+        _exc_type: type[BaseException] | None = None,
         exc_val: BaseException | None = None,
-        exc_tb: TracebackType | None = None,
+        _exc_tb: TracebackType | None = None,
     ) -> bool | None:
         if exc_val is None or not isinstance(exc_val, Exception) or isinstance(exc_val, RejectMessage):
             return False

@@ -19,6 +19,7 @@ from pydantic import (
     HttpUrl,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,8 +38,12 @@ class AgencyKind(StrEnum):
 
 
 def _duration(value: object) -> object:
+    # People write "1h" or "30m"; anything else (ISO 8601 "PT1H", seconds) is left to pydantic.
     if isinstance(value, str):
-        return timedelta(seconds=parse_duration(value))
+        try:
+            return timedelta(seconds=parse_duration(value))
+        except ValueError:
+            return value
     return value
 
 
@@ -50,7 +55,7 @@ class _Config(BaseModel):
 
 
 class Province(_Config):
-    code: Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
+    code: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}$")]
     name: str
     case_code_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,4}$")]
     timezone: str
@@ -74,7 +79,7 @@ class Province(_Config):
 
 
 class Jurisdiction(_Config):
-    province: Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
+    province: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}$")]
     regencies: tuple[RegencyCode, ...] = Field(
         default=(), description="Empty for a provincial unit, which covers the whole province."
     )
@@ -146,22 +151,11 @@ class Directory(_Config):
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Directory:
-        seen: set[str] = set()
-        for agency in self.agencies:
-            if agency.id in seen:
-                raise ValueError(f"agency id {agency.id!r} appears twice")
-            seen.add(agency.id)
-            if agency.jurisdiction.province != self.province.code:
-                raise ValueError(f"agency {agency.id!r} is outside province {self.province.code}")
-            unknown = [code for code in agency.jurisdiction.regencies if code not in self.province.regencies]
-            if unknown:
-                raise ValueError(f"agency {agency.id!r} names unknown regencies {unknown}")
-            if agency.receives_referrals and agency.webhook is None:
-                raise ValueError(f"receiving agency {agency.id!r} has no webhook")
-        for rule in self.rules:
-            if not any(a.kind is rule.agency_kind and a.jurisdiction.is_provincial for a in self.agencies):
-                raise ValueError(f"rule {rule.id!r}: no provincial {rule.agency_kind} unit to fall back to")
+    def _consistent(self, info: ValidationInfo) -> Directory:
+        if not (info.context or {}).get("defer_consistency"):
+            problems = consistency_problems(self)
+            if problems:
+                raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {message}" for loc, message in problems))
         return self
 
     def agency(self, agency_id: str) -> Agency | None:
@@ -191,6 +185,30 @@ class Directory(_Config):
         return ZoneInfo(self.province.timezone)
 
 
+def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ...], str]]:
+    """What no single entry can know: duplicates, regencies outside the province, missing fallbacks."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    seen: set[str] = set()
+    province = directory.province
+    for index, agency in enumerate(directory.agencies):
+        if agency.id in seen:
+            problems.append((("agencies", index, "id"), f"agency id {agency.id!r} appears twice"))
+        seen.add(agency.id)
+        if agency.jurisdiction.province != province.code:
+            problems.append(
+                (("agencies", index, "jurisdiction", "province"), f"is not the directory's province {province.code}")
+            )
+        for position, code in enumerate(agency.jurisdiction.regencies):
+            if code not in province.regencies:
+                problems.append((("agencies", index, "jurisdiction", "regencies", position), f"unknown regency {code}"))
+        if agency.receives_referrals and agency.webhook is None:
+            problems.append((("agencies", index, "webhook"), "a receiving agency needs a webhook"))
+    for index, rule in enumerate(directory.rules):
+        if not any(a.kind is rule.agency_kind and a.jurisdiction.is_provincial for a in directory.agencies):
+            problems.append((("rules", index, "agency_kind"), f"no provincial {rule.agency_kind} unit to fall back to"))
+    return problems
+
+
 def load_directory(path: Path) -> Directory:
     """Read and validate the directory; a bad file raises naming the file, line, entry and field."""
     try:
@@ -202,14 +220,17 @@ def load_directory(path: Path) -> Directory:
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        return Directory.model_validate(raw)
+        directory = Directory.model_validate(raw, context={"defer_consistency": True})
     except ValidationError as exc:
-        problems = [_describe(path, text, raw, error) for error in exc.errors(include_input=False)]
+        problems = [_describe(path, text, raw, error["loc"], error["msg"]) for error in exc.errors(include_input=False)]
         raise ConfigurationError("invalid directory:\n  " + "\n  ".join(problems)) from None
+    if found := consistency_problems(directory):
+        problems = [_describe(path, text, raw, loc, message) for loc, message in found]
+        raise ConfigurationError("invalid directory:\n  " + "\n  ".join(problems))
+    return directory
 
 
-def _describe(path: Path, text: str, raw: Any, error: Any) -> str:
-    loc: Sequence[int | str] = error["loc"]
+def _describe(path: Path, text: str, raw: Any, loc: Sequence[int | str], message: str) -> str:
     entry = ""
     if len(loc) >= 2 and loc[0] in ("agencies", "rules") and isinstance(raw, dict):
         try:
@@ -220,7 +241,7 @@ def _describe(path: Path, text: str, raw: Any, error: Any) -> str:
     field = ".".join(str(part) for part in loc) or "(top level)"
     line = _line_of(text, loc)
     where = f"{path}:{line}" if line else str(path)
-    return f"{where}: {field}{entry}: {error['msg']}"
+    return f"{where}: {field}{entry}: {message}"
 
 
 def _line_of(text: str, loc: Sequence[int | str]) -> int | None:

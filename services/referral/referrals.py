@@ -172,8 +172,7 @@ class Referrals:
         now = self._clock()
         async with self._ledger.transaction() as tx:
             if ack.message_id and not await tx.first_time("referral.replies", ack.message_id, now):
-                referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
-                return referral
+                return await self._referral_of(tx, ack.referral_id, ack.agency_id)
             referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
             status = move(referral.referral_id, referral.status, Status.ACKNOWLEDGED)
             await tx.set_status(referral.referral_id, status, now, acknowledged_at=ack.at)

@@ -67,11 +67,12 @@ class VictimReport(Contract):
     victim_ref: VictimRef
     full_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     sex: Sex
-    age_years: Annotated[int, Field(ge=0, le=120)] | None = None
+    # Strict: true, 15.0 or "15" are mistakes in an age, not an age.
+    age_years: Annotated[int, Field(ge=0, le=120, strict=True)] | None = None
     nationality: CountryCode = "ID"
     migrant_worker_status: MigrantWorkerStatus = MigrantWorkerStatus.NONE
     needs: list[Need] = Field(default_factory=list)
-    nik: Annotated[str, StringConstraints(pattern=r"^\d{16}$")] | None = None
+    nik: Annotated[str, StringConstraints(pattern=r"^[0-9]{16}$")] | None = None
     birth_date: date | None = None
     passport_number: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{5,20}$")] | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
