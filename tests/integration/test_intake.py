@@ -1,0 +1,141 @@
+"""Intake answers every reporter clearly: 202 only when the broker confirmed, or the error and its fields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.builders import a_case_report_body, a_victim
+from tests.rabbit import BrokerClient, delete_vhost_of
+from tests.system import System, delivered_everywhere
+
+pytestmark = pytest.mark.rabbit
+
+
+async def test_report_without_a_token_or_with_an_unknown_one_gets_401(system: System) -> None:
+    url = system.url("intake", "/v1/cases")
+
+    missing = await system.http.post(url, json=a_case_report_body())
+    unknown = await system.http.post(url, json=a_case_report_body(), headers={"Authorization": "Bearer nope"})
+
+    assert missing.status_code == 401
+    assert unknown.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+
+
+async def test_only_the_reporting_police_unit_may_report_its_case(system: System) -> None:
+    body = a_case_report_body(reporting_agency="polres-bengkayang")
+
+    other_police = await system.report(body, agency_id="polres-sambas")
+    not_police = await system.report(body, agency_id="dinsos-bengkayang")
+
+    assert other_police.status_code == 403
+    assert not_police.status_code == 403
+
+
+async def test_invalid_report_gets_422_naming_the_fields_without_echoing_identity(system: System) -> None:
+    body = a_case_report_body(
+        victims=[a_victim(age_years=200, nik="12345", full_name="Siti Aminah")], regency_code="62.01"
+    )
+    body["favourite_colour"] = "blue"
+
+    response = await system.report(body)
+
+    assert response.status_code == 422
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert {"victims.0.age_years", "victims.0.nik", "favourite_colour"} <= fields
+    assert "12345" not in response.text
+    assert "Siti" not in response.text
+
+
+async def test_report_for_a_regency_outside_the_directory_gets_422(system: System) -> None:
+    response = await system.report(a_case_report_body(regency_code="64.01"))
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["regency_code"]
+
+
+async def test_changed_report_under_the_same_number_gets_409_pointing_to_amendment(system: System) -> None:
+    body = a_case_report_body()
+    first = await system.report(body)
+
+    changed = await system.report({**body, "victims": [a_victim(age_years=16)]})
+
+    assert first.status_code == 202
+    assert changed.status_code == 409
+    assert changed.json()["case_id"] == first.json()["case_id"]
+    assert "amend" in changed.json()["detail"]
+
+
+async def test_body_that_is_not_json_or_too_large_is_refused(system: System) -> None:
+    url = system.url("intake", "/v1/cases")
+    headers = system.token("polres-bengkayang")
+
+    not_json = await system.http.post(url, content=b"<xml/>", headers={**headers, "content-type": "application/xml"})
+    too_large = await system.http.post(
+        url, content=b"[" + b"1," * 600_000 + b"1]", headers={**headers, "content-type": "application/json"}
+    )
+
+    assert not_json.status_code in (415, 422)
+    assert too_large.status_code == 413
+
+
+async def test_report_is_answered_503_not_202_when_the_broker_is_gone(system: System) -> None:
+    await delete_vhost_of(str(system.settings.amqp_url))
+
+    response = await system.report(a_case_report_body())
+
+    assert response.status_code == 503
+
+
+async def test_invalid_amqp_report_is_dead_lettered_with_its_reason_and_answered_with_a_receipt(
+    system: System, broker: BrokerClient
+) -> None:
+    body = a_case_report_body(victims=[a_victim(age_years=-3, full_name="Siti Aminah")])
+
+    message_id = await broker.publish("rujukan.intake", "case.report", body, message_type="case.report.v1")
+
+    [dead] = await broker.take("intake.reports.dead")
+    assert dead.message_id == message_id
+    assert "victims.0.age_years" in dead.headers["x-rujukan-reason"]
+    assert "Siti" not in dead.headers["x-rujukan-reason"]
+    [receipt] = await broker.take("agency.polres-bengkayang.receipts")
+    answer = json.loads(receipt.body)
+    assert answer["event"] == "rejected"
+    assert answer["source_message_id"] == message_id
+    assert "victims.0.age_years" in answer["reason"]
+
+
+async def test_unknown_contract_version_is_dead_lettered_with_its_reason(system: System, broker: BrokerClient) -> None:
+    await broker.publish("rujukan.intake", "case.report", a_case_report_body(), message_type="case.report.v9")
+
+    [dead] = await broker.take("intake.reports.dead")
+
+    assert dead.headers["x-rujukan-reason"] == "unknown contract case.report.v9"
+
+
+async def test_valid_amqp_report_is_referred_like_an_http_one(system: System, broker: BrokerClient) -> None:
+    body = a_case_report_body()
+
+    await broker.publish("rujukan.intake", "case.report", body, message_type="case.report.v1")
+
+    [referred] = await broker.take("agency.polres-bengkayang.receipts")
+    case_id = json.loads(referred.body)["case_id"]
+    case = await system.case_when(case_id, delivered_everywhere)
+    assert {leg["agency_id"] for leg in case["referrals"]} == {"dinsos-bengkayang", "uptd-ppa-kalbar"}
+
+
+async def test_readiness_reports_broker_and_database(system: System) -> None:
+    for service in ("intake", "referral"):
+        response = await system.http.get(system.url(service, "/readyz"))
+        assert response.status_code == 200
+        assert response.json()["checks"] == {"broker": True, "database": True}
+
+
+async def test_readiness_fails_when_the_broker_is_gone(system: System) -> None:
+    await delete_vhost_of(str(system.settings.amqp_url))
+
+    response = await system.http.get(system.url("intake", "/readyz"))
+
+    assert response.status_code == 503

@@ -1,0 +1,139 @@
+"""Test access to the real RabbitMQ: a fresh vhost per test, and a plain aio-pika client to poke at it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import aiohttp
+
+AMQP_BASE = os.environ.get("RUJUKAN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MANAGEMENT_URL = os.environ.get("RUJUKAN_TEST_MANAGEMENT_URL", "http://127.0.0.1:15672")
+_AUTH = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+
+
+async def _management(method: str, path: str, body: Any = None) -> bool:
+    try:
+        async with (
+            aiohttp.ClientSession(headers=_AUTH, timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.request(method, f"{MANAGEMENT_URL}/api{path}", json=body) as response,
+        ):
+            return response.status < 300
+    except aiohttp.ClientConnectionError:
+        return False
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)  # noqa: S603, S607
+
+
+@asynccontextmanager
+async def fresh_vhost() -> AsyncIterator[str]:
+    """A vhost of its own for one test (management API when enabled, else rabbitmqctl); deleted after."""
+    name = f"rujukan-test-{uuid.uuid4().hex[:10]}"
+    quoted = quote(name, safe="")
+    if await _management("PUT", f"/vhosts/{quoted}"):
+        await _management("PUT", f"/permissions/{quoted}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+        via_api = True
+    else:
+        await asyncio.to_thread(_rabbitmqctl, "add_vhost", name)
+        await asyncio.to_thread(_rabbitmqctl, "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        via_api = False
+    try:
+        yield AMQP_BASE.rstrip("/") + "/" + quoted
+    finally:
+        if via_api:
+            await _management("DELETE", f"/vhosts/{quoted}")
+        else:
+            await asyncio.to_thread(_rabbitmqctl, "delete_vhost", name)
+
+
+async def delete_vhost_of(amqp_url: str) -> None:
+    """Pulls the broker out from under running services (the vhost's connections are closed)."""
+    quoted = amqp_url.rsplit("/", 1)[1]
+    if not await _management("DELETE", f"/vhosts/{quoted}"):
+        from urllib.parse import unquote
+
+        await asyncio.to_thread(_rabbitmqctl, "delete_vhost", unquote(quoted))
+
+
+class BrokerClient:
+    """What an agency system (or an operator) does with plain aio-pika."""
+
+    def __init__(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
+        self.connection = connection
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+
+    @classmethod
+    async def connect(cls, url: str) -> BrokerClient:
+        return cls(await aio_pika.connect_robust(url))
+
+    async def channel(self) -> aio_pika.abc.AbstractChannel:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        return self._channel
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | dict[str, Any],
+        *,
+        message_type: str | None,
+        message_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        message_id = message_id or str(uuid.uuid4())
+        channel = await self.channel()
+        target = await channel.get_exchange(exchange, ensure=False) if exchange else channel.default_exchange
+        payload = json.dumps(body).encode() if isinstance(body, dict) else body
+        await target.publish(
+            aio_pika.Message(
+                payload,
+                message_id=message_id,
+                type=message_type,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=headers or {},
+                correlation_id=correlation_id,
+            ),
+            routing_key=routing_key,
+            mandatory=True,
+        )
+        return message_id
+
+    async def take(
+        self, queue: str, count: int = 1, *, timeout: float = 10
+    ) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Exactly ``count`` messages from ``queue`` (acked), waiting up to ``timeout`` seconds for them."""
+        channel = await self.channel()
+        declared = await channel.get_queue(queue, ensure=True)
+        taken: list[aio_pika.abc.AbstractIncomingMessage] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(taken) < count:
+            message = await declared.get(no_ack=False, fail=False)
+            if message is None:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{queue}: {len(taken)} of {count} messages after {timeout} s")
+                await asyncio.sleep(0.05)
+                continue
+            await message.ack()
+            taken.append(message)
+        return taken
+
+    async def depth(self, queue: str) -> int:
+        channel = await self.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+    async def close(self) -> None:
+        await self.connection.close()

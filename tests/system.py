@@ -1,0 +1,200 @@
+"""The three services running in-process against a real broker vhost, and the agencies' webhook sink."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+
+from services.cli import build_services
+from shared.directory import Directory, load_directory
+from shared.sealing import load_sealer
+from shared.service import Running
+from shared.settings import Settings
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "kalbar.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Delivery:
+    agency_id: str
+    webhook_id: str
+    payload: dict[str, Any]
+    body: str
+
+
+@dataclass
+class WebhookSink:
+    """Every agency's webhook endpoint: verifies Standard Webhooks signatures and records what arrived."""
+
+    directory: Directory | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fail_next(self, agency_id: str, *statuses: int) -> None:
+        """The agency's next requests answer these statuses, in order, then it recovers."""
+        self.failures.setdefault(agency_id, []).extend(statuses)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/webhooks/{agency_id}", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        agency_id = request.match_info["agency_id"]
+        self.requests[agency_id] += 1
+        if self.failures.get(agency_id):
+            return web.Response(status=self.failures[agency_id].pop(0))
+        assert self.directory is not None
+        agency = self.directory.agency(agency_id)
+        assert agency is not None
+        assert agency.webhook is not None
+        body = await request.text()
+        try:
+            payload = Webhook(agency.webhook.secret).verify(body, dict(request.headers))
+        except Exception:  # the test then sees a 401 and no delivery
+            return web.Response(status=401)
+        self.deliveries.append(Delivery(agency_id, request.headers["webhook-id"], payload, body))
+        return web.Response(status=204)
+
+    def distinct_ids(self, agency_id: str | None = None) -> set[str]:
+        return {d.webhook_id for d in self.deliveries if agency_id is None or d.agency_id == agency_id}
+
+
+def directory_for(sink: WebhookSink) -> Directory:
+    """The shipped Kalimantan Barat directory with every webhook pointed at the test's sink."""
+    directory = load_directory(CONFIG)
+    agencies = tuple(
+        agency.model_copy(
+            update={"webhook": agency.webhook.model_copy(update={"url": f"{sink.url}/webhooks/{agency.id}"})}
+        )
+        if agency.webhook
+        else agency
+        for agency in directory.agencies
+    )
+    return directory.model_copy(update={"agencies": agencies})
+
+
+def settings_for(amqp_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "database_url": f"sqlite+aiosqlite:///{data_dir}/rujukan.db",
+        "data_dir": data_dir,
+        "intake_port": free_port(),
+        "referral_port": free_port(),
+        "notifier_port": free_port(),
+        "retry_schedule": (1.0, 2.0),
+        "outbox_poll_seconds": 0.2,
+        "webhook_attempts": 3,
+        "log_level": "WARNING",
+        "publish_timeout_seconds": 3.0,
+    }
+    values.update(overrides)
+    values["public_referral_url"] = f"http://127.0.0.1:{values['referral_port']}"
+    return Settings(**values)
+
+
+class System:
+    """The services as an agency would see them: over HTTP, with bearer tokens."""
+
+    def __init__(self, settings: Settings, directory: Directory, sink: WebhookSink, names: tuple[str, ...]) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.sink = sink
+        self._running = Running(build_services(names, settings, directory, load_sealer(settings)), "127.0.0.1")
+        self.http = httpx.AsyncClient(timeout=15)
+
+    async def start(self) -> None:
+        await self._running.start()
+
+    async def stop(self) -> None:
+        await self._running.stop()
+        await self.http.aclose()
+
+    def url(self, service: str, path: str) -> str:
+        port = {"intake": self.settings.intake_port, "referral": self.settings.referral_port}[service]
+        return f"http://127.0.0.1:{port}{path}"
+
+    @staticmethod
+    def token(agency_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer dev-{agency_id}"}
+
+    async def report(self, body: dict[str, Any], *, agency_id: str | None = None) -> httpx.Response:
+        agency = agency_id or body["reporting_agency"]
+        return await self.http.post(self.url("intake", "/v1/cases"), json=body, headers=self.token(agency))
+
+    async def case(self, case_id: str, *, agency_id: str = "polres-bengkayang") -> httpx.Response:
+        return await self.http.get(self.url("referral", f"/v1/cases/{case_id}"), headers=self.token(agency_id))
+
+    async def acknowledge(self, referral_id: str, agency_id: str, **body: Any) -> httpx.Response:
+        return await self.http.post(
+            self.url("referral", f"/v1/referrals/{referral_id}/acknowledge"),
+            json=body or None,
+            headers=self.token(agency_id),
+        )
+
+    async def case_when(
+        self,
+        case_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = 15,
+        agency_id: str = "polres-bengkayang",
+    ) -> dict[str, Any]:
+        """The case as soon as ``done(case)`` holds; fails after ``timeout`` seconds with the last state seen."""
+        last: dict[str, Any] = {}
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            response = await self.case(case_id, agency_id=agency_id)
+            if response.status_code == 200:
+                last = response.json()
+                if done(last):
+                    return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"case {case_id} did not reach the expected state in {timeout} s: {last}")
+
+
+def delivered_everywhere(case: dict[str, Any]) -> bool:
+    legs = case["referrals"]
+    return bool(legs) and sum(e["event"] == "delivered" for e in case["timeline"]) >= len(legs)
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], *, timeout: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true after {timeout} s")
+        await asyncio.sleep(0.1)
