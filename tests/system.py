@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from pydantic import HttpUrl
 from standardwebhooks.webhooks import Webhook
 
 from services.cli import build_services
@@ -94,7 +95,7 @@ def directory_for(sink: WebhookSink) -> Directory:
     directory = load_directory(CONFIG)
     agencies = tuple(
         agency.model_copy(
-            update={"webhook": agency.webhook.model_copy(update={"url": f"{sink.url}/webhooks/{agency.id}"})}
+            update={"webhook": agency.webhook.model_copy(update={"url": HttpUrl(f"{sink.url}/webhooks/{agency.id}")})}
         )
         if agency.webhook
         else agency

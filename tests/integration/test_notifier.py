@@ -1,0 +1,66 @@
+"""Notifications reach the agency once, retried through transient failures, and failures are never silent."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.builders import a_case_report_body, a_victim
+from tests.rabbit import BrokerClient
+from tests.system import System, delivered_everywhere
+
+pytestmark = pytest.mark.rabbit
+
+AN_ADULT_MAN = a_victim(sex="male", age_years=40, full_name="Andi Wijaya")
+
+
+async def test_webhook_failing_twice_then_succeeding_is_delivered_once_with_one_webhook_id(system: System) -> None:
+    system.sink.fail_next("dinsos-bengkayang", 503, 429)
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(response.json()["case_id"], delivered_everywhere)
+
+    assert system.sink.requests["dinsos-bengkayang"] == 3
+    [delivery] = system.sink.deliveries
+    [delivered] = [e for e in case["timeline"] if e["event"] == "delivered"]
+    assert delivered["detail"]["attempts"] == 3
+    assert delivered["detail"]["notification_id"] == delivery.webhook_id
+
+
+async def test_permanent_webhook_failure_marks_the_referral_failed_with_the_reason(system: System) -> None:
+    system.sink.fail_next("dinsos-bengkayang", 410)
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(
+        response.json()["case_id"], lambda c: any(r["status"] == "failed" for r in c["referrals"])
+    )
+
+    [failure] = [e for e in case["timeline"] if e["event"] == "delivery_failed"]
+    assert failure["detail"]["reason"] == "webhook answered HTTP 410"
+    assert system.sink.requests["dinsos-bengkayang"] == 1
+
+
+async def test_endpoint_down_past_quick_retries_is_retried_from_a_wait_queue_with_the_same_id(
+    system: System, broker: BrokerClient
+) -> None:
+    system.sink.fail_next("dinsos-bengkayang", 502, 502, 502, 502)
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(response.json()["case_id"], delivered_everywhere, timeout=20)
+
+    [delivered] = [e for e in case["timeline"] if e["event"] == "delivered"]
+    assert delivered["detail"]["attempts"] == 5
+    assert len(system.sink.distinct_ids("dinsos-bengkayang")) == 1
+    assert await broker.depth("agency.dinsos-bengkayang.inbox") == 1
+
+
+async def test_endpoint_down_for_the_whole_retry_schedule_fails_the_referral(system: System) -> None:
+    system.sink.fail_next("dinsos-bengkayang", *([503] * 9))
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(
+        response.json()["case_id"], lambda c: any(r["status"] == "failed" for r in c["referrals"]), timeout=25
+    )
+
+    [failure] = [e for e in case["timeline"] if e["event"] == "delivery_failed"]
+    assert failure["detail"]["reason"].startswith("retry schedule spent")
+    assert failure["detail"]["attempts"] == 9
