@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -33,12 +32,12 @@ class ReferralProcess:
         self._env = env
         self._port = port
         self._log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         with self._log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "services.cli", "referral"], cwd=ROOT, env=self._env, stdout=log, stderr=log
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.cli", "referral", cwd=ROOT, env=self._env, stdout=log, stderr=log
             )
         async with httpx.AsyncClient() as client:
             for _ in range(200):
@@ -47,23 +46,25 @@ class ReferralProcess:
                         return
                 except httpx.TransportError:
                     pass
-                assert self.process.poll() is None, self._log.read_text()[-2000:]
+                assert self.process.returncode is None, self._log.read_text()[-2000:]
                 await asyncio.sleep(0.1)
         raise AssertionError("referral service did not become ready")
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        await self.process.wait()
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
             self.process.terminate()
-            self.process.wait(timeout=30)
+            await asyncio.wait_for(self.process.wait(), timeout=30)
 
 
 @pytest.fixture
-async def split_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> AsyncIterator[tuple[System, ReferralProcess]]:
+async def split_system(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path
+) -> AsyncIterator[tuple[System, ReferralProcess]]:
     directory = directory_for(sink)
     sink.directory = directory
     settings = settings_for(amqp_url, tmp_path)
@@ -84,7 +85,7 @@ async def split_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> Asyn
     await in_process.start()
     await referral.start()
     yield in_process, referral
-    referral.stop()
+    await referral.stop()
     await in_process.stop()
 
 
@@ -97,7 +98,7 @@ async def test_killing_the_referral_service_mid_stream_loses_none_and_duplicates
     accepted = []
     for index, body in enumerate(bodies):
         if index == KILL_AFTER:
-            referral.kill()
+            await referral.kill()
         if index == KILL_AFTER + 30:
             await referral.start()
         response = await system.report(body)
