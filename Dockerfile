@@ -46,6 +46,7 @@ COPY config/ /app/config/
 ENV RUJUKAN_CONFIG=/app/config/kalbar.yaml \
     RUJUKAN_DATA_DIR=/var/lib/rujukan \
     RUJUKAN_DATABASE_URL=sqlite+aiosqlite:////var/lib/rujukan/rujukan.db \
+    RUJUKAN_INTAKE_DATABASE_URL=sqlite+aiosqlite:////var/lib/rujukan/intake.db \
     RUJUKAN_HTTP_HOST=0.0.0.0
 
 VOLUME ["/var/lib/rujukan"]

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     environment: Literal["demo", "production"] = "demo"
     amqp_url: AmqpDsn = AmqpDsn("amqp://guest:guest@127.0.0.1:5672/")
     database_url: str = "sqlite+aiosqlite:///var/rujukan.db"
+    # Intake's registry of accepted reports; its own SQLite file by default so intake and referral never
+    # wait on each other's write lock (point both at PostgreSQL in a deployment).
+    intake_database_url: str = "sqlite+aiosqlite:///var/intake.db"
     config: Path = Path("config/kalbar.yaml")
     data_dir: Path = Path("var")
     # Base64 of a 32-byte AES key; without it the demo makes one in data_dir (production refuses).

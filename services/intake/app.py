@@ -31,7 +31,7 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
     topology = build_topology(directory(), settings.retry_schedule)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.intake_database_url)
     registry = ReportRegistry(engine)
     intake = ReportIntake(directory, sealer, registry, publisher)
     broker.include_router(build_router(intake, topology, settings))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, MetaData, String, Table, select, update
+from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,23 +19,21 @@ reports = Table(
     metadata,
     Column("case_id", String(36), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
-    Column("published", Boolean, nullable=False, default=False),
     Column("first_seen_at", UtcDateTime, nullable=False),
 )
 
 
-class Claim(Enum):
-    NEW = "new"
-    """Never accepted before: publish it."""
-    REPEAT_UNPUBLISHED = "repeat_unpublished"
-    """Seen, but its publish was never confirmed: publish again (same message id)."""
-    REPEAT = "repeat"
-    """Already accepted with this content: nothing new."""
-    CONFLICT = "conflict"
-    """Already accepted with other content."""
+class Seen(Enum):
+    NEVER = "never"
+    SAME = "same"
+    """Accepted before with this content: nothing new to publish."""
+    DIFFERENT = "different"
+    """Accepted before with other content: a conflict."""
 
 
 class ReportRegistry:
+    """A row is written only after the broker confirmed the report, so every row was really accepted."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
@@ -43,32 +41,22 @@ class ReportRegistry:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
 
-    async def claim(self, case_id: UUID, fingerprint: str) -> Claim:
-        key = str(case_id)
+    async def seen(self, case_id: UUID, fingerprint: str) -> Seen:
+        async with self._engine.connect() as connection:
+            known = await connection.scalar(select(reports.c.fingerprint).where(reports.c.case_id == str(case_id)))
+        if known is None:
+            return Seen.NEVER
+        return Seen.SAME if known == fingerprint else Seen.DIFFERENT
+
+    async def remember(self, case_id: UUID, fingerprint: str) -> Seen:
+        """Records an accepted report; a concurrent acceptance of the same case answers what it saw."""
         try:
             async with self._engine.begin() as connection:
                 await connection.execute(
                     reports.insert().values(
-                        case_id=key, fingerprint=fingerprint, published=False, first_seen_at=datetime.now(UTC)
+                        case_id=str(case_id), fingerprint=fingerprint, first_seen_at=datetime.now(UTC)
                     )
                 )
-            return Claim.NEW
         except IntegrityError:
-            pass
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(select(reports).where(reports.c.case_id == key).with_for_update())).one()
-            if row.fingerprint == fingerprint:
-                return Claim.REPEAT if row.published else Claim.REPEAT_UNPUBLISHED
-            if row.published:
-                return Claim.CONFLICT
-            # The earlier content was never confirmed by the broker, so it was never accepted either.
-            await connection.execute(update(reports).where(reports.c.case_id == key).values(fingerprint=fingerprint))
-            return Claim.NEW
-
-    async def mark_published(self, case_id: UUID, fingerprint: str) -> None:
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(reports)
-                .where(reports.c.case_id == str(case_id), reports.c.fingerprint == fingerprint)
-                .values(published=True)
-            )
+            return await self.seen(case_id, fingerprint)
+        return Seen.NEVER

@@ -271,11 +271,13 @@ def test_compose_refuses_to_start_without_its_secrets() -> None:
     assert not lenient, f"secrets without the required-variable syntax ${{NAME:?message}}: {lenient}"
 
 
-@pytest.mark.parametrize("name", DATABASE_SERVICES)
-def test_database_services_use_the_compose_postgres(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "variable"), [("intake", "RUJUKAN_INTAKE_DATABASE_URL"), ("referral", "RUJUKAN_DATABASE_URL")]
+)
+def test_database_services_use_the_compose_postgres(name: str, variable: str) -> None:
     postgres = _environment(_service("postgres"))
-    url = urlsplit(_interpolate(_environment(_service(name)).get("RUJUKAN_DATABASE_URL", "")))
-    assert url.scheme == "postgresql+asyncpg", f"{name}: RUJUKAN_DATABASE_URL must use the asyncpg driver"
+    url = urlsplit(_interpolate(_environment(_service(name)).get(variable, "")))
+    assert url.scheme == "postgresql+asyncpg", f"{name}: {variable} must use the asyncpg driver"
     assert url.hostname == "postgres"
     assert url.username == postgres["POSTGRES_USER"]
     assert url.password == _interpolate(postgres["POSTGRES_PASSWORD"])
