@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from aiohttp import web
 from pydantic import HttpUrl
 from standardwebhooks.webhooks import Webhook
@@ -22,6 +27,9 @@ from shared.service import Running
 from shared.settings import Settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "kalbar.yaml"
+
+
+ROOT = CONFIG.parent.parent
 
 
 def free_port() -> int:
@@ -48,7 +56,10 @@ class WebhookSink:
     requests: Counter[str] = field(default_factory=Counter)
     failures: dict[str, list[int]] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    arrivals: dict[str, list[float]] | None = None
+    """When a dict: monotonic arrival times of first deliveries, by case code (for the benchmark)."""
     _runner: web.AppRunner | None = None
+    _ids: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -83,11 +94,16 @@ class WebhookSink:
             payload = Webhook(agency.webhook.secret).verify(body, dict(request.headers))
         except Exception:  # the test then sees a 401 and no delivery
             return web.Response(status=401)
+        if self.arrivals is not None and request.headers["webhook-id"] not in self._ids:
+            self.arrivals.setdefault(payload["case_code"], []).append(time.monotonic())
+        self._ids.add(request.headers["webhook-id"])
         self.deliveries.append(Delivery(agency_id, request.headers["webhook-id"], payload, body))
         return web.Response(status=204)
 
     def distinct_ids(self, agency_id: str | None = None) -> set[str]:
-        return {d.webhook_id for d in self.deliveries if agency_id is None or d.agency_id == agency_id}
+        if agency_id is None:
+            return self._ids
+        return {d.webhook_id for d in self.deliveries if d.agency_id == agency_id}
 
 
 def directory_for(sink: WebhookSink) -> Directory:
@@ -108,6 +124,7 @@ def settings_for(amqp_url: str, data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "amqp_url": amqp_url,
         "database_url": f"sqlite+aiosqlite:///{data_dir}/rujukan.db",
+        "intake_database_url": f"sqlite+aiosqlite:///{data_dir}/intake.db",
         "data_dir": data_dir,
         "intake_port": free_port(),
         "referral_port": free_port(),
@@ -199,3 +216,54 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], *, timeout: fl
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not true after {timeout} s")
         await asyncio.sleep(0.1)
+
+
+class ServiceProcess:
+    """One service as its own OS process (``rujukan <name>``), so it can be killed with SIGKILL."""
+
+    def __init__(self, name: str, settings: Settings, directory: Directory, data_dir: Path) -> None:
+        self.name = name
+        self._port = getattr(settings, f"{name}_port")
+        self._log = data_dir / f"{name}.log"
+        config = data_dir / "directory.yaml"
+        config.write_text(yaml.safe_dump(directory.model_dump(mode="json")))
+        self._env = {
+            **os.environ,
+            "RUJUKAN_AMQP_URL": str(settings.amqp_url),
+            "RUJUKAN_DATABASE_URL": settings.database_url,
+            "RUJUKAN_INTAKE_DATABASE_URL": settings.intake_database_url,
+            "RUJUKAN_DATA_DIR": str(settings.data_dir),
+            "RUJUKAN_CONFIG": str(config),
+            f"RUJUKAN_{name.upper()}_PORT": str(self._port),
+            "RUJUKAN_PUBLIC_REFERRAL_URL": settings.public_referral_url,
+            "RUJUKAN_RETRY_SCHEDULE": ",".join(f"{int(step * 1000)}ms" for step in settings.retry_schedule),
+            "RUJUKAN_OUTBOX_POLL_SECONDS": str(settings.outbox_poll_seconds),
+            "RUJUKAN_LOG_LEVEL": "WARNING",
+        }
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self._log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.cli", self.name, cwd=ROOT, env=self._env, stdout=log, stderr=log
+            )
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                try:
+                    if (await client.get(f"http://127.0.0.1:{self._port}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                assert self.process.returncode is None, self._log.read_text()[-2000:]
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.name} did not become ready: {self._log.read_text()[-2000:]}")
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), timeout=30)

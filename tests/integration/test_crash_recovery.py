@@ -2,86 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 
 from tests.builders import a_case_report_body, the_sample_victims
 from tests.rabbit import BrokerClient
-from tests.system import System, WebhookSink, delivered_everywhere, directory_for, settings_for
+from tests.system import ServiceProcess, System, WebhookSink, delivered_everywhere, directory_for, settings_for
 
 pytestmark = pytest.mark.rabbit
 
 CASES = 200
 KILL_AFTER = 70
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class ReferralProcess:
-    """The referral service as its own OS process, so it can be killed with SIGKILL like in production."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self._env = env
-        self._port = port
-        self._log = log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self._log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.cli", "referral", cwd=ROOT, env=self._env, stdout=log, stderr=log
-            )
-        async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                try:
-                    if (await client.get(f"http://127.0.0.1:{self._port}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                assert self.process.returncode is None, self._log.read_text()[-2000:]
-                await asyncio.sleep(0.1)
-        raise AssertionError("referral service did not become ready")
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), timeout=30)
 
 
 @pytest.fixture
 async def split_system(
     amqp_url: str, sink: WebhookSink, tmp_path: Path
-) -> AsyncIterator[tuple[System, ReferralProcess]]:
+) -> AsyncIterator[tuple[System, ServiceProcess]]:
     directory = directory_for(sink)
     sink.directory = directory
     settings = settings_for(amqp_url, tmp_path)
-    config = tmp_path / "directory.yaml"
-    config.write_text(yaml.safe_dump(directory.model_dump(mode="json")))
     in_process = System(settings, directory, sink, ("intake", "notifier"))
-    env = {
-        **os.environ,
-        "RUJUKAN_AMQP_URL": str(settings.amqp_url),
-        "RUJUKAN_DATABASE_URL": settings.database_url,
-        "RUJUKAN_DATA_DIR": str(tmp_path),
-        "RUJUKAN_CONFIG": str(config),
-        "RUJUKAN_REFERRAL_PORT": str(settings.referral_port),
-        "RUJUKAN_OUTBOX_POLL_SECONDS": "0.2",
-        "RUJUKAN_LOG_LEVEL": "WARNING",
-    }
-    referral = ReferralProcess(env, settings.referral_port, tmp_path / "referral.log")
+    referral = ServiceProcess("referral", settings, directory, tmp_path)
     await in_process.start()
     await referral.start()
     yield in_process, referral
@@ -90,7 +35,7 @@ async def split_system(
 
 
 async def test_killing_the_referral_service_mid_stream_loses_none_and_duplicates_none(
-    split_system: tuple[System, ReferralProcess], broker: BrokerClient
+    split_system: tuple[System, ServiceProcess], broker: BrokerClient
 ) -> None:
     system, referral = split_system
     bodies = [a_case_report_body(victims=the_sample_victims()) for _ in range(CASES)]
