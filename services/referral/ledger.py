@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -181,16 +182,29 @@ class LedgerTx:
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
+        # Timeline and outbox rows are written in one executemany each when the transaction ends:
+        # a case with three referrals is then a handful of statements, not fifteen round trips.
+        self._timeline: list[dict[str, Any]] = []
+        self._outbox: list[dict[str, Any]] = []
+
+    async def flush(self) -> None:
+        if self._timeline:
+            await self._c.execute(timeline.insert(), self._timeline)
+            self._timeline = []
+        if self._outbox:
+            await self._c.execute(outbox.insert(), self._outbox)
+            self._outbox = []
 
     async def first_time(self, consumer: str, message_id: str, now: datetime) -> bool:
         """Records ``message_id`` as processed by ``consumer``; False if it already was (a redelivery)."""
-        seen = await self._c.scalar(
-            select(inbox.c.message_id).where(inbox.c.consumer == consumer, inbox.c.message_id == message_id)
+        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(inbox)
+            .values(consumer=consumer, message_id=message_id, received_at=now)
+            .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
         )
-        if seen is not None:
-            return False
-        await self._c.execute(inbox.insert().values(consumer=consumer, message_id=message_id, received_at=now))
-        return True
+        result = await self._c.execute(statement)
+        return bool(result.rowcount)
 
     async def case(self, case_id: UUID) -> CaseRecord | None:
         row = (await self._c.execute(select(cases).where(cases.c.case_id == str(case_id)))).one_or_none()
@@ -213,20 +227,27 @@ class LedgerTx:
             )
         )
 
-    async def add_referral(self, referral: Referral, now: datetime) -> None:
+    async def add_referrals(self, new: list[Referral], now: datetime) -> None:
+        if not new:
+            return
         await self._c.execute(
-            referrals.insert().values(
-                referral_id=str(referral.referral_id),
-                case_id=str(referral.case_id),
-                agency_id=referral.agency_id,
-                status=referral.status.value,
-                priority=referral.priority.value,
-                victim_refs=list(referral.victim_refs),
-                reasons=[r.model_dump(mode="json") for r in referral.reasons],
-                issued_at=referral.issued_at,
-                ack_due_at=referral.ack_due_at,
-                updated_at=now,
-            )
+            referrals.insert(),
+            [
+                {
+                    "referral_id": str(referral.referral_id),
+                    "case_id": str(referral.case_id),
+                    "agency_id": referral.agency_id,
+                    "status": referral.status.value,
+                    "priority": referral.priority.value,
+                    "victim_refs": list(referral.victim_refs),
+                    "reasons": [r.model_dump(mode="json") for r in referral.reasons],
+                    "issued_at": referral.issued_at,
+                    "ack_due_at": referral.ack_due_at,
+                    "acknowledged_at": None,
+                    "updated_at": now,
+                }
+                for referral in new
+            ],
         )
 
     async def referral(self, referral_id: UUID) -> Referral | None:
@@ -245,7 +266,7 @@ class LedgerTx:
             .values(status=status.value, updated_at=now, **fields)
         )
 
-    async def record(
+    def record(
         self,
         case_id: UUID,
         event: str,
@@ -255,18 +276,19 @@ class LedgerTx:
         referral_id: UUID | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await self._c.execute(
-            timeline.insert().values(
-                case_id=str(case_id),
-                referral_id=str(referral_id) if referral_id else None,
-                at=at,
-                event=event,
-                actor=actor,
-                detail=detail or {},
-            )
+        self._timeline.append(
+            {
+                "case_id": str(case_id),
+                "referral_id": str(referral_id) if referral_id else None,
+                "at": at,
+                "event": event,
+                "actor": actor,
+                "detail": detail or {},
+            }
         )
 
     async def timeline_of(self, case_id: UUID) -> list[TimelineEntry]:
+        await self.flush()
         query = select(timeline).where(timeline.c.case_id == str(case_id)).order_by(timeline.c.id)
         return [
             TimelineEntry(
@@ -279,19 +301,20 @@ class LedgerTx:
             for row in await self._c.execute(query)
         ]
 
-    async def enqueue(self, envelope: Envelope, now: datetime) -> None:
+    def enqueue(self, envelope: Envelope, now: datetime) -> None:
         """The message leaves with this transaction or not at all (the outbox relay publishes it)."""
-        await self._c.execute(
-            outbox.insert().values(
-                message_id=envelope.message_id,
-                exchange=envelope.exchange,
-                routing_key=envelope.routing_key,
-                message_type=envelope.message_type,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.causation_id,
-                body=envelope.body,
-                created_at=now,
-            )
+        self._outbox.append(
+            {
+                "message_id": envelope.message_id,
+                "exchange": envelope.exchange,
+                "routing_key": envelope.routing_key,
+                "message_type": envelope.message_type,
+                "correlation_id": envelope.correlation_id,
+                "causation_id": envelope.causation_id,
+                "body": envelope.body,
+                "created_at": now,
+                "sent_at": None,
+            }
         )
 
 
@@ -302,7 +325,9 @@ class Ledger:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[LedgerTx]:
         async with self.engine.begin() as connection:
-            yield LedgerTx(connection)
+            tx = LedgerTx(connection)
+            yield tx
+            await tx.flush()
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import structlog
@@ -96,7 +96,7 @@ class Referrals:
                     raise ReportConflictError(event.case_id)
                 return
             await tx.add_case(event, now)
-            await tx.record(
+            tx.record(
                 event.case_id,
                 "case_reported",
                 at=now,
@@ -119,8 +119,7 @@ class Referrals:
                     issued_at=now,
                     ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
                 )
-                await tx.add_referral(referral, now)
-                await tx.record(
+                tx.record(
                     event.case_id,
                     "referral_issued",
                     at=now,
@@ -134,9 +133,22 @@ class Referrals:
                         "ack_due_at": referral.ack_due_at.isoformat(),
                     },
                 )
-                await tx.enqueue(self._issued(event, referral, causation_id=message_id), now)
+                tx.enqueue(self._issued(event, referral, causation_id=message_id), now)
                 issued.append(referral)
-            await self._receipt(tx, event.case_id, "referred", now=now, causation_id=message_id)
+            await tx.add_referrals(issued, now)
+            tx.enqueue(
+                _receipt(
+                    "referred",
+                    reporting_agency=event.reporting_agency,
+                    case_id=event.case_id,
+                    case_code=event.case_code,
+                    police_report_number=event.police_report_number,
+                    legs=issued,
+                    now=now,
+                    causation_id=message_id,
+                ),
+                now,
+            )
         self._on_commit()
         log.info("case_referred", case_id=str(event.case_id), referrals=len(issued))
 
@@ -158,7 +170,7 @@ class Referrals:
             }
             if isinstance(report, ReferralDeliveryFailed):
                 detail["reason"] = report.reason
-            await tx.record(
+            tx.record(
                 referral.case_id,
                 "delivered" if delivered else "delivery_failed",
                 at=report.delivered_at if isinstance(report, ReferralDelivered) else report.failed_at,
@@ -176,7 +188,7 @@ class Referrals:
             referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
             status = move(referral.referral_id, referral.status, Status.ACKNOWLEDGED)
             await tx.set_status(referral.referral_id, status, now, acknowledged_at=ack.at)
-            await tx.record(
+            tx.record(
                 referral.case_id,
                 "acknowledged",
                 at=ack.at,
@@ -185,12 +197,24 @@ class Referrals:
                 detail={"officer": ack.officer, "note": ack.note, "via": ack.via,
                         "on_time": ack.at <= referral.ack_due_at},
             )  # fmt: skip
-            await self._receipt(
-                tx, referral.case_id, "acknowledged", now=now, causation_id=ack.message_id, only=referral.referral_id
+            case = await tx.case(referral.case_id)
+            assert case is not None  # referrals reference their case (foreign key)
+            tx.enqueue(
+                _receipt(
+                    "acknowledged",
+                    reporting_agency=case.reporting_agency,
+                    case_id=case.case_id,
+                    case_code=case.case_code,
+                    police_report_number=case.police_report_number,
+                    legs=[replace(referral, status=status)],
+                    now=now,
+                    causation_id=ack.message_id,
+                ),
+                now,
             )
         self._on_commit()
         log.info("referral_acknowledged", referral_id=str(referral.referral_id), agency_id=ack.agency_id)
-        return Referral(**{**referral.__dict__, "status": status, "acknowledged_at": ack.at})
+        return replace(referral, status=status, acknowledged_at=ack.at)
 
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
         async with self._ledger.transaction() as tx:
@@ -210,7 +234,7 @@ class Referrals:
             assert case is not None  # referrals reference their case (foreign key)
             sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
             identity = {ref: sealed["victims"].get(ref, {}) for ref in referral.victim_refs}
-            await tx.record(
+            tx.record(
                 case.case_id,
                 "identity_read",
                 at=now,
@@ -253,39 +277,35 @@ class Referrals:
             causation_id=causation_id,
         )
 
-    async def _receipt(
-        self,
-        tx: LedgerTx,
-        case_id: UUID,
-        event: str,
-        *,
-        now: datetime,
-        causation_id: str | None,
-        only: UUID | None = None,
-    ) -> None:
-        case = await tx.case(case_id)
-        assert case is not None
-        legs = [r for r in await tx.referrals_of(case_id) if only is None or r.referral_id == only]
-        receipt = CaseReceipt(
-            event=event,  # type: ignore[arg-type]
-            reporting_agency=case.reporting_agency,
-            case_id=case.case_id,
-            case_code=case.case_code,
-            police_report_number=case.police_report_number,
-            legs=tuple(
-                ReceiptLeg(referral_id=r.referral_id, agency_id=r.agency_id, status=r.status.value) for r in legs
-            ),
-            at=now,
-            source_message_id=causation_id,
-        )
-        await tx.enqueue(
-            Envelope.of(
-                receipt,
-                exchange=EVENTS,
-                routing_key=f"case.{case.reporting_agency}.receipt",
-                message_id=derived_id(f"{case_id}:{only or ''}", f"receipt-{event}"),
-                correlation_id=str(case_id),
-                causation_id=causation_id,
-            ),
-            now,
-        )
+
+def _receipt(
+    event: Literal["referred", "acknowledged"],
+    *,
+    reporting_agency: str,
+    case_id: UUID,
+    case_code: str,
+    police_report_number: str,
+    legs: list[Referral],
+    now: datetime,
+    causation_id: str | None,
+) -> Envelope:
+    """What the reporting agency hears: its case was referred, or one leg was acknowledged."""
+    receipt = CaseReceipt(
+        event=event,
+        reporting_agency=reporting_agency,
+        case_id=case_id,
+        case_code=case_code,
+        police_report_number=police_report_number,
+        legs=tuple(ReceiptLeg(referral_id=r.referral_id, agency_id=r.agency_id, status=r.status.value) for r in legs),
+        at=now,
+        source_message_id=causation_id,
+    )
+    leg_key = legs[0].referral_id if event == "acknowledged" else ""
+    return Envelope.of(
+        receipt,
+        exchange=EVENTS,
+        routing_key=f"case.{reporting_agency}.receipt",
+        message_id=derived_id(f"{case_id}:{leg_key}", f"receipt-{event}"),
+        correlation_id=str(case_id),
+        causation_id=causation_id,
+    )
