@@ -116,7 +116,7 @@ async def run_demo(settings: Settings, *, timeout: float) -> int:
     directory = load_directory(settings.config)
     sealer = load_sealer(settings)
     webhook_urls = {urlsplit(str(a.webhook.url)) for a in directory.receiving_agencies() if a.webhook}
-    ports = {url.port for url in webhook_urls if url.hostname in ("127.0.0.1", "localhost")}
+    ports = {url.port for url in webhook_urls if url.hostname in ("127.0.0.1", "localhost") and url.port}
     referral_url = f"http://{settings.http_host}:{settings.referral_port}"
     running = Running(
         build_services(("intake", "referral", "notifier"), settings, directory, sealer), settings.http_host

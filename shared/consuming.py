@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 import structlog
 from aio_pika import IncomingMessage
@@ -19,6 +19,7 @@ from shared.errors import MissingMessageIdError, PermanentError, UnknownContract
 from shared.topology import dead_letter_queue_name
 
 C = TypeVar("C", bound=Contract)
+D = TypeVar("D", bound=Contract)
 
 REASON_HEADER = "x-rujukan-reason"
 _MAX_REASON = 1000
@@ -46,7 +47,7 @@ def field_errors(error: ValidationError, *, drop_prefix: tuple[str, ...] = ()) -
 
 
 def raw(msg: RabbitMessage) -> IncomingMessage:
-    return msg.raw_message  # type: ignore[no-any-return]
+    return msg.raw_message
 
 
 def message_id_of(msg: RabbitMessage) -> str:
@@ -57,7 +58,15 @@ def message_id_of(msg: RabbitMessage) -> str:
     return message_id
 
 
-def decode(msg: RabbitMessage, *models: type[C]) -> C:
+@overload
+def decode(msg: RabbitMessage, model: type[C], /) -> C: ...
+
+
+@overload
+def decode(msg: RabbitMessage, first: type[C], second: type[D], /) -> C | D: ...
+
+
+def decode(msg: RabbitMessage, *models: type[Contract]) -> Contract:
     """The contract named by the message's ``type`` among ``models``; anything else is a permanent error."""
     message_type = raw(msg).type
     model = next((m for m in models if message_type == m.TYPE), None)
@@ -124,7 +133,7 @@ class DeadLetterMiddleware(BaseMiddleware):
     ) -> bool | None:
         if exc_val is None or not isinstance(exc_val, Exception) or isinstance(exc_val, RejectMessage):
             return False
-        message: IncomingMessage = self.msg
+        message = cast("IncomingMessage", self.msg)
         queue = self.context.get_local("handler_").queue.name
         if isinstance(exc_val, PermanentError | ValidationError):
             reason = str(exc_val) if isinstance(exc_val, PermanentError) else "invalid message body"

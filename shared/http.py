@@ -130,5 +130,5 @@ def agency_auth(directory_source: Callable[[], Directory]) -> Callable[..., Awai
     return authenticate
 
 
-def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
+def problem(status_code: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status_code)
