@@ -135,6 +135,18 @@ async def test_acknowledgement_moves_referral_to_acknowledged_on_timeline_and_in
     ]
 
 
+async def test_second_acknowledgement_is_refused_naming_the_current_state(system: System) -> None:
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+    case = await system.case_when(response.json()["case_id"], delivered_everywhere)
+    [leg] = case["referrals"]
+    await system.acknowledge(leg["referral_id"], "dinsos-bengkayang")
+
+    again = await system.acknowledge(leg["referral_id"], "dinsos-bengkayang")
+
+    assert again.status_code == 409
+    assert again.json()["status"] == "acknowledged"
+
+
 async def test_acknowledgement_over_amqp_moves_the_referral(system: System, broker: BrokerClient) -> None:
     response = await system.report(a_case_report_body(victims=the_sample_victims()))
     case_id = response.json()["case_id"]
