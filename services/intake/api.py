@@ -36,7 +36,7 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
             409: {"description": "the same police report number was reported with different content"},
             413: {"description": "body too large"},
             422: {"description": "invalid report: the fields at fault, never their values"},
-            503: {"description": "the broker did not confirm; nothing was accepted, send again"},
+            503: {"description": "the broker did not confirm in time: send the same report again"},
         },
     )
     async def report_case(report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
@@ -56,9 +56,13 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
                 "send the changes as an amendment (case.amend)",
                 case_id=str(exc.case_id),
             )
-        except Exception as exc:  # broker unreachable, publish unconfirmed or returned: not accepted
-            log.error("case_not_accepted_broker_unavailable", error=type(exc).__name__, exc_info=exc)
-            return problem(503, "the message broker did not confirm the report; it was not accepted, send again")
+        except Exception as exc:  # broker unreachable, publish unconfirmed or returned
+            log.error("case_not_confirmed_broker_unavailable", error=type(exc).__name__, exc_info=exc)
+            return problem(
+                503,
+                "the message broker did not confirm the report in time; send the same report again "
+                "(a repeat is recognised and never creates a second case)",
+            )
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,

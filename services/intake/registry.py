@@ -23,16 +23,19 @@ reports = Table(
 )
 
 
-class Seen(Enum):
-    NEVER = "never"
+class Claim(Enum):
+    NEW = "new"
+    """First time: this content now owns the case; publish it."""
     SAME = "same"
-    """Accepted before with this content: nothing new to publish."""
+    """This content was claimed before (its publish may or may not have been confirmed): publish again,
+    under the same message id, so a report whose outcome was unknown is never lost."""
     DIFFERENT = "different"
-    """Accepted before with other content: a conflict."""
+    """Other content owns the case: a conflict, whether or not that content was confirmed."""
 
 
 class ReportRegistry:
-    """A row is written only after the broker confirmed the report, so every row was really accepted."""
+    """The first content claimed for a case owns it, before it is published: after a timeout the outcome of
+    a publish is unknown (the broker may hold it), so no other content may ever take the case over."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -41,22 +44,18 @@ class ReportRegistry:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
 
-    async def seen(self, case_id: UUID, fingerprint: str) -> Seen:
+    async def claim(self, case_id: UUID, fingerprint: str) -> Claim:
         async with self._engine.connect() as connection:
             known = await connection.scalar(select(reports.c.fingerprint).where(reports.c.case_id == str(case_id)))
         if known is None:
-            return Seen.NEVER
-        return Seen.SAME if known == fingerprint else Seen.DIFFERENT
-
-    async def remember(self, case_id: UUID, fingerprint: str) -> Seen:
-        """Records an accepted report; a concurrent acceptance of the same case answers what it saw."""
-        try:
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    reports.insert().values(
-                        case_id=str(case_id), fingerprint=fingerprint, first_seen_at=datetime.now(UTC)
+            try:
+                async with self._engine.begin() as connection:
+                    await connection.execute(
+                        reports.insert().values(
+                            case_id=str(case_id), fingerprint=fingerprint, first_seen_at=datetime.now(UTC)
+                        )
                     )
-                )
-        except IntegrityError:
-            return await self.seen(case_id, fingerprint)
-        return Seen.NEVER
+                return Claim.NEW
+            except IntegrityError:
+                return await self.claim(case_id, fingerprint)
+        return Claim.SAME if known == fingerprint else Claim.DIFFERENT

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import structlog
 
-from services.intake.registry import ReportRegistry, Seen
+from services.intake.registry import Claim, ReportRegistry
 from shared.broker import Envelope, MessagePublisher
 from shared.contracts.cases import IDENTITY_FIELDS, CaseReport, CaseReported, VictimFacts, VictimReport
 from shared.contracts.referrals import CaseReceipt
@@ -108,27 +108,23 @@ class ReportIntake:
         self.check(report)
         case_id = case_id_for(report.reporting_agency, report.police_report_number)
         fingerprint = fingerprint_of(report)
-        seen = await self._registry.seen(case_id, fingerprint)
-        if seen is Seen.DIFFERENT:
+        claim = await self._registry.claim(case_id, fingerprint)
+        if claim is Claim.DIFFERENT:
             raise ReportConflictError(case_id)
         event = self._case_reported(report, case_id, fingerprint)
-        if seen is Seen.NEVER:
-            await self._publisher.publish(
-                Envelope.of(
-                    event,
-                    exchange=EVENTS,
-                    routing_key="case.reported",
-                    # Equal reports, equal message id: the referral service drops a repeat.
-                    message_id=derived_id(case_id, fingerprint),
-                    correlation_id=str(case_id),
-                )
+        # Published again for a repeat too: its first publish may have timed out unconfirmed. The message id
+        # is the same, so the referral service drops it if the broker had it after all.
+        await self._publisher.publish(
+            Envelope.of(
+                event,
+                exchange=EVENTS,
+                routing_key="case.reported",
+                message_id=derived_id(case_id, fingerprint),
+                correlation_id=str(case_id),
             )
-            # Two different reports racing past `seen` both reach the broker; the referral service
-            # dead-letters the second as a conflict, and its reporter is answered 409 here.
-            if await self._registry.remember(case_id, fingerprint) is Seen.DIFFERENT:
-                raise ReportConflictError(case_id)
-        log.info("case_accepted", case_id=str(case_id), case_code=event.case_code, published=seen is Seen.NEVER)
-        return Accepted(case_id=case_id, case_code=event.case_code, new=seen is Seen.NEVER)
+        )
+        log.info("case_accepted", case_id=str(case_id), case_code=event.case_code)
+        return Accepted(case_id=case_id, case_code=event.case_code, new=claim is Claim.NEW)
 
     async def reject(self, body: bytes, *, reason: str, source_message_id: str | None) -> None:
         """Tell the reporting agency (if the body names one we know) that its AMQP report was refused."""

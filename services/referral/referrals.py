@@ -93,7 +93,7 @@ class Referrals:
             existing = await tx.case(event.case_id)
             if existing is not None:
                 if existing.fingerprint != event.fingerprint:
-                    raise ReportConflictError(event.case_id)
+                    self._refuse_conflict(tx, event, now=now, message_id=message_id)
                 return
             await tx.add_case(event, now)
             tx.record(
@@ -152,6 +152,34 @@ class Referrals:
         self._on_commit()
         log.info("case_referred", case_id=str(event.case_id), referrals=len(issued))
 
+    def _refuse_conflict(self, tx: LedgerTx, event: CaseReported, *, now: datetime, message_id: str) -> None:
+        """Other content under a case already open: kept off the case, on its timeline, and the reporter told."""
+        reason = str(ReportConflictError(event.case_id))
+        tx.record(event.case_id, "conflicting_report_refused", at=now, actor=event.reporting_agency,
+                  detail={"reason": reason, "message_id": message_id})  # fmt: skip
+        receipt = CaseReceipt(
+            event="rejected",
+            reporting_agency=event.reporting_agency,
+            case_id=event.case_id,
+            case_code=event.case_code,
+            police_report_number=event.police_report_number,
+            reason=reason,
+            source_message_id=message_id,
+            at=now,
+        )
+        tx.enqueue(
+            Envelope.of(
+                receipt,
+                exchange=EVENTS,
+                routing_key=f"case.{event.reporting_agency}.receipt",
+                message_id=derived_id(message_id, "receipt-rejected"),
+                correlation_id=str(event.case_id),
+                causation_id=message_id,
+            ),
+            now,
+        )
+        log.warning("conflicting_report_refused", case_id=str(event.case_id), message_id=message_id)
+
     async def record_delivery(self, report: ReferralDelivered | ReferralDeliveryFailed, *, message_id: str) -> None:
         delivered = isinstance(report, ReferralDelivered)
         now = self._clock()
@@ -194,8 +222,9 @@ class Referrals:
                 at=ack.at,
                 actor=ack.agency_id,
                 referral_id=referral.referral_id,
+                # The deadline is judged by our clock, not by a time the agency's system claims.
                 detail={"officer": ack.officer, "note": ack.note, "via": ack.via,
-                        "on_time": ack.at <= referral.ack_due_at},
+                        "on_time": now <= referral.ack_due_at},
             )  # fmt: skip
             case = await tx.case(referral.case_id)
             assert case is not None  # referrals reference their case (foreign key)
