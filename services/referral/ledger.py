@@ -91,7 +91,7 @@ inbox = Table(
     "inbox",
     metadata,
     Column("consumer", String(40), primary_key=True),
-    Column("message_id", String(100), primary_key=True),
+    Column("message_id", String(255), primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),
 )
 
@@ -99,15 +99,17 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("message_id", String(100), nullable=False, unique=True),
+    Column("message_id", String(255), nullable=False, unique=True),
     Column("exchange", String(100), nullable=False),
     Column("routing_key", String(200), nullable=False),
     Column("message_type", String(60), nullable=False),
-    Column("correlation_id", String(100), nullable=True),
-    Column("causation_id", String(100), nullable=True),
+    Column("correlation_id", String(255), nullable=True),
+    Column("causation_id", String(255), nullable=True),
     Column("body", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(200), nullable=True),
     Index("ix_outbox_unsent", "sent_at", "id"),
 )
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.referral.ledger import outbox
 from shared.broker import Envelope, MessagePublisher
@@ -28,68 +29,91 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._batch = batch
         self._wake = asyncio.Event()
+        self.alive = False
 
     def wake(self) -> None:
         """Called after a commit that enqueued messages, so they leave now rather than at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        failures = 0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-            self._wake.clear()
-            try:
-                while await self.relay_once():
-                    pass
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker or database away: keep the rows, try again shortly
-                failures += 1
-                log.warning("outbox_relay_failed", error=type(exc).__name__, attempt=failures)
-                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+        self.alive = True
+        outages = 0
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+                self._wake.clear()
+                try:
+                    while await self.relay_once():
+                        pass
+                    outages = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # broker or database away: keep the rows, try again shortly
+                    outages += 1
+                    log.warning("outbox_relay_stalled", error=type(exc).__name__, attempt=outages)
+                    await asyncio.sleep(min(0.2 * 2**outages, 5.0))
+        finally:
+            self.alive = False
 
     async def relay_once(self) -> int:
-        """Publishes one batch of unsent messages in order of enqueueing; returns how many were sent."""
-        async with self._engine.begin() as connection:
-            # SKIP LOCKED: with several replicas on PostgreSQL each relay takes other rows.
-            query = (
-                select(outbox)
-                .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(self._batch)
-                .with_for_update(skip_locked=True)
-            )
-            rows = (await connection.execute(query)).all()
-            if not rows:
-                return 0
-            results = await asyncio.gather(
-                *(
-                    self._publisher.publish(
-                        Envelope(
-                            exchange=row.exchange,
-                            routing_key=row.routing_key,
-                            message_id=row.message_id,
-                            message_type=row.message_type,
-                            correlation_id=row.correlation_id,
-                            body=row.body,
-                            causation_id=row.causation_id,
-                        )
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
-            )
-            sent = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
-            if sent:
-                await connection.execute(update(outbox).where(outbox.c.id.in_(sent)).values(sent_at=datetime.now(UTC)))
-        failed = [result for result in results if isinstance(result, BaseException)]
-        if failed:
-            raise failed[0]
-        return len(sent)
+        """Publishes one batch; returns how many were sent. Raises only when nothing could be sent."""
+        if self._engine.dialect.name == "postgresql":
+            # Several replicas: each relay locks its own rows (SKIP LOCKED) until they are marked sent.
+            async with self._engine.begin() as connection:
+                rows = await self._unsent(connection, lock=True)
+                results = await self._publish_all(rows)
+                await self._mark(connection, rows, results)
+        else:
+            # SQLite has one replica and one connection: never hold it while waiting for the broker.
+            async with self._engine.begin() as connection:
+                rows = await self._unsent(connection, lock=False)
+            results = await self._publish_all(rows)
+            async with self._engine.begin() as connection:
+                await self._mark(connection, rows, results)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures and len(failures) == len(rows):
+            raise failures[0]
+        return len(rows) - len(failures)
 
-    async def pending(self) -> int:
-        async with self._engine.connect() as connection:
-            rows = await connection.execute(select(outbox.c.id).where(outbox.c.sent_at.is_(None)))
-            return len(rows.all())
+    async def _unsent(self, connection: AsyncConnection, *, lock: bool) -> list[Any]:
+        # Rows that keep failing go to the back, so one poisoned row cannot hold up the others.
+        query = (
+            select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.attempts, outbox.c.id).limit(self._batch)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return list((await connection.execute(query)).all())
+
+    async def _publish_all(self, rows: list[Any]) -> list[BaseException | None]:
+        return await asyncio.gather(
+            *(
+                self._publisher.publish(
+                    Envelope(
+                        exchange=row.exchange,
+                        routing_key=row.routing_key,
+                        message_id=row.message_id,
+                        message_type=row.message_type,
+                        correlation_id=row.correlation_id,
+                        body=row.body,
+                        causation_id=row.causation_id,
+                    )
+                )
+                for row in rows
+            ),
+            return_exceptions=True,
+        )
+
+    async def _mark(self, connection: AsyncConnection, rows: list[Any], results: list[BaseException | None]) -> None:
+        sent = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
+        if sent:
+            await connection.execute(update(outbox).where(outbox.c.id.in_(sent)).values(sent_at=datetime.now(UTC)))
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                error = f"{type(result).__name__}: {result}"[:200]
+                await connection.execute(
+                    update(outbox).where(outbox.c.id == row.id).values(attempts=outbox.c.attempts + 1, last_error=error)
+                )
+                if row.attempts + 1 in (1, 10, 100):
+                    log.error("outbox_message_not_published", message_id=row.message_id, attempt=row.attempts + 1,
+                              routing_key=row.routing_key, error=type(result).__name__)  # fmt: skip
