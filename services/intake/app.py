@@ -14,10 +14,11 @@ from services.intake.handlers import build_router
 from services.intake.registry import ReportRegistry
 from services.intake.reports import ReportIntake
 from shared.broker import MessagePublisher, make_broker
-from shared.consuming import DeadLetterMiddleware, DeadLetters
+from shared.consuming import DEAD_LETTER_CONTEXT, DeadLetterMiddleware, DeadLetters
 from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
+from shared.observability import broker_checks, instrument, metrics_router
 from shared.sealing import IdentitySealer
 from shared.service import Service
 from shared.settings import Settings
@@ -28,8 +29,10 @@ log = structlog.get_logger(__name__)
 
 def build_intake(settings: Settings, directory: Callable[[], Directory], sealer: IdentitySealer) -> Service:
     broker = make_broker(settings, app_id="rujukan-intake")
+    metrics = instrument(broker, "intake")
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
-    broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
+    dead_letters = DeadLetters(publisher, seal=partial(sealer.seal_bytes, context=DEAD_LETTER_CONTEXT))
+    broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=dead_letters))
     topology = build_topology(directory(), settings.retry_schedule)
     engine = make_engine(settings.intake_database_url)
     registry = ReportRegistry(engine)
@@ -49,12 +52,10 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
             await broker.stop()
             await engine.dispose()
 
-    async def broker_ready() -> bool:
-        return await broker.ping(timeout=3)
-
     http = FastAPI(title="Rujukan intake", version="1", lifespan=lifespan)
     install_error_handlers(http)
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    http.include_router(health_router({"broker": broker_ready, "database": partial(ping, engine)}))
+    http.include_router(metrics_router(metrics))
+    http.include_router(health_router({**broker_checks(broker), "database": partial(ping, engine)}))
     http.include_router(build_api(intake, Depends(agency_auth(directory))))
     return Service(name="intake", port=settings.intake_port, http=http)

@@ -16,6 +16,7 @@ from shared.broker import MessagePublisher, make_broker
 from shared.consuming import DeadLetterMiddleware, DeadLetters
 from shared.directory import Directory
 from shared.http import health_router, install_error_handlers
+from shared.observability import broker_checks, instrument, metrics_router
 from shared.service import Service
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -25,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 def build_notifier(settings: Settings, directory: Callable[[], Directory]) -> Service:
     broker = make_broker(settings, app_id="rujukan-notifier")
+    metrics = instrument(broker, "notifier")
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
     topology = build_topology(directory(), settings.retry_schedule)
@@ -51,10 +53,8 @@ def build_notifier(settings: Settings, directory: Callable[[], Directory]) -> Se
             await broker.stop()
             await channel.close()
 
-    async def broker_ready() -> bool:
-        return await broker.ping(timeout=3)
-
     http = FastAPI(title="Rujukan notifier", version="1", lifespan=lifespan)
     install_error_handlers(http)
-    http.include_router(health_router({"broker": broker_ready}))
+    http.include_router(metrics_router(metrics))
+    http.include_router(health_router(broker_checks(broker)))
     return Service(name="notifier", port=settings.notifier_port, http=http)

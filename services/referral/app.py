@@ -21,6 +21,7 @@ from shared.consuming import DeadLetterMiddleware, DeadLetters
 from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
+from shared.observability import broker_checks, instrument, metrics_router
 from shared.sealing import IdentitySealer
 from shared.service import Service
 from shared.settings import Settings
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 def build_referral(settings: Settings, directory: Callable[[], Directory], sealer: IdentitySealer) -> Service:
     broker = make_broker(settings, app_id="rujukan-referral")
+    metrics = instrument(broker, "referral")
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
     topology = build_topology(directory(), settings.retry_schedule)
@@ -57,12 +59,15 @@ def build_referral(settings: Settings, directory: Callable[[], Directory], seale
                 await relay_task
             await engine.dispose()
 
-    async def broker_ready() -> bool:
-        return await broker.ping(timeout=3)
+    async def relay_alive() -> bool:
+        return relay.alive
 
     http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
     install_error_handlers(http)
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    http.include_router(health_router({"broker": broker_ready, "database": partial(ping, engine)}))
+    http.include_router(metrics_router(metrics))
+    http.include_router(
+        health_router({**broker_checks(broker), "database": partial(ping, engine), "outbox_relay": relay_alive})
+    )
     http.include_router(build_api(referrals, Depends(agency_auth(directory))))
     return Service(name="referral", port=settings.referral_port, http=http)

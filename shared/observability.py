@@ -1,0 +1,41 @@
+"""Prometheus metrics and readiness probes every service shares."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Response
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+def instrument(broker: RabbitBroker, service: str) -> CollectorRegistry:
+    """FastStream's received/processed/published counters and durations, in a registry of this service's own."""
+    registry = CollectorRegistry()
+    broker.add_middleware(RabbitPrometheusMiddleware(registry=registry, app_name=f"rujukan-{service}"))
+    return registry
+
+
+def metrics_router(registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def broker_checks(broker: RabbitBroker) -> dict[str, Callable[[], Awaitable[bool]]]:
+    """The connection answers, and every subscriber is still consuming (a ping alone misses a dead consumer)."""
+
+    async def connected() -> bool:
+        return await broker.ping(timeout=3)
+
+    async def consuming() -> bool:
+        subscribers = broker.subscribers
+        return bool(subscribers) and all(subscriber.running for subscriber in subscribers)
+
+    return {"broker": connected, "consumers": consuming}
