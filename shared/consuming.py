@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
@@ -79,27 +80,41 @@ def decode(msg: RabbitMessage, *models: type[Contract]) -> Contract:
         raise InvalidMessageError(model.TYPE, exc) from None
 
 
-class DeadLetters:
-    """Publishes a refused message, confirmed, to ``<queue>.dead`` with the reason in ``x-rujukan-reason``."""
+SEALED_BODY_HEADER = "x-rujukan-sealed-body"
+DEAD_LETTER_CONTEXT = b"dead-letter"
 
-    def __init__(self, publisher: MessagePublisher) -> None:
+
+class DeadLetters:
+    """Publishes a refused message, confirmed, to ``<queue>.dead`` with the reason in ``x-rujukan-reason``.
+
+    With ``seal``, the body is sealed first: a refused case report still carries victim identity in plaintext,
+    and a dead-letter queue keeps it for as long as nobody looks.
+    """
+
+    def __init__(self, publisher: MessagePublisher, *, seal: Callable[[bytes], bytes] | None = None) -> None:
         self._publisher = publisher
+        self._seal = seal
 
     async def send(self, message: IncomingMessage, *, queue: str, reason: str) -> None:
-        await republish(
-            self._publisher,
-            message,
-            queue=dead_letter_queue_name(queue),
-            headers={
-                REASON_HEADER: reason[:_MAX_REASON],
-                "x-rujukan-queue": queue,
-                "x-rujukan-dead-at": datetime.now(UTC).isoformat(),
-            },
-        )
+        headers: dict[str, Any] = {
+            REASON_HEADER: reason[:_MAX_REASON],
+            "x-rujukan-queue": queue,
+            "x-rujukan-dead-at": datetime.now(UTC).isoformat(),
+        }
+        body = message.body
+        if self._seal is not None:
+            body = self._seal(body)
+            headers[SEALED_BODY_HEADER] = True
+        await republish(self._publisher, message, queue=dead_letter_queue_name(queue), headers=headers, body=body)
 
 
 async def republish(
-    publisher: MessagePublisher, message: IncomingMessage, *, queue: str, headers: dict[str, Any]
+    publisher: MessagePublisher,
+    message: IncomingMessage,
+    *,
+    queue: str,
+    headers: dict[str, Any],
+    body: bytes | None = None,
 ) -> None:
     """The same message (body, id, type) to one queue through the default exchange, with extra headers."""
     properties = {
@@ -110,7 +125,10 @@ async def republish(
         "timestamp": message.timestamp,
     }
     await publisher.publish_to_queue(
-        queue, body=message.body, properties=properties, headers={**(message.headers or {}), **headers}
+        queue,
+        body=message.body if body is None else body,
+        properties=properties,
+        headers={**(message.headers or {}), **headers},
     )
 
 

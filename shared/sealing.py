@@ -42,6 +42,15 @@ class IdentitySealer:
             ciphertext=base64.b64encode(ciphertext).decode(),
         )
 
+    def seal_bytes(self, data: bytes, *, context: bytes) -> bytes:
+        """Opaque bytes (e.g. a refused report kept in a dead-letter queue) as a sealed JSON document."""
+        box = self.seal({"bytes": base64.b64encode(data).decode()}, context=context)
+        return json.dumps({"sealed": box.model_dump()}).encode()
+
+    def open_bytes(self, sealed: bytes, *, context: bytes) -> bytes:
+        box = SealedBox.model_validate(json.loads(sealed)["sealed"])
+        return base64.b64decode(self.open(box, context=context)["bytes"])
+
     def open(self, box: SealedBox, *, context: bytes) -> dict[str, Any]:
         key = self._keys.get(box.key_id)
         if key is None:

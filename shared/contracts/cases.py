@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, Field, StringConstraints, ValidationInfo, field_validator
 
 from shared.contracts.base import AgencyId, Contract, CountryCode, RegencyCode
 
@@ -103,10 +103,15 @@ class CaseReport(Contract):
 
     @field_validator("victims")
     @classmethod
-    def _refs_unique(cls, victims: list[VictimReport]) -> list[VictimReport]:
+    def _refs_unique(cls, victims: list[VictimReport], info: ValidationInfo) -> list[VictimReport]:
         refs = [victim.victim_ref for victim in victims]
         if len(set(refs)) != len(refs):
             raise ValueError("victim_ref must be unique within the case")
+        reported_at = info.data.get("reported_at")
+        if reported_at is not None:
+            late = [i for i, v in enumerate(victims) if v.birth_date and v.birth_date > reported_at.date()]
+            if late:
+                raise ValueError(f"birth_date of victims {late} is after reported_at")
         return victims
 
 
