@@ -52,8 +52,6 @@ class Settings(BaseSettings):
     public_referral_url: str = "http://127.0.0.1:8002"
 
     prefetch: int = Field(default=32, ge=1, le=1000)
-    # Broker backstop for crashes and bugs: after this many deliveries a message dead-letters.
-    delivery_limit: int = Field(default=10, ge=1)
     publish_timeout_seconds: float = 10.0
     max_request_bytes: int = 1_000_000
     # Delay steps of the notifier's wait queues, after the in-process retries are spent.
@@ -64,7 +62,8 @@ class Settings(BaseSettings):
         3600.0,
         21600.0,
     )
-    webhook_timeout_seconds: float = 10.0
+    # Short: a message waiting on one dead endpoint holds a prefetch slot every other agency needs.
+    webhook_timeout_seconds: float = 5.0
     webhook_attempts: int = Field(default=3, ge=1)
     outbox_poll_seconds: float = 1.0
     log_level: str = "INFO"

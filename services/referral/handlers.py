@@ -41,9 +41,9 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
     async def on_agency_reply(msg: RabbitMessage) -> None:
         """``referral.<agency>.acknowledged`` from a receiving agency's system."""
         reply = decode(msg, ReferralAcknowledged)
-        routed_agency = (raw(msg).routing_key or "").split(".")[1:2]
-        if routed_agency != [reply.agency_id]:
-            raise PermanentError(f"routing key {raw(msg).routing_key} does not match agency_id {reply.agency_id}")
+        expected_key = f"referral.{reply.agency_id}.acknowledged"
+        if raw(msg).routing_key != expected_key:
+            raise PermanentError(f"routing key {raw(msg).routing_key} does not match {expected_key}")
         with structlog.contextvars.bound_contextvars(referral_id=str(reply.referral_id), message_id=message_id_of(msg)):
             await referrals.acknowledge(
                 Acknowledgement(
