@@ -130,6 +130,17 @@ class BrokerClient:
             taken.append(message)
         return taken
 
+    async def drain(
+        self, queue: str, *, at_least: int, timeout: float = 30
+    ) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Every message in ``queue`` (acked): at least ``at_least``, then whatever else is there."""
+        taken = await self.take(queue, at_least, timeout=timeout)
+        declared = await (await self.channel()).get_queue(queue, ensure=True)
+        while (message := await declared.get(no_ack=False, fail=False)) is not None:
+            await message.ack()
+            taken.append(message)
+        return taken
+
     async def depth(self, queue: str) -> int:
         channel = await self.channel()
         declared = await channel.declare_queue(queue, passive=True)

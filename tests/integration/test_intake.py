@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from shared.consuming import DEAD_LETTER_CONTEXT
+from shared.sealing import load_sealer
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient, delete_vhost_of
 from tests.system import System, delivered_everywhere
@@ -100,6 +102,9 @@ async def test_invalid_amqp_report_is_dead_lettered_with_its_reason_and_answered
     assert dead.message_id == message_id
     assert "victims.0.age_years" in dead.headers["x-rujukan-reason"]
     assert "Siti" not in dead.headers["x-rujukan-reason"]
+    assert b"Siti" not in dead.body
+    sealer = load_sealer(system.settings)
+    assert json.loads(sealer.open_bytes(dead.body, context=DEAD_LETTER_CONTEXT)) == body
     [receipt] = await broker.take("agency.polres-bengkayang.receipts")
     answer = json.loads(receipt.body)
     assert answer["event"] == "rejected"
@@ -126,11 +131,24 @@ async def test_valid_amqp_report_is_referred_like_an_http_one(system: System, br
     assert {leg["agency_id"] for leg in case["referrals"]} == {"dinsos-bengkayang", "uptd-ppa-kalbar"}
 
 
-async def test_readiness_reports_broker_and_database(system: System) -> None:
-    for service in ("intake", "referral"):
-        response = await system.http.get(system.url(service, "/readyz"))
-        assert response.status_code == 200
-        assert response.json()["checks"] == {"broker": True, "database": True}
+async def test_readiness_reports_broker_consumers_and_database(system: System) -> None:
+    intake = await system.http.get(system.url("intake", "/readyz"))
+    referral = await system.http.get(system.url("referral", "/readyz"))
+
+    assert intake.status_code == 200
+    assert intake.json()["checks"] == {"broker": True, "consumers": True, "database": True}
+    assert referral.json()["checks"] == {"broker": True, "consumers": True, "database": True, "outbox_relay": True}
+
+
+async def test_metrics_count_the_messages_each_service_handled(system: System) -> None:
+    response = await system.report(a_case_report_body())
+    await system.case_when(response.json()["case_id"], delivered_everywhere)
+
+    intake = await system.http.get(system.url("intake", "/metrics"))
+    referral = await system.http.get(system.url("referral", "/metrics"))
+
+    assert 'faststream_published_messages_total{app_name="rujukan-intake"' in intake.text
+    assert 'faststream_received_messages_total{app_name="rujukan-referral"' in referral.text
 
 
 async def test_readiness_fails_when_the_broker_is_gone(system: System) -> None:

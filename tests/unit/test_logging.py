@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+
+from shared.logging import configure_logging
+
+
+def test_the_configured_pipeline_prints_json_without_victim_identity(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", service="referral")
+    try:
+        structlog.get_logger("test").info("referral_opened", case_id="c-1", full_name="Siti Aminah", nik="6107")
+
+        [line] = capsys.readouterr().out.strip().splitlines()
+    finally:
+        configure_logging("WARNING")
+        structlog.contextvars.clear_contextvars()
+
+    record = json.loads(line)
+    assert record["case_id"] == "c-1"
+    assert record["service"] == "referral"
+    assert "Siti" not in line
+    assert "6107" not in line
