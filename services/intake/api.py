@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.intake.reports import InvalidReportError, ReportIntake
+from services.intake.reports import IntakeUnavailableError, InvalidReportError, ReportIntake, UncertainReportError
 from shared.contracts.cases import CaseReport
 from shared.directory import Agency, AgencyKind
 from shared.errors import ReportConflictError
@@ -49,20 +49,11 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
             accepted = await intake.accept(report)
         except InvalidReportError as exc:
             return problem(422, "request is invalid", errors=exc.fields)
-        except ReportConflictError as exc:
-            return problem(
-                409,
-                "this police report number was already reported with different content; "
-                "send the changes as an amendment (case.amend)",
-                case_id=str(exc.case_id),
-            )
-        except Exception as exc:  # broker unreachable, publish unconfirmed or returned
-            log.error("case_not_confirmed_broker_unavailable", error=type(exc).__name__, exc_info=exc)
-            return problem(
-                503,
-                "the message broker did not confirm the report in time; send the same report again "
-                "(a repeat is recognised and never creates a second case)",
-            )
+        except (ReportConflictError, UncertainReportError) as exc:
+            return problem(409, str(exc), case_id=str(exc.case_id))
+        except IntakeUnavailableError as exc:
+            log.error("case_not_confirmed", reason=str(exc), error=type(exc.__cause__).__name__)
+            return problem(503, f"{exc}; send the same report again (a repeat never makes a second case)")
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,

@@ -14,7 +14,7 @@ from services.intake.handlers import build_router
 from services.intake.registry import ReportRegistry
 from services.intake.reports import ReportIntake
 from shared.broker import MessagePublisher, make_broker
-from shared.consuming import DEAD_LETTER_CONTEXT, DeadLetterMiddleware, DeadLetters
+from shared.consuming import DeadLetterMiddleware, DeadLetters
 from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
@@ -31,7 +31,7 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     broker = make_broker(settings, app_id="rujukan-intake")
     metrics = instrument(broker, "intake")
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
-    dead_letters = DeadLetters(publisher, seal=partial(sealer.seal_bytes, context=DEAD_LETTER_CONTEXT))
+    dead_letters = DeadLetters(publisher, seal=lambda body, context: sealer.seal_bytes(body, context=context))
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=dead_letters))
     topology = build_topology(directory(), settings.retry_schedule)
     engine = make_engine(settings.intake_database_url)

@@ -1,4 +1,4 @@
-"""Intake's memory of reports it accepted: enough to answer 409 for a changed report synchronously."""
+"""Intake's claims on cases: which content owns a report number, and whether the broker confirmed it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from uuid import UUID
 
-from sqlalchemy import Column, MetaData, String, Table, select
+from sqlalchemy import Boolean, Column, MetaData, String, Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,12 +14,13 @@ from shared.database import UtcDateTime
 
 metadata = MetaData()
 
-reports = Table(
-    "intake_reports",
+claims = Table(
+    "intake_claims",
     metadata,
     Column("case_id", String(36), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
-    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("confirmed", Boolean, nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
 )
 
 
@@ -27,15 +28,18 @@ class Claim(Enum):
     NEW = "new"
     """First time: this content now owns the case; publish it."""
     SAME = "same"
-    """This content was claimed before (its publish may or may not have been confirmed): publish again,
-    under the same message id, so a report whose outcome was unknown is never lost."""
-    DIFFERENT = "different"
-    """Other content owns the case: a conflict, whether or not that content was confirmed."""
+    """This content owns the case already: publish again under the same message id (its first publish may
+    have timed out unconfirmed), and the referral service drops it if the broker had it after all."""
+    CONFLICT = "conflict"
+    """Other content owns the case, confirmed by the broker."""
+    UNCERTAIN = "uncertain"
+    """Other content owns the case, but whether the broker has it is unknown (its publish timed out):
+    until the original is sent again nobody can tell which version the case is."""
 
 
 class ReportRegistry:
-    """The first content claimed for a case owns it, before it is published: after a timeout the outcome of
-    a publish is unknown (the broker may hold it), so no other content may ever take the case over."""
+    """The first content claimed for a case owns it from before its publish. A publish that certainly
+    failed releases the claim; one that timed out keeps it, because the broker may hold the report."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -46,16 +50,41 @@ class ReportRegistry:
 
     async def claim(self, case_id: UUID, fingerprint: str) -> Claim:
         async with self._engine.connect() as connection:
-            known = await connection.scalar(select(reports.c.fingerprint).where(reports.c.case_id == str(case_id)))
-        if known is None:
+            row = (
+                await connection.execute(
+                    select(claims.c.fingerprint, claims.c.confirmed).where(claims.c.case_id == str(case_id))
+                )
+            ).one_or_none()
+        if row is None:
             try:
                 async with self._engine.begin() as connection:
                     await connection.execute(
-                        reports.insert().values(
-                            case_id=str(case_id), fingerprint=fingerprint, first_seen_at=datetime.now(UTC)
+                        claims.insert().values(
+                            case_id=str(case_id), fingerprint=fingerprint, confirmed=False, claimed_at=datetime.now(UTC)
                         )
                     )
-                return Claim.NEW
             except IntegrityError:
                 return await self.claim(case_id, fingerprint)
-        return Claim.SAME if known == fingerprint else Claim.DIFFERENT
+            return Claim.NEW
+        if row.fingerprint == fingerprint:
+            return Claim.SAME
+        return Claim.CONFLICT if row.confirmed else Claim.UNCERTAIN
+
+    async def confirm(self, case_id: UUID, fingerprint: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(claims)
+                .where(claims.c.case_id == str(case_id), claims.c.fingerprint == fingerprint)
+                .values(confirmed=True)
+            )
+
+    async def release(self, case_id: UUID, fingerprint: str) -> None:
+        """The broker certainly did not take this content: other content may claim the case."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                delete(claims).where(
+                    claims.c.case_id == str(case_id),
+                    claims.c.fingerprint == fingerprint,
+                    claims.c.confirmed.is_(False),
+                )
+            )

@@ -16,7 +16,7 @@ from shared.broker import Envelope, MessagePublisher
 from shared.contracts.cases import IDENTITY_FIELDS, CaseReport, CaseReported, VictimFacts, VictimReport
 from shared.contracts.referrals import CaseReceipt
 from shared.directory import AgencyKind, Directory
-from shared.errors import PermanentError, ReportConflictError
+from shared.errors import PermanentError, ReportConflictError, TransientError
 from shared.ids import case_code_for, case_id_for, derived_id
 from shared.sealing import IdentitySealer
 from shared.topology import EVENTS
@@ -31,6 +31,21 @@ class InvalidReportError(PermanentError):
         self.fields = fields
         super().__init__(
             "invalid case.report.v1: " + "; ".join(f"{item['field']}: {item['message']}" for item in fields)
+        )
+
+
+class IntakeUnavailableError(TransientError):
+    """The report was not confirmed (broker or intake database away); the same report may be sent again."""
+
+
+class UncertainReportError(PermanentError):
+    """Other content for this report number timed out unconfirmed: which version the case is, is unknown."""
+
+    def __init__(self, case_id: UUID) -> None:
+        self.case_id = case_id
+        super().__init__(
+            f"case {case_id}: an earlier, different report under this number may already be accepted; "
+            "send that earlier report again first, then the changes as an amendment"
         )
 
 
@@ -108,21 +123,32 @@ class ReportIntake:
         self.check(report)
         case_id = case_id_for(report.reporting_agency, report.police_report_number)
         fingerprint = fingerprint_of(report)
-        claim = await self._registry.claim(case_id, fingerprint)
-        if claim is Claim.DIFFERENT:
+        try:
+            claim = await self._registry.claim(case_id, fingerprint)
+        except Exception as exc:
+            raise IntakeUnavailableError("the intake database did not answer") from exc
+        if claim is Claim.CONFLICT:
             raise ReportConflictError(case_id)
+        if claim is Claim.UNCERTAIN:
+            raise UncertainReportError(case_id)
         event = self._case_reported(report, case_id, fingerprint)
-        # Published again for a repeat too: its first publish may have timed out unconfirmed. The message id
-        # is the same, so the referral service drops it if the broker had it after all.
-        await self._publisher.publish(
-            Envelope.of(
-                event,
-                exchange=EVENTS,
-                routing_key="case.reported",
-                message_id=derived_id(case_id, fingerprint),
-                correlation_id=str(case_id),
+        try:
+            await self._publisher.publish(
+                Envelope.of(
+                    event,
+                    exchange=EVENTS,
+                    routing_key="case.reported",
+                    message_id=derived_id(case_id, fingerprint),
+                    correlation_id=str(case_id),
+                )
             )
-        )
+        except TimeoutError as exc:
+            # Unconfirmed is not unsent: the claim stays, and only this same report may follow it.
+            raise IntakeUnavailableError("the broker did not confirm in time") from exc
+        except Exception as exc:
+            await self._registry.release(case_id, fingerprint)
+            raise IntakeUnavailableError("the broker did not take the report") from exc
+        await self._registry.confirm(case_id, fingerprint)
         log.info("case_accepted", case_id=str(case_id), case_code=event.case_code)
         return Accepted(case_id=case_id, case_code=event.case_code, new=claim is Claim.NEW)
 
