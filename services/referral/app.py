@@ -60,7 +60,7 @@ def build_referral(settings: Settings, directory: Callable[[], Directory], seale
             await engine.dispose()
 
     async def relay_alive() -> bool:
-        return relay.alive
+        return relay.healthy()
 
     http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
     install_error_handlers(http)

@@ -110,6 +110,7 @@ outbox = Table(
     Column("sent_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(200), nullable=True),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
     Index("ix_outbox_unsent", "sent_at", "id"),
 )
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.referral.ledger import outbox
 from shared.broker import Envelope, MessagePublisher
 
 log = structlog.get_logger(__name__)
+
+MAX_RETRY_DELAY_SECONDS = 15.0
 
 
 class OutboxRelay:
@@ -29,57 +32,56 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._batch = batch
         self._wake = asyncio.Event()
-        self.alive = False
+        self.last_pass = time.monotonic()
+
+    def healthy(self) -> bool:
+        """A pass over the outbox completed recently (a stuck relay would leave referrals unsent)."""
+        return time.monotonic() - self.last_pass < max(30.0, 5 * self._poll_seconds)
 
     def wake(self) -> None:
         """Called after a commit that enqueued messages, so they leave now rather than at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        self.alive = True
-        outages = 0
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-                self._wake.clear()
-                try:
-                    while await self.relay_once():
-                        pass
-                    outages = 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # broker or database away: keep the rows, try again shortly
-                    outages += 1
-                    log.warning("outbox_relay_stalled", error=type(exc).__name__, attempt=outages)
-                    await asyncio.sleep(min(0.2 * 2**outages, 5.0))
-        finally:
-            self.alive = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+            self._wake.clear()
+            try:
+                while await self.relay_once():
+                    pass
+                self.last_pass = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: the rows wait, the next poll tries again
+                log.warning("outbox_relay_failed", error=type(exc).__name__)
 
     async def relay_once(self) -> int:
-        """Publishes one batch; returns how many were sent. Raises only when nothing could be sent."""
+        """Publishes one batch of due messages; returns how many were sent. A message that fails waits
+        (exponentially longer each time) while the others go ahead."""
         if self._engine.dialect.name == "postgresql":
-            # Several replicas: each relay locks its own rows (SKIP LOCKED) until they are marked sent.
+            # Several replicas: each relay locks its own rows (SKIP LOCKED) until they are marked.
             async with self._engine.begin() as connection:
-                rows = await self._unsent(connection, lock=True)
+                rows = await self._due(connection, lock=True)
                 results = await self._publish_all(rows)
                 await self._mark(connection, rows, results)
         else:
             # SQLite has one replica and one connection: never hold it while waiting for the broker.
             async with self._engine.begin() as connection:
-                rows = await self._unsent(connection, lock=False)
+                rows = await self._due(connection, lock=False)
             results = await self._publish_all(rows)
             async with self._engine.begin() as connection:
                 await self._mark(connection, rows, results)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures and len(failures) == len(rows):
-            raise failures[0]
-        return len(rows) - len(failures)
+        return sum(1 for result in results if not isinstance(result, BaseException))
 
-    async def _unsent(self, connection: AsyncConnection, *, lock: bool) -> list[Any]:
-        # Rows that keep failing go to the back, so one poisoned row cannot hold up the others.
+    async def _due(self, connection: AsyncConnection, *, lock: bool) -> list[Any]:
+        now = datetime.now(UTC)
         query = (
-            select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.attempts, outbox.c.id).limit(self._batch)
+            select(outbox)
+            .where(outbox.c.sent_at.is_(None))
+            .where(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+            .order_by(outbox.c.id)
+            .limit(self._batch)
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
@@ -111,8 +113,15 @@ class OutboxRelay:
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, BaseException):
                 error = f"{type(result).__name__}: {result}"[:200]
+                delay = min(0.5 * 2**row.attempts, MAX_RETRY_DELAY_SECONDS)
                 await connection.execute(
-                    update(outbox).where(outbox.c.id == row.id).values(attempts=outbox.c.attempts + 1, last_error=error)
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(
+                        attempts=outbox.c.attempts + 1,
+                        last_error=error,
+                        next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+                    )
                 )
                 if row.attempts + 1 in (1, 10, 100):
                     log.error("outbox_message_not_published", message_id=row.message_id, attempt=row.attempts + 1,
