@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from shared.broker import MessagePublisher
 from shared.contracts.base import Contract
 from shared.errors import MissingMessageIdError, PermanentError, UnknownContractError
-from shared.topology import dead_letter_queue_name
+from shared.topology import DELIVERY_LIMIT, dead_letter_queue_name
 
 C = TypeVar("C", bound=Contract)
 D = TypeVar("D", bound=Contract)
@@ -81,7 +81,11 @@ def decode(msg: RabbitMessage, *models: type[Contract]) -> Contract:
 
 
 SEALED_BODY_HEADER = "x-rujukan-sealed-body"
-DEAD_LETTER_CONTEXT = b"dead-letter"
+
+
+def dead_letter_context(message_id: str | None) -> bytes:
+    """Binds a sealed dead-letter body to its message: it cannot be swapped into another dead letter."""
+    return f"dead-letter:{message_id or ''}".encode()
 
 
 class DeadLetters:
@@ -91,7 +95,7 @@ class DeadLetters:
     and a dead-letter queue keeps it for as long as nobody looks.
     """
 
-    def __init__(self, publisher: MessagePublisher, *, seal: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(self, publisher: MessagePublisher, *, seal: Callable[[bytes, bytes], bytes] | None = None) -> None:
         self._publisher = publisher
         self._seal = seal
 
@@ -103,7 +107,7 @@ class DeadLetters:
         }
         body = message.body
         if self._seal is not None:
-            body = self._seal(body)
+            body = self._seal(body, dead_letter_context(message.message_id))
             headers[SEALED_BODY_HEADER] = True
         await republish(self._publisher, message, queue=dead_letter_queue_name(queue), headers=headers, body=body)
 
@@ -153,8 +157,8 @@ class DeadLetterMiddleware(BaseMiddleware):
             return False
         message = cast("IncomingMessage", self.msg)
         queue = self.context.get_local("handler_").queue.name
-        if isinstance(exc_val, PermanentError | ValidationError):
-            reason = str(exc_val) if isinstance(exc_val, PermanentError) else "invalid message body"
+        reason = _permanent_reason(exc_val, message)
+        if reason is not None:
             await self._dead_letters.send(message, queue=queue, reason=reason)
             log.warning("message_dead_lettered", queue=queue, message_id=message.message_id, reason=reason)
             return True
@@ -166,3 +170,17 @@ class DeadLetterMiddleware(BaseMiddleware):
             exc_info=exc_val,
         )
         raise RejectMessage(requeue=True) from exc_val
+
+
+def _permanent_reason(error: Exception, message: IncomingMessage) -> str | None:
+    """Why the message goes to its dead-letter queue now, or None to requeue it for another try."""
+    if isinstance(error, PermanentError):
+        return str(error)
+    if isinstance(error, ValidationError):
+        return "invalid message body"
+    # Quorum queues count earlier deliveries in x-delivery-count. On the last one we dead-letter the message
+    # ourselves rather than let the broker do it: our reason is kept, and a sealed body stays sealed.
+    deliveries = int(str((message.headers or {}).get("x-delivery-count", 0))) + 1
+    if deliveries >= DELIVERY_LIMIT:
+        return f"gave up after {deliveries} deliveries: {type(error).__name__}"
+    return None

@@ -48,7 +48,10 @@ class IdentitySealer:
         return json.dumps({"sealed": box.model_dump()}).encode()
 
     def open_bytes(self, sealed: bytes, *, context: bytes) -> bytes:
-        box = SealedBox.model_validate(json.loads(sealed)["sealed"])
+        try:
+            box = SealedBox.model_validate(json.loads(sealed)["sealed"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnsealError("not a sealed document") from exc
         return base64.b64decode(self.open(box, context=context)["bytes"])
 
     def open(self, box: SealedBox, *, context: bytes) -> dict[str, Any]:
