@@ -84,73 +84,78 @@ class Referrals:
 
     async def open_case(self, event: CaseReported, *, message_id: str) -> None:
         """Route the case and issue one referral per agency, with its outgoing messages, in one transaction."""
-        directory = self._directory()
-        now = self._clock()
         async with self._ledger.transaction() as tx:
-            if not await tx.first_time("referral.cases", message_id, now):
-                log.info("case_reported_repeat_ignored", case_id=str(event.case_id))
-                return
-            existing = await tx.case(event.case_id)
-            if existing is not None:
-                if existing.fingerprint != event.fingerprint:
-                    self._refuse_conflict(tx, event, now=now, message_id=message_id)
-                return
-            await tx.add_case(event, now)
+            enqueued = await self._open_case(tx, event, message_id=message_id, now=self._clock())
+        if enqueued:
+            self._on_commit()
+
+    async def _open_case(self, tx: LedgerTx, event: CaseReported, *, message_id: str, now: datetime) -> bool:
+        directory = self._directory()
+        if not await tx.first_time("referral.cases", message_id, now):
+            log.info("case_reported_repeat_ignored", case_id=str(event.case_id))
+            return False
+        existing = await tx.case(event.case_id)
+        if existing is not None:
+            if existing.fingerprint == event.fingerprint:
+                return False
+            self._refuse_conflict(tx, event, now=now, message_id=message_id)
+            return True
+        await tx.add_case(event, now)
+        tx.record(
+            event.case_id,
+            "case_reported",
+            at=now,
+            actor=event.reporting_agency,
+            detail={"case_code": event.case_code, "regency_code": event.regency_code,
+                    "victim_count": len(event.victims)},
+        )  # fmt: skip
+        issued = []
+        for decision in route(event.victims, event.regency_code, directory.rules, directory):
+            agency = directory.agency(decision.agency_id)
+            assert agency is not None  # route() resolves only agencies of this directory
+            referral = Referral(
+                referral_id=referral_id_for(event.case_id, agency.id),
+                case_id=event.case_id,
+                agency_id=agency.id,
+                status=Status.REQUESTED,
+                priority=decision.priority,
+                victim_refs=decision.victim_refs,
+                reasons=decision.reasons,
+                issued_at=now,
+                ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
+            )
             tx.record(
                 event.case_id,
-                "case_reported",
+                "referral_issued",
                 at=now,
-                actor=event.reporting_agency,
-                detail={"case_code": event.case_code, "regency_code": event.regency_code,
-                        "victim_count": len(event.victims)},
-            )  # fmt: skip
-            issued = []
-            for decision in route(event.victims, event.regency_code, directory.rules, directory):
-                agency = directory.agency(decision.agency_id)
-                assert agency is not None  # route() resolves only agencies of this directory
-                referral = Referral(
-                    referral_id=referral_id_for(event.case_id, agency.id),
-                    case_id=event.case_id,
-                    agency_id=agency.id,
-                    status=Status.REQUESTED,
-                    priority=decision.priority,
-                    victim_refs=decision.victim_refs,
-                    reasons=decision.reasons,
-                    issued_at=now,
-                    ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
-                )
-                tx.record(
-                    event.case_id,
-                    "referral_issued",
-                    at=now,
-                    actor=SYSTEM,
-                    referral_id=referral.referral_id,
-                    detail={
-                        "agency_id": agency.id,
-                        "priority": referral.priority.value,
-                        "victim_refs": list(referral.victim_refs),
-                        "rules": [reason.rule_id for reason in referral.reasons],
-                        "ack_due_at": referral.ack_due_at.isoformat(),
-                    },
-                )
-                tx.enqueue(self._issued(event, referral, causation_id=message_id), now)
-                issued.append(referral)
-            await tx.add_referrals(issued, now)
-            tx.enqueue(
-                _receipt(
-                    "referred",
-                    reporting_agency=event.reporting_agency,
-                    case_id=event.case_id,
-                    case_code=event.case_code,
-                    police_report_number=event.police_report_number,
-                    legs=issued,
-                    now=now,
-                    causation_id=message_id,
-                ),
-                now,
+                actor=SYSTEM,
+                referral_id=referral.referral_id,
+                detail={
+                    "agency_id": agency.id,
+                    "priority": referral.priority.value,
+                    "victim_refs": list(referral.victim_refs),
+                    "rules": [reason.rule_id for reason in referral.reasons],
+                    "ack_due_at": referral.ack_due_at.isoformat(),
+                },
             )
-        self._on_commit()
+            tx.enqueue(self._issued(event, referral, causation_id=message_id), now)
+            issued.append(referral)
+        await tx.add_referrals(issued, now)
+        tx.enqueue(
+            _receipt(
+                "referred",
+                reporting_agency=event.reporting_agency,
+                case_id=event.case_id,
+                case_code=event.case_code,
+                police_report_number=event.police_report_number,
+                legs=issued,
+                now=now,
+                causation_id=message_id,
+            ),
+            now,
+        )
         log.info("case_referred", case_id=str(event.case_id), referrals=len(issued))
+        return True
 
     def _refuse_conflict(self, tx: LedgerTx, event: CaseReported, *, now: datetime, message_id: str) -> None:
         """Other content under a case already open: kept off the case, on its timeline, and the reporter told."""
@@ -215,16 +220,16 @@ class Referrals:
                 return await self._referral_of(tx, ack.referral_id, ack.agency_id)
             referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
             status = move(referral.referral_id, referral.status, Status.ACKNOWLEDGED)
-            await tx.set_status(referral.referral_id, status, now, acknowledged_at=ack.at)
+            await tx.set_status(referral.referral_id, status, now, acknowledged_at=now)
             tx.record(
                 referral.case_id,
                 "acknowledged",
-                at=ack.at,
+                at=now,
                 actor=ack.agency_id,
                 referral_id=referral.referral_id,
                 # The deadline is judged by our clock, not by a time the agency's system claims.
                 detail={"officer": ack.officer, "note": ack.note, "via": ack.via,
-                        "on_time": now <= referral.ack_due_at},
+                        "on_time": now <= referral.ack_due_at, "claimed_at": ack.at.isoformat()},
             )  # fmt: skip
             case = await tx.case(referral.case_id)
             assert case is not None  # referrals reference their case (foreign key)
@@ -243,7 +248,7 @@ class Referrals:
             )
         self._on_commit()
         log.info("referral_acknowledged", referral_id=str(referral.referral_id), agency_id=ack.agency_id)
-        return replace(referral, status=status, acknowledged_at=ack.at)
+        return replace(referral, status=status, acknowledged_at=now)
 
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
         async with self._ledger.transaction() as tx:
