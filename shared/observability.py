@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Response
 from faststream.rabbit import RabbitBroker
@@ -36,6 +37,18 @@ def broker_checks(broker: RabbitBroker) -> dict[str, Callable[[], Awaitable[bool
 
     async def consuming() -> bool:
         subscribers = broker.subscribers
-        return bool(subscribers) and all(subscriber.running for subscriber in subscribers)
+        return bool(subscribers) and all(_consuming(subscriber) for subscriber in subscribers)
 
     return {"broker": connected, "consumers": consuming}
+
+
+def _consuming(subscriber: Any) -> bool:
+    # FastStream's `running` flag stays up when the broker cancels a consumer or its channel closes
+    # (ag2ai/faststream#2758); the consumer tag and the channel say whether messages can still arrive.
+    queue = getattr(subscriber, "_queue_obj", None)
+    return bool(
+        subscriber.running
+        and getattr(subscriber, "_consumer_tag", None)
+        and queue is not None
+        and not queue.channel.is_closed
+    )
