@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.consuming import DEAD_LETTER_CONTEXT
+from shared.consuming import dead_letter_context
 from shared.sealing import load_sealer
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient, delete_vhost_of
@@ -104,7 +104,7 @@ async def test_invalid_amqp_report_is_dead_lettered_with_its_reason_and_answered
     assert "Siti" not in dead.headers["x-rujukan-reason"]
     assert b"Siti" not in dead.body
     sealer = load_sealer(system.settings)
-    assert json.loads(sealer.open_bytes(dead.body, context=DEAD_LETTER_CONTEXT)) == body
+    assert json.loads(sealer.open_bytes(dead.body, context=dead_letter_context(message_id))) == body
     [receipt] = await broker.take("agency.polres-bengkayang.receipts")
     answer = json.loads(receipt.body)
     assert answer["event"] == "rejected"

@@ -15,7 +15,9 @@ def test_the_configured_pipeline_prints_json_without_victim_identity(capsys: pyt
 
         [line] = capsys.readouterr().out.strip().splitlines()
     finally:
-        configure_logging("WARNING")
+        # Back to the real stdout: the captured stream closes when this test ends.
+        with capsys.disabled():
+            configure_logging("WARNING")
         structlog.contextvars.clear_contextvars()
 
     record = json.loads(line)

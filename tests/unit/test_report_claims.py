@@ -1,0 +1,98 @@
+"""What intake answers when the broker fails in its two ways: certainly not sent, or sent but unconfirmed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.intake.registry import ReportRegistry
+from services.intake.reports import IntakeUnavailableError, ReportIntake, UncertainReportError
+from shared.broker import Envelope
+from shared.contracts.cases import CaseReport
+from shared.database import make_engine
+from shared.directory import load_directory
+from shared.errors import ReportConflictError
+from shared.sealing import IdentitySealer
+from tests.builders import a_case_report_body, a_victim
+from tests.system import CONFIG
+
+
+class FlakyBroker:
+    """Fails the next publishes as told (an exception instance each), then confirms."""
+
+    def __init__(self) -> None:
+        self.failures: list[Exception] = []
+        self.confirmed: list[Envelope] = []
+
+    async def publish(self, envelope: Envelope) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.confirmed.append(envelope)
+
+
+@pytest.fixture
+async def intake(tmp_path: Path) -> AsyncIterator[tuple[ReportIntake, FlakyBroker]]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/intake.db")
+    registry = ReportRegistry(engine)
+    await registry.create_schema()
+    directory = load_directory(CONFIG)
+    broker = FlakyBroker()
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    yield ReportIntake(lambda: directory, sealer, registry, broker), broker  # type: ignore[arg-type]
+    await engine.dispose()
+
+
+def reports() -> tuple[CaseReport, CaseReport]:
+    body = a_case_report_body()
+    corrected = {**body, "victims": [a_victim(age_years=16)]}
+    return CaseReport.model_validate(body), CaseReport.model_validate(corrected)
+
+
+async def test_a_corrected_report_is_accepted_after_the_broker_certainly_refused_the_first(
+    intake: tuple[ReportIntake, FlakyBroker],
+) -> None:
+    service, broker = intake
+    first, corrected = reports()
+    broker.failures = [ConnectionError("broker down")]
+
+    with pytest.raises(IntakeUnavailableError):
+        await service.accept(first)
+    accepted = await service.accept(corrected)
+
+    assert accepted.new
+    assert len(broker.confirmed) == 1
+
+
+async def test_after_an_unconfirmed_publish_only_the_same_report_is_accepted(
+    intake: tuple[ReportIntake, FlakyBroker],
+) -> None:
+    service, broker = intake
+    first, corrected = reports()
+    broker.failures = [TimeoutError()]
+
+    with pytest.raises(IntakeUnavailableError):
+        await service.accept(first)
+    with pytest.raises(UncertainReportError):
+        await service.accept(corrected)
+    again = await service.accept(first)
+
+    assert not again.new
+    assert len(broker.confirmed) == 1
+    with pytest.raises(ReportConflictError):
+        await service.accept(corrected)
+
+
+async def test_the_same_report_twice_is_published_under_one_message_id(
+    intake: tuple[ReportIntake, FlakyBroker],
+) -> None:
+    service, broker = intake
+    first, _ = reports()
+
+    one = await service.accept(first)
+    two = await service.accept(first)
+
+    assert one.case_id == two.case_id
+    assert len({envelope.message_id for envelope in broker.confirmed}) == 1
