@@ -67,6 +67,10 @@ def decode(msg: RabbitMessage, model: type[C], /) -> C: ...
 def decode(msg: RabbitMessage, first: type[C], second: type[D], /) -> C | D: ...
 
 
+@overload
+def decode(msg: RabbitMessage, *models: type[C]) -> C: ...
+
+
 def decode(msg: RabbitMessage, *models: type[Contract]) -> Contract:
     """The contract named by the message's ``type`` among ``models``; anything else is a permanent error."""
     message_type = raw(msg).type

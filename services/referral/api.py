@@ -1,26 +1,57 @@
 """HTTP entrypoints of the referral service: the case timeline, a referral, its acknowledgement."""
 
 # No `from __future__ import annotations`: FastAPI must see the closure's dependency in the signatures.
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.referral.ledger import Referral
-from services.referral.referrals import Acknowledgement, Referrals, UnknownCaseError
+from services.referral.lifecycle import ACCEPTED_STATES, ACKNOWLEDGED_STATES, CLOSED_LEGS, Reply
+from services.referral.referrals import InvalidReplyError, Referrals, ReplyCommand, UnknownCaseError
 from shared.contracts.cases import VictimFacts
+from shared.contracts.referrals import DeclineReason, Outcome
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
 from shared.http import problem
 
 
-class AcknowledgeRequest(BaseModel):
+class ReplyRequest(BaseModel):
+    """Who replied, and a note for the case file; every move takes these."""
+
     model_config = ConfigDict(extra="forbid")
     officer: str | None = Field(default=None, min_length=1, max_length=200)
     note: str | None = Field(default=None, max_length=2000)
+
+    def detail(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"officer", "note"})
+
+
+class DeclineRequest(ReplyRequest):
+    reason: DeclineReason
+
+    @model_validator(mode="after")
+    def _note_for_other(self) -> Self:
+        if self.reason is DeclineReason.OTHER and not (self.note and self.note.strip()):
+            raise ValueError("a note is required when the reason is other")
+        return self
+
+
+class HoldRequest(ReplyRequest):
+    reason: str = Field(min_length=1, max_length=500, description="e.g. held for the investigation")
+
+
+class CompleteRequest(ReplyRequest):
+    outcome: Outcome
+
+
+class ReferOnwardRequest(ReplyRequest):
+    agency_id: str = Field(min_length=1, max_length=60, description="the agency the referral goes on to")
+
+    def detail(self) -> dict[str, Any]:
+        return {"to_agency_id": self.agency_id}
 
 
 def _referral_summary(referral: Referral) -> dict[str, Any]:
@@ -37,10 +68,12 @@ def _referral_summary(referral: Referral) -> dict[str, Any]:
 
 
 def _bundle(referrals: list[Referral]) -> dict[str, Any]:
-    acked = {"acknowledged", "accepted", "in_progress", "on_hold", "completed"}
+    """A case is fully acknowledged (or accepted) only when every leg still in play is."""
+    live = [r for r in referrals if r.status not in CLOSED_LEGS]
     return {
-        "fully_acknowledged": bool(referrals) and all(r.status.value in acked for r in referrals),
-        "open_legs": sum(r.status.value in {"requested", "delivered", "failed"} for r in referrals),
+        "fully_acknowledged": bool(live) and all(r.status in ACKNOWLEDGED_STATES for r in live),
+        "fully_accepted": bool(live) and all(r.status in ACCEPTED_STATES for r in live),
+        "open_legs": sum(r.status not in ACCEPTED_STATES for r in live),
     }
 
 
@@ -100,24 +133,19 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
             }
         )
 
-    @router.post("/referrals/{referral_id}/acknowledge", responses={403: {}, 404: {}, 409: {}})
-    async def acknowledge(
-        referral_id: UUID,
-        agency: Caller,
-        body: Annotated[AcknowledgeRequest | None, Body()] = None,
-        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    async def move(
+        referral_id: UUID, agency: Agency, reply: Reply, body: ReplyRequest, idempotency_key: str | None
     ) -> JSONResponse:
-        """A duty officer takes the referral. With an ``Idempotency-Key`` a retried request is harmless."""
-        request = body or AcknowledgeRequest()
         try:
-            referral = await referrals.acknowledge(
-                Acknowledgement(
+            referral = await referrals.reply(
+                ReplyCommand(
                     referral_id=referral_id,
                     agency_id=agency.id,
-                    officer=request.officer,
-                    note=request.note,
-                    at=datetime.now(UTC),
+                    reply=reply,
                     via="http",
+                    officer=body.officer,
+                    note=body.note,
+                    detail=body.detail(),
                     message_id=f"http:{agency.id}:{idempotency_key}" if idempotency_key else None,
                 )
             )
@@ -126,8 +154,65 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
         except NotPermittedError:
             return problem(403, "this referral is addressed to another agency")
         except IllegalTransitionError as exc:
-            return problem(409, f"referral is {exc.current}; it cannot be acknowledged", status=exc.current)
+            return problem(409, f"referral is {exc.current}; it cannot become {exc.requested}", status=exc.current)
+        except InvalidReplyError as exc:
+            return problem(422, str(exc))
         return JSONResponse(_referral_summary(referral))
+
+    Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)]
+    moves: dict[int | str, dict[str, Any]] = {
+        409: {"description": "not allowed from the current state, which the answer names"}
+    }
+
+    @router.post("/referrals/{referral_id}/acknowledge", responses={403: {}, 404: {}, **moves})
+    async def acknowledge(
+        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+    ) -> JSONResponse:
+        """A duty officer takes the referral (the deadline clock stops). No body needed."""
+        return await move(referral_id, agency, Reply.ACKNOWLEDGED, body or ReplyRequest(), key)
+
+    @router.post("/referrals/{referral_id}/accept", responses={403: {}, 404: {}, **moves})
+    async def accept(
+        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+    ) -> JSONResponse:
+        """The agency commits to act."""
+        return await move(referral_id, agency, Reply.ACCEPTED, body or ReplyRequest(), key)
+
+    @router.post("/referrals/{referral_id}/decline", responses={403: {}, 404: {}, **moves})
+    async def decline(referral_id: UUID, agency: Caller, body: DeclineRequest, key: Key = None) -> JSONResponse:
+        """The agency declines with a coded reason (a note is required for ``other``)."""
+        return await move(referral_id, agency, Reply.DECLINED, body, key)
+
+    @router.post("/referrals/{referral_id}/start", responses={403: {}, 404: {}, **moves})
+    async def start(
+        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+    ) -> JSONResponse:
+        """Service is under way."""
+        return await move(referral_id, agency, Reply.STARTED, body or ReplyRequest(), key)
+
+    @router.post("/referrals/{referral_id}/hold", responses={403: {}, 404: {}, **moves})
+    async def hold(referral_id: UUID, agency: Caller, body: HoldRequest, key: Key = None) -> JSONResponse:
+        """Service is paused, with a reason."""
+        return await move(referral_id, agency, Reply.HELD, body, key)
+
+    @router.post("/referrals/{referral_id}/resume", responses={403: {}, 404: {}, **moves})
+    async def resume(
+        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+    ) -> JSONResponse:
+        """Service resumes after a hold."""
+        return await move(referral_id, agency, Reply.RESUMED, body or ReplyRequest(), key)
+
+    @router.post("/referrals/{referral_id}/complete", responses={403: {}, 404: {}, **moves})
+    async def complete(referral_id: UUID, agency: Caller, body: CompleteRequest, key: Key = None) -> JSONResponse:
+        """The referral is closed with an outcome."""
+        return await move(referral_id, agency, Reply.COMPLETED, body, key)
+
+    @router.post("/referrals/{referral_id}/refer-onward", responses={403: {}, 404: {}, 422: {}, **moves})
+    async def refer_onward(
+        referral_id: UUID, agency: Caller, body: ReferOnwardRequest, key: Key = None
+    ) -> JSONResponse:
+        """Declined here but sent on to another agency, which gets a referral of its own."""
+        return await move(referral_id, agency, Reply.REFERRED_ONWARD, body, key)
 
     return router
 

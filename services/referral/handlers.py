@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import structlog
 from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 
-from services.referral.referrals import Acknowledgement, Referrals
+from services.referral.lifecycle import Reply
+from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import consumer_channel
 from shared.consuming import decode, message_id_of, raw
 from shared.contracts.cases import CaseReported
-from shared.contracts.referrals import ReferralAcknowledged, ReferralDelivered, ReferralDeliveryFailed
+from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
 from shared.settings import Settings
 from shared.topology import Topology
@@ -39,22 +38,27 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
 
     @router.subscriber(topology.referral_replies, channel=consumer_channel(settings))
     async def on_agency_reply(msg: RabbitMessage) -> None:
-        """``referral.<agency>.acknowledged`` from a receiving agency's system."""
-        reply = decode(msg, ReferralAcknowledged)
-        expected_key = f"referral.{reply.agency_id}.acknowledged"
+        """``referral.<agency>.<event>`` from a receiving agency's system: acknowledged, accepted, declined, …"""
+        reply = decode(msg, *REPLIES)
+        expected_key = f"referral.{reply.agency_id}.{reply.EVENT}"
         if raw(msg).routing_key != expected_key:
             raise PermanentError(f"routing key {raw(msg).routing_key} does not match {expected_key}")
         with structlog.contextvars.bound_contextvars(referral_id=str(reply.referral_id), message_id=message_id_of(msg)):
-            await referrals.acknowledge(
-                Acknowledgement(
+            await referrals.reply(
+                ReplyCommand(
                     referral_id=reply.referral_id,
                     agency_id=reply.agency_id,
+                    reply=Reply(reply.EVENT),
+                    via="amqp",
                     officer=reply.officer,
                     note=reply.note,
-                    at=reply.acknowledged_at or datetime.now(UTC),
-                    via="amqp",
+                    detail=reply.model_dump(mode="json", exclude=_COMMON_REPLY_FIELDS),
                     message_id=message_id_of(msg),
+                    claimed_at=getattr(reply, "acknowledged_at", None),
                 )
             )
 
     return router
+
+
+_COMMON_REPLY_FIELDS = {"referral_id", "agency_id", "officer", "note", "acknowledged_at"}

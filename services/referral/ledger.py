@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.referral.lifecycle import Status
 from shared.broker import Envelope
 from shared.contracts.base import Priority
-from shared.contracts.cases import CaseReported, SealedBox, VictimFacts
+from shared.contracts.cases import CaseReported, ExploitationType, SealedBox, VictimFacts
 from shared.contracts.referrals import ReferralReason
 from shared.database import UtcDateTime
 
@@ -124,6 +124,7 @@ class CaseRecord:
     regency_code: str
     reported_at: datetime
     fingerprint: str
+    exploitation_types: tuple[ExploitationType, ...]
     victims: tuple[VictimFacts, ...]
     identity: SealedBox
 
@@ -160,6 +161,7 @@ def _case(row: Any) -> CaseRecord:
         regency_code=row.regency_code,
         reported_at=row.reported_at,
         fingerprint=row.fingerprint,
+        exploitation_types=tuple(ExploitationType(t) for t in row.exploitation_types),
         victims=tuple(VictimFacts.model_validate(v) for v in row.victims),
         identity=SealedBox.model_validate(row.identity),
     )

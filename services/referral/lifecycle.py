@@ -23,13 +23,45 @@ class Status(StrEnum):
     ENTERED_IN_ERROR = "entered_in_error"
 
 
+class Reply(StrEnum):
+    """What a receiving agency says about its referral: the last word of ``referral.<agency>.<reply>``."""
+
+    ACKNOWLEDGED = "acknowledged"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    STARTED = "started"
+    HELD = "held"
+    RESUMED = "resumed"
+    COMPLETED = "completed"
+    REFERRED_ONWARD = "referred_onward"
+
+
 _OPEN_BEFORE_ACK = frozenset({Status.REQUESTED, Status.DELIVERED, Status.FAILED})
+_BEFORE_DECISION = _OPEN_BEFORE_ACK | {Status.ACKNOWLEDGED}
+_DECISIONS = frozenset({Status.ACCEPTED, Status.DECLINED, Status.REFERRED_ONWARD})
+
+REPLY_MOVES: dict[Reply, tuple[frozenset[Status], Status]] = {
+    Reply.ACKNOWLEDGED: (_OPEN_BEFORE_ACK, Status.ACKNOWLEDGED),
+    # Deciding implies having taken it: an agency system may accept without acknowledging first.
+    Reply.ACCEPTED: (_BEFORE_DECISION, Status.ACCEPTED),
+    Reply.DECLINED: (_BEFORE_DECISION, Status.DECLINED),
+    Reply.REFERRED_ONWARD: (_BEFORE_DECISION, Status.REFERRED_ONWARD),
+    Reply.STARTED: (frozenset({Status.ACCEPTED}), Status.IN_PROGRESS),
+    Reply.HELD: (frozenset({Status.ACCEPTED, Status.IN_PROGRESS}), Status.ON_HOLD),
+    Reply.RESUMED: (frozenset({Status.ON_HOLD}), Status.IN_PROGRESS),
+    Reply.COMPLETED: (frozenset({Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD}), Status.COMPLETED),
+}
+
+ACCEPTED_STATES = frozenset({Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD, Status.COMPLETED})
+ACKNOWLEDGED_STATES = ACCEPTED_STATES | _DECISIONS | {Status.ACKNOWLEDGED}
+CLOSED_LEGS = frozenset({Status.DECLINED, Status.REFERRED_ONWARD, Status.CANCELLED, Status.ENTERED_IN_ERROR})
+"""Legs that no longer count towards a case being fully acknowledged or accepted."""
 
 ALLOWED: dict[Status, frozenset[Status]] = {
-    Status.REQUESTED: frozenset({Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED}),
+    Status.REQUESTED: frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED, Status.ACKNOWLEDGED} | _DECISIONS),
     # A channel that failed may still deliver later (an operator replay), or the agency may take it anyway.
-    Status.FAILED: frozenset({Status.DELIVERED, Status.ACKNOWLEDGED, Status.CANCELLED}),
-    Status.DELIVERED: frozenset({Status.ACKNOWLEDGED, Status.CANCELLED}),
+    Status.FAILED: frozenset({Status.DELIVERED, Status.CANCELLED, Status.ACKNOWLEDGED} | _DECISIONS),
+    Status.DELIVERED: frozenset({Status.CANCELLED, Status.ACKNOWLEDGED} | _DECISIONS),
     Status.ACKNOWLEDGED: frozenset({Status.ACCEPTED, Status.DECLINED, Status.REFERRED_ONWARD, Status.CANCELLED}),
     Status.ACCEPTED: frozenset({Status.IN_PROGRESS, Status.ON_HOLD, Status.COMPLETED, Status.CANCELLED}),
     Status.IN_PROGRESS: frozenset({Status.ON_HOLD, Status.COMPLETED, Status.CANCELLED}),
@@ -49,6 +81,14 @@ def move(referral_id: UUID, current: Status, requested: Status) -> Status:
     if requested not in ALLOWED[current]:
         raise IllegalTransitionError(referral_id, current.value, requested.value)
     return requested
+
+
+def apply_reply(referral_id: UUID, current: Status, reply: Reply) -> Status:
+    """The status an agency's reply moves the referral to, or ``IllegalTransitionError`` naming both."""
+    allowed_from, target = REPLY_MOVES[reply]
+    if current not in allowed_from:
+        raise IllegalTransitionError(referral_id, current.value, target.value)
+    return target
 
 
 def after_delivery_report(current: Status, *, delivered: bool) -> Status | None:

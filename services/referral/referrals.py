@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -11,19 +11,20 @@ from uuid import UUID
 import structlog
 
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
-from services.referral.lifecycle import Status, after_delivery_report, move
+from services.referral.lifecycle import Reply, Status, after_delivery_report, apply_reply
 from services.referral.routing import route
 from shared.broker import Envelope
-from shared.contracts.cases import CaseReported
+from shared.contracts.cases import CaseReported, ExploitationType, VictimFacts
 from shared.contracts.referrals import (
     CaseReceipt,
     ReceiptLeg,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralIssued,
+    ReferralReason,
 )
 from shared.directory import Directory
-from shared.errors import NotPermittedError, ReportConflictError, UnknownReferralError
+from shared.errors import NotPermittedError, PermanentError, ReportConflictError, UnknownReferralError
 from shared.ids import derived_id, referral_id_for
 from shared.sealing import IdentitySealer
 from shared.topology import EVENTS
@@ -37,15 +38,24 @@ class UnknownCaseError(LookupError):
     """No case with that id is in the ledger."""
 
 
+class InvalidReplyError(PermanentError):
+    """A reply the lifecycle allows but the directory or the case does not (e.g. an unknown onward agency)."""
+
+
 @dataclass(frozen=True)
-class Acknowledgement:
+class ReplyCommand:
+    """A receiving agency moves its referral (over HTTP or AMQP)."""
+
     referral_id: UUID
     agency_id: str
-    officer: str | None
-    note: str | None
-    at: datetime
+    reply: Reply
     via: str
+    officer: str | None = None
+    note: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    """What the reply adds: a decline reason, a hold reason, an outcome, the onward agency."""
     message_id: str | None = None
+    claimed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,18 @@ class Referrals:
                     "ack_due_at": referral.ack_due_at.isoformat(),
                 },
             )
-            tx.enqueue(self._issued(event, referral, causation_id=message_id), now)
+            tx.enqueue(
+                _issued_envelope(
+                    referral,
+                    case_code=event.case_code,
+                    reporting_agency=event.reporting_agency,
+                    regency_code=event.regency_code,
+                    exploitation_types=event.exploitation_types,
+                    victims=event.victims,
+                    causation_id=message_id,
+                ),
+                now,
+            )
             issued.append(referral)
         await tx.add_referrals(issued, now)
         tx.enqueue(
@@ -212,43 +233,102 @@ class Referrals:
                 detail=detail,
             )
 
-    async def acknowledge(self, ack: Acknowledgement) -> Referral:
-        """A duty officer took the referral: the deadline clock stops; the reporting agency is told."""
+    async def reply(self, command: ReplyCommand) -> Referral:
+        """Move a referral as its agency says; the reporting agency gets a receipt, the timeline an entry."""
         now = self._clock()
         async with self._ledger.transaction() as tx:
-            if ack.message_id and not await tx.first_time("referral.replies", ack.message_id, now):
-                return await self._referral_of(tx, ack.referral_id, ack.agency_id)
-            referral = await self._referral_of(tx, ack.referral_id, ack.agency_id)
-            status = move(referral.referral_id, referral.status, Status.ACKNOWLEDGED)
-            await tx.set_status(referral.referral_id, status, now, acknowledged_at=now)
-            tx.record(
-                referral.case_id,
-                "acknowledged",
-                at=now,
-                actor=ack.agency_id,
-                referral_id=referral.referral_id,
-                # The deadline is judged by our clock, not by a time the agency's system claims.
-                detail={"officer": ack.officer, "note": ack.note, "via": ack.via,
-                        "on_time": now <= referral.ack_due_at, "claimed_at": ack.at.isoformat()},
-            )  # fmt: skip
+            if command.message_id and not await tx.first_time("referral.replies", command.message_id, now):
+                return await self._referral_of(tx, command.referral_id, command.agency_id)
+            referral = await self._referral_of(tx, command.referral_id, command.agency_id)
             case = await tx.case(referral.case_id)
             assert case is not None  # referrals reference their case (foreign key)
+            status = apply_reply(referral.referral_id, referral.status, command.reply)
+            # Whoever decides has taken it: the acknowledgement clock stops at the first reply of any kind.
+            acknowledged_at = referral.acknowledged_at or now
+            await tx.set_status(referral.referral_id, status, now, acknowledged_at=acknowledged_at)
+            detail: dict[str, Any] = {
+                "officer": command.officer,
+                "note": command.note,
+                "via": command.via,
+                **command.detail,
+            }
+            if referral.acknowledged_at is None:
+                # The deadline is judged by our clock, not by a time the agency's system claims.
+                detail["on_time"] = now <= referral.ack_due_at
+            if command.claimed_at is not None:
+                detail["claimed_at"] = command.claimed_at.isoformat()
+            tx.record(
+                case.case_id, command.reply.value, at=now, actor=command.agency_id,
+                referral_id=referral.referral_id, detail=detail,
+            )  # fmt: skip
+            moved = replace(referral, status=status, acknowledged_at=acknowledged_at)
+            legs = [moved]
+            if command.reply is Reply.REFERRED_ONWARD:
+                legs.append(await self._refer_onward(tx, case, moved, command, now=now))
             tx.enqueue(
                 _receipt(
-                    "acknowledged",
+                    "acknowledged" if command.reply is Reply.ACKNOWLEDGED else "progress",
                     reporting_agency=case.reporting_agency,
                     case_id=case.case_id,
                     case_code=case.case_code,
                     police_report_number=case.police_report_number,
-                    legs=[replace(referral, status=status)],
+                    legs=legs,
                     now=now,
-                    causation_id=ack.message_id,
+                    causation_id=command.message_id,
+                    step=command.reply.value,
                 ),
                 now,
             )
         self._on_commit()
-        log.info("referral_acknowledged", referral_id=str(referral.referral_id), agency_id=ack.agency_id)
-        return replace(referral, status=status, acknowledged_at=now)
+        log.info("referral_moved", referral_id=str(referral.referral_id), status=status.value)
+        return moved
+
+    async def _refer_onward(
+        self, tx: LedgerTx, case: CaseRecord, referral: Referral, command: ReplyCommand, *, now: datetime
+    ) -> Referral:
+        """The named agency gets a referral of its own, for the same victims, saying who sent it on."""
+        directory = self._directory()
+        target = directory.agency(str(command.detail.get("to_agency_id")))
+        if target is None or not target.receives_referrals or target.id == referral.agency_id:
+            raise InvalidReplyError(f"{command.detail.get('to_agency_id')} is not another receiving agency")
+        if any(leg.agency_id == target.id for leg in await tx.referrals_of(case.case_id)):
+            raise InvalidReplyError(f"case {case.case_id} already has a referral to {target.id}")
+        onward = Referral(
+            referral_id=referral_id_for(case.case_id, target.id),
+            case_id=case.case_id,
+            agency_id=target.id,
+            status=Status.REQUESTED,
+            priority=referral.priority,
+            victim_refs=referral.victim_refs,
+            reasons=(
+                ReferralReason(
+                    rule_id="referred-onward",
+                    description=f"referred onward by {referral.agency_id}",
+                    victim_refs=referral.victim_refs,
+                ),
+            ),
+            issued_at=now,
+            ack_due_at=now + target.ack_deadline.for_priority(referral.priority),
+        )
+        await tx.add_referrals([onward], now)
+        tx.record(
+            case.case_id, "referral_issued", at=now, actor=referral.agency_id, referral_id=onward.referral_id,
+            detail={"agency_id": target.id, "priority": onward.priority.value, "victim_refs": list(onward.victim_refs),
+                    "rules": ["referred-onward"], "ack_due_at": onward.ack_due_at.isoformat()},
+        )  # fmt: skip
+        tx.enqueue(
+            _issued_envelope(
+                onward,
+                case_code=case.case_code,
+                reporting_agency=case.reporting_agency,
+                regency_code=case.regency_code,
+                exploitation_types=case.exploitation_types,
+                victims=case.victims,
+                causation_id=command.message_id or str(referral.referral_id),
+            ),
+            now,
+        )
+        return onward
 
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
         async with self._ledger.transaction() as tx:
@@ -286,34 +366,44 @@ class Referrals:
             raise NotPermittedError(f"referral {referral_id} is not addressed to {agency_id}")
         return referral
 
-    def _issued(self, event: CaseReported, referral: Referral, *, causation_id: str) -> Envelope:
-        refs = set(referral.victim_refs)
-        message = ReferralIssued(
-            referral_id=referral.referral_id,
-            case_id=event.case_id,
-            case_code=event.case_code,
-            agency_id=referral.agency_id,
-            reporting_agency=event.reporting_agency,
-            regency_code=event.regency_code,
-            priority=referral.priority,
-            exploitation_types=event.exploitation_types,
-            victims=tuple(v for v in event.victims if v.victim_ref in refs),
-            reasons=referral.reasons,
-            issued_at=referral.issued_at,
-            ack_due_at=referral.ack_due_at,
-        )
-        return Envelope.of(
-            message,
-            exchange=EVENTS,
-            routing_key=f"referral.{referral.agency_id}.issued",
-            message_id=derived_id(referral.referral_id, "issued"),
-            correlation_id=str(event.case_id),
-            causation_id=causation_id,
-        )
+
+def _issued_envelope(
+    referral: Referral,
+    *,
+    case_code: str,
+    reporting_agency: str,
+    regency_code: str,
+    exploitation_types: tuple[ExploitationType, ...],
+    victims: tuple[VictimFacts, ...],
+    causation_id: str,
+) -> Envelope:
+    refs = set(referral.victim_refs)
+    message = ReferralIssued(
+        referral_id=referral.referral_id,
+        case_id=referral.case_id,
+        case_code=case_code,
+        agency_id=referral.agency_id,
+        reporting_agency=reporting_agency,
+        regency_code=regency_code,
+        priority=referral.priority,
+        exploitation_types=exploitation_types,
+        victims=tuple(v for v in victims if v.victim_ref in refs),
+        reasons=referral.reasons,
+        issued_at=referral.issued_at,
+        ack_due_at=referral.ack_due_at,
+    )
+    return Envelope.of(
+        message,
+        exchange=EVENTS,
+        routing_key=f"referral.{referral.agency_id}.issued",
+        message_id=derived_id(referral.referral_id, "issued"),
+        correlation_id=str(referral.case_id),
+        causation_id=causation_id,
+    )
 
 
 def _receipt(
-    event: Literal["referred", "acknowledged"],
+    event: Literal["referred", "acknowledged", "progress"],
     *,
     reporting_agency: str,
     case_id: UUID,
@@ -322,8 +412,9 @@ def _receipt(
     legs: list[Referral],
     now: datetime,
     causation_id: str | None,
+    step: str | None = None,
 ) -> Envelope:
-    """What the reporting agency hears: its case was referred, or one leg was acknowledged."""
+    """What the reporting agency hears: its case was referred, or one leg was acknowledged or moved on."""
     receipt = CaseReceipt(
         event=event,
         reporting_agency=reporting_agency,
@@ -334,12 +425,12 @@ def _receipt(
         at=now,
         source_message_id=causation_id,
     )
-    leg_key = legs[0].referral_id if event == "acknowledged" else ""
+    leg_key = legs[0].referral_id if event != "referred" else ""
     return Envelope.of(
         receipt,
         exchange=EVENTS,
         routing_key=f"case.{reporting_agency}.receipt",
-        message_id=derived_id(f"{case_id}:{leg_key}", f"receipt-{event}"),
+        message_id=derived_id(f"{case_id}:{leg_key}", f"receipt-{step or event}"),
         correlation_id=str(case_id),
         causation_id=causation_id,
     )

@@ -5,25 +5,23 @@ from __future__ import annotations
 from shared.contracts.base import Contract
 from shared.contracts.cases import CaseReport, CaseReported
 from shared.contracts.referrals import (
+    REPLIES,
     CaseReceipt,
-    ReferralAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralIssued,
 )
 
-CONTRACTS: dict[str, type[Contract]] = {
-    model.TYPE: model
-    for model in (
-        CaseReport,
-        CaseReported,
-        ReferralIssued,
-        ReferralDelivered,
-        ReferralDeliveryFailed,
-        ReferralAcknowledged,
-        CaseReceipt,
-    )
-}
+_ALL: tuple[type[Contract], ...] = (
+    CaseReport,
+    CaseReported,
+    ReferralIssued,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    *REPLIES,
+    CaseReceipt,
+)
+CONTRACTS: dict[str, type[Contract]] = {model.TYPE: model for model in _ALL}
 
 
 def is_known_contract(message_type: str | None) -> bool:

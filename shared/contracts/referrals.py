@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from shared.contracts.base import AgencyId, Contract, Priority, RegencyCode
 from shared.contracts.cases import ExploitationType, VictimFacts
@@ -71,17 +72,119 @@ class ReferralDeliveryFailed(Contract):
     failed_at: datetime
 
 
-class ReferralAcknowledged(Contract):
-    """A duty officer of the receiving agency took the referral; sent by the agency's system on
-    ``rujukan.replies`` as ``referral.<agency>.acknowledged``."""
+Officer = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Note = Annotated[str, StringConstraints(max_length=2000)]
 
-    TYPE: ClassVar[str] = "referral.acknowledged.v1"
+
+class DeclineReason(StrEnum):
+    NOT_IN_JURISDICTION = "not_in_jurisdiction"
+    NOT_ELIGIBLE = "not_eligible"
+    NO_CAPACITY = "no_capacity"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+class Outcome(StrEnum):
+    SUCCESSFUL = "successful"
+    UNSUCCESSFUL = "unsuccessful"
+
+
+class AgencyReply(Contract):
+    """What a receiving agency's system says about its referral, on ``rujukan.replies`` as
+    ``referral.<agency>.<event>``; ``agency_id`` is the agency speaking and must match the routing key."""
+
+    EVENT: ClassVar[str]
 
     referral_id: UUID
     agency_id: AgencyId
-    officer: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    acknowledged_at: AwareDatetime | None = None
+    officer: Officer | None = None
+    note: Note | None = None
+
+
+class ReferralAcknowledged(AgencyReply):
+    """A duty officer took the referral: the acknowledgement deadline is met."""
+
+    TYPE: ClassVar[str] = "referral.acknowledged.v1"
+    EVENT: ClassVar[str] = "acknowledged"
+
+    acknowledged_at: AwareDatetime | None = Field(
+        default=None, description="When the officer took it, as the agency's system saw it (kept as detail)."
+    )
+
+
+class ReferralAccepted(AgencyReply):
+    """The agency commits to act on the referral."""
+
+    TYPE: ClassVar[str] = "referral.accepted.v1"
+    EVENT: ClassVar[str] = "accepted"
+
+
+class ReferralDeclined(AgencyReply):
+    """The agency declines, with a coded reason (a note is required for ``other``)."""
+
+    TYPE: ClassVar[str] = "referral.declined.v1"
+    EVENT: ClassVar[str] = "declined"
+
+    reason: DeclineReason
+
+    @model_validator(mode="after")
+    def _note_for_other(self) -> ReferralDeclined:
+        if self.reason is DeclineReason.OTHER and not (self.note and self.note.strip()):
+            raise ValueError("a note is required when the reason is other")
+        return self
+
+
+class ReferralStarted(AgencyReply):
+    """Service for the referred victims is under way."""
+
+    TYPE: ClassVar[str] = "referral.started.v1"
+    EVENT: ClassVar[str] = "started"
+
+
+class ReferralHeld(AgencyReply):
+    """Service is paused, e.g. repatriation held for the investigation."""
+
+    TYPE: ClassVar[str] = "referral.held.v1"
+    EVENT: ClassVar[str] = "held"
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class ReferralResumed(AgencyReply):
+    """Service resumes after a hold."""
+
+    TYPE: ClassVar[str] = "referral.resumed.v1"
+    EVENT: ClassVar[str] = "resumed"
+
+
+class ReferralCompleted(AgencyReply):
+    """The agency closed its referral with an outcome."""
+
+    TYPE: ClassVar[str] = "referral.completed.v1"
+    EVENT: ClassVar[str] = "completed"
+
+    outcome: Outcome
+
+
+class ReferralReferredOnward(AgencyReply):
+    """Declined here but redirected to another agency, which gets a referral of its own."""
+
+    TYPE: ClassVar[str] = "referral.referred_onward.v1"
+    EVENT: ClassVar[str] = "referred_onward"
+
+    to_agency_id: AgencyId
+
+
+REPLIES: tuple[type[AgencyReply], ...] = (
+    ReferralAcknowledged,
+    ReferralAccepted,
+    ReferralDeclined,
+    ReferralStarted,
+    ReferralHeld,
+    ReferralResumed,
+    ReferralCompleted,
+    ReferralReferredOnward,
+)
 
 
 class ReceiptLeg(Contract):
@@ -94,12 +197,14 @@ class CaseReceipt(Contract):
     """Tells a reporting agency what became of its report; published as ``case.<agency>.receipt``.
 
     ``referred``: the case was referred (one leg per agency); ``acknowledged``: one leg was taken by
-    a duty officer; ``rejected``: a report sent over AMQP could not be accepted, with the reason.
+    a duty officer; ``progress``: a leg moved on (accepted, declined, started, held, completed, referred
+    onward: its new status is in ``legs``); ``rejected``: a report sent over AMQP could not be accepted,
+    with the reason.
     """
 
     TYPE: ClassVar[str] = "case.receipt.v1"
 
-    event: Literal["referred", "acknowledged", "rejected"]
+    event: Literal["referred", "acknowledged", "progress", "rejected"]
     reporting_agency: AgencyId
     case_id: UUID | None = None
     case_code: str | None = None
