@@ -13,8 +13,9 @@ import pytest
 
 from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.ledger import Ledger
+from services.referral.lifecycle import Reply
 from services.referral.outbox import OutboxRelay
-from services.referral.referrals import Acknowledgement, Referrals
+from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import Envelope
 from shared.database import make_engine
 from shared.directory import load_directory
@@ -86,14 +87,13 @@ async def test_acknowledgement_and_identity_read_work_on_postgres(ledger: Ledger
     view = await referrals.case_view(event.case_id, agency_id="polres-bengkayang")
     [bp3mi] = [r for r in view.referrals if r.agency_id == "bp3mi-kalbar"]
 
-    acknowledged = await referrals.acknowledge(
-        Acknowledgement(
+    acknowledged = await referrals.reply(
+        ReplyCommand(
             referral_id=bp3mi.referral_id,
             agency_id="bp3mi-kalbar",
-            officer="Agus",
-            note=None,
-            at=bp3mi.issued_at,
+            reply=Reply.ACKNOWLEDGED,
             via="amqp",
+            officer="Agus",
             message_id="x" * 255,
         )
     )

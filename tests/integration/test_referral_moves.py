@@ -1,0 +1,125 @@
+"""Receiving agencies move their referrals through the lifecycle, over HTTP and AMQP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.builders import a_case_report_body, a_victim, the_sample_victims
+from tests.rabbit import BrokerClient
+from tests.system import System, delivered_everywhere
+
+pytestmark = pytest.mark.rabbit
+
+AN_ADULT_MAN = a_victim(sex="male", age_years=40, full_name="Andi Wijaya")
+
+
+async def referred(system: System, victims: list[dict[str, Any]]) -> dict[str, Any]:
+    response = await system.report(a_case_report_body(victims=victims))
+    return await system.case_when(response.json()["case_id"], delivered_everywhere)
+
+
+def leg(case: dict[str, Any], agency_id: str) -> str:
+    [referral_id] = [r["referral_id"] for r in case["referrals"] if r["agency_id"] == agency_id]
+    return referral_id
+
+
+async def move(system: System, referral_id: str, action: str, by: str, **body: Any) -> Any:
+    return await system.http.post(
+        system.url("referral", f"/v1/referrals/{referral_id}/{action}"), json=body or None, headers=system.token(by)
+    )
+
+
+async def test_a_referral_goes_from_acceptance_through_a_hold_to_completion(
+    system: System, broker: BrokerClient
+) -> None:
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+
+    statuses = [
+        (await move(system, referral_id, action, "dinsos-bengkayang", **body)).json()["status"]
+        for action, body in [
+            ("accept", {"officer": "Rina"}),
+            ("start", {}),
+            ("hold", {"reason": "ditahan untuk penyidikan"}),
+            ("resume", {}),
+            ("complete", {"outcome": "successful", "note": "korban kembali ke keluarga"}),
+        ]
+    ]
+
+    assert statuses == ["accepted", "in_progress", "on_hold", "in_progress", "completed"]
+    final = (await system.case(case["case_id"])).json()
+    events = [e["event"] for e in final["timeline"] if e["referral_id"] == referral_id]
+    assert events[-5:] == ["accepted", "started", "held", "resumed", "completed"]
+    held = next(e for e in final["timeline"] if e["event"] == "held")
+    assert held["detail"]["reason"] == "ditahan untuk penyidikan"
+    assert final["status"]["fully_accepted"]
+    receipts = [json.loads(m.body) for m in await broker.take("agency.polres-bengkayang.receipts", 6)]
+    assert [r["legs"][0]["status"] for r in receipts[1:]] == statuses
+
+
+async def test_an_illegal_move_gets_409_naming_the_current_state(system: System) -> None:
+    case = await referred(system, [AN_ADULT_MAN])
+
+    response = await move(system, leg(case, "dinsos-bengkayang"), "start", "dinsos-bengkayang")
+
+    assert response.status_code == 409
+    assert response.json()["status"] == "delivered"
+    assert "delivered" in response.json()["detail"]
+
+
+async def test_a_decline_needs_a_coded_reason_and_a_note_for_other(system: System) -> None:
+    case = await referred(system, the_sample_victims())
+    social = leg(case, "dinsos-bengkayang")
+
+    without_note = await move(system, social, "decline", "dinsos-bengkayang", reason="other")
+    declined = await move(system, social, "decline", "dinsos-bengkayang", reason="no_capacity")
+    for agency_id in ("uptd-ppa-kalbar", "bp3mi-kalbar"):
+        await move(system, leg(case, agency_id), "accept", agency_id)
+
+    assert without_note.status_code == 422
+    assert declined.json()["status"] == "declined"
+    bundle = (await system.case(case["case_id"])).json()["status"]
+    assert bundle == {"fully_acknowledged": True, "fully_accepted": True, "open_legs": 0}
+
+
+async def test_referring_onward_issues_a_referral_to_the_named_agency(system: System, broker: BrokerClient) -> None:
+    case = await referred(system, the_sample_victims())
+    bp3mi = leg(case, "bp3mi-kalbar")
+
+    again = await move(system, bp3mi, "refer-onward", "bp3mi-kalbar", agency_id="dinsos-bengkayang")
+    onward = await move(system, bp3mi, "refer-onward", "bp3mi-kalbar", agency_id="dinsos-kalbar")
+
+    assert again.status_code == 422
+    assert onward.json()["status"] == "referred_onward"
+    case = await system.case_when(case["case_id"], lambda c: len(c["referrals"]) == 4 and delivered_everywhere(c))
+    [new] = [r for r in case["referrals"] if r["agency_id"] == "dinsos-kalbar"]
+    assert new["victim_refs"] == ["V2", "V3"]
+    assert new["reasons"][0]["description"] == "referred onward by bp3mi-kalbar"
+    [issued] = await broker.take("agency.dinsos-kalbar.inbox")
+    assert json.loads(issued.body)["referral_id"] == new["referral_id"]
+
+
+async def test_agency_systems_move_referrals_over_amqp_and_illegal_moves_are_dead_lettered(
+    system: System, broker: BrokerClient
+) -> None:
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+    body = {"referral_id": referral_id, "agency_id": "dinsos-bengkayang"}
+
+    await broker.publish(
+        "rujukan.replies",
+        "referral.dinsos-bengkayang.completed",
+        {**body, "outcome": "successful"},
+        message_type="referral.completed.v1",
+    )
+    await broker.publish(
+        "rujukan.replies", "referral.dinsos-bengkayang.accepted", body, message_type="referral.accepted.v1"
+    )
+
+    [dead] = await broker.take("referral.replies.dead")
+    assert dead.headers["x-rujukan-reason"] == f"referral {referral_id}: delivered -> completed is not allowed"
+    accepted = await system.case_when(case["case_id"], lambda c: c["referrals"][0]["status"] == "accepted")
+    assert accepted["status"]["fully_accepted"]
