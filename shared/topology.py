@@ -120,14 +120,14 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
     waits = tuple(_wait_queue(notifier_referrals.name, delay) for delay in retry_schedule)
 
     specs = [
-        QueueSpec(intake_reports, (Binding(INTAKE, "case.report"),)),
-        QueueSpec(referral_cases, (Binding(EVENTS, "case.reported"),)),
+        QueueSpec(intake_reports, (Binding(INTAKE, "case.report"), Binding(INTAKE, "case.withdraw"))),
+        QueueSpec(referral_cases, (Binding(EVENTS, "case.reported"), Binding(EVENTS, "case.withdrawn"))),
         QueueSpec(
             referral_deliveries,
             (Binding(EVENTS, "referral.*.delivered"), Binding(EVENTS, "referral.*.delivery_failed")),
         ),
         QueueSpec(referral_replies, (Binding(REPLIES, "referral.*.*"),)),
-        QueueSpec(notifier_referrals, (Binding(EVENTS, "referral.*.issued"),)),
+        QueueSpec(notifier_referrals, (Binding(EVENTS, "referral.*.issued"), Binding(EVENTS, "referral.*.cancelled"))),
         *(QueueSpec(wait, dead_lettered=False) for wait in waits),
     ]
     for agency in directory.receiving_agencies():

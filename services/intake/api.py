@@ -7,15 +7,27 @@ from uuid import UUID
 import structlog
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.intake.reports import IntakeUnavailableError, InvalidReportError, ReportIntake, UncertainReportError
-from shared.contracts.cases import CaseReport
+from services.intake.reports import (
+    IntakeUnavailableError,
+    InvalidReportError,
+    ReportIntake,
+    UncertainReportError,
+    UnknownCaseError,
+)
+from shared.contracts.cases import CaseReport, WithdrawalReason
 from shared.directory import Agency, AgencyKind
-from shared.errors import ReportConflictError
+from shared.errors import NotPermittedError, ReportConflictError
 from shared.http import problem
 
 log = structlog.get_logger(__name__)
+
+
+class WithdrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: WithdrawalReason
+    note: str | None = Field(default=None, max_length=2000)
 
 
 class CaseAccepted(BaseModel):
@@ -58,5 +70,26 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,
         )
+
+    @router.post(
+        "/cases/{case_id}/withdraw",
+        status_code=202,
+        responses={403: {}, 404: {}, 409: {}, 503: {}},
+    )
+    async def withdraw_case(
+        case_id: UUID, body: WithdrawRequest, agency: Annotated[Agency, authenticate]
+    ) -> JSONResponse:
+        """Withdraw a case this police unit reported: every open referral is cancelled and its agency told."""
+        try:
+            await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
+        except UnknownCaseError:
+            return problem(404, f"case {case_id} was never reported")
+        except NotPermittedError:
+            return problem(403, "only the reporting agency may withdraw this case")
+        except UncertainReportError as exc:
+            return problem(409, str(exc), case_id=str(exc.case_id))
+        except IntakeUnavailableError as exc:
+            return problem(503, f"{exc}; send the withdrawal again")
+        return JSONResponse({"case_id": str(case_id), "withdrawn": True}, status_code=202)
 
     return router

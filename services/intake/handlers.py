@@ -9,8 +9,9 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.intake.reports import ReportIntake
 from shared.broker import consumer_channel
 from shared.consuming import decode, raw
-from shared.contracts.cases import CaseReport
+from shared.contracts.cases import CaseReport, CaseWithdrawal
 from shared.errors import PermanentError
+from shared.ids import case_id_for
 from shared.settings import Settings
 from shared.topology import Topology
 
@@ -19,12 +20,22 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
     router = RabbitRouter()
 
     @router.subscriber(topology.intake_reports, channel=consumer_channel(settings))
-    async def on_case_report(msg: RabbitMessage) -> None:
-        """A police system's case report; refused ones are dead-lettered and answered with a receipt."""
+    async def on_case_message(msg: RabbitMessage) -> None:
+        """A police system's case report or withdrawal; refused ones are dead-lettered and answered with a receipt."""
         message_id = raw(msg).message_id
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
-                await intake.accept(decode(msg, CaseReport))
+                message = decode(msg, CaseReport, CaseWithdrawal)
+                if isinstance(message, CaseReport):
+                    await intake.accept(message)
+                else:
+                    await intake.withdraw(
+                        case_id_for(message.reporting_agency, message.police_report_number),
+                        agency_id=message.reporting_agency,
+                        reason=message.reason,
+                        note=message.note,
+                        source_message_id=message_id,
+                    )
             except PermanentError as exc:
                 await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)
                 raise

@@ -18,6 +18,7 @@ claims = Table(
     "intake_claims",
     metadata,
     Column("case_id", String(36), primary_key=True),
+    Column("reporting_agency", String(60), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("confirmed", Boolean, nullable=False),
     Column("claimed_at", UtcDateTime, nullable=False),
@@ -48,7 +49,17 @@ class ReportRegistry:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
 
-    async def claim(self, case_id: UUID, fingerprint: str) -> Claim:
+    async def owner(self, case_id: UUID) -> tuple[str, bool] | None:
+        """The reporting agency of a claimed case, and whether the broker confirmed its report."""
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(claims.c.reporting_agency, claims.c.confirmed).where(claims.c.case_id == str(case_id))
+                )
+            ).one_or_none()
+        return (row.reporting_agency, row.confirmed) if row else None
+
+    async def claim(self, case_id: UUID, fingerprint: str, *, reporting_agency: str) -> Claim:
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
@@ -60,11 +71,15 @@ class ReportRegistry:
                 async with self._engine.begin() as connection:
                     await connection.execute(
                         claims.insert().values(
-                            case_id=str(case_id), fingerprint=fingerprint, confirmed=False, claimed_at=datetime.now(UTC)
+                            case_id=str(case_id),
+                            reporting_agency=reporting_agency,
+                            fingerprint=fingerprint,
+                            confirmed=False,
+                            claimed_at=datetime.now(UTC),
                         )
                     )
             except IntegrityError:
-                return await self.claim(case_id, fingerprint)
+                return await self.claim(case_id, fingerprint, reporting_agency=reporting_agency)
             return Claim.NEW
         if row.fingerprint == fingerprint:
             return Claim.SAME

@@ -13,10 +13,18 @@ import structlog
 
 from services.intake.registry import Claim, ReportRegistry
 from shared.broker import Envelope, MessagePublisher
-from shared.contracts.cases import IDENTITY_FIELDS, CaseReport, CaseReported, VictimFacts, VictimReport
+from shared.contracts.cases import (
+    IDENTITY_FIELDS,
+    CaseReport,
+    CaseReported,
+    CaseWithdrawn,
+    VictimFacts,
+    VictimReport,
+    WithdrawalReason,
+)
 from shared.contracts.referrals import CaseReceipt
 from shared.directory import AgencyKind, Directory
-from shared.errors import PermanentError, ReportConflictError, TransientError
+from shared.errors import NotPermittedError, PermanentError, ReportConflictError, TransientError
 from shared.ids import case_code_for, case_id_for, derived_id
 from shared.sealing import IdentitySealer
 from shared.topology import EVENTS
@@ -36,6 +44,10 @@ class InvalidReportError(PermanentError):
 
 class IntakeUnavailableError(TransientError):
     """The report was not confirmed (broker or intake database away); the same report may be sent again."""
+
+
+class UnknownCaseError(PermanentError):
+    """A withdrawal names a case intake never accepted."""
 
 
 class UncertainReportError(PermanentError):
@@ -124,7 +136,7 @@ class ReportIntake:
         case_id = case_id_for(report.reporting_agency, report.police_report_number)
         fingerprint = fingerprint_of(report)
         try:
-            claim = await self._registry.claim(case_id, fingerprint)
+            claim = await self._registry.claim(case_id, fingerprint, reporting_agency=report.reporting_agency)
         except Exception as exc:
             raise IntakeUnavailableError("the intake database did not answer") from exc
         if claim is Claim.CONFLICT:
@@ -151,6 +163,42 @@ class ReportIntake:
         await self._registry.confirm(case_id, fingerprint)
         log.info("case_accepted", case_id=str(case_id), case_code=event.case_code)
         return Accepted(case_id=case_id, case_code=event.case_code, new=claim is Claim.NEW)
+
+    async def withdraw(
+        self,
+        case_id: UUID,
+        *,
+        agency_id: str,
+        reason: WithdrawalReason,
+        note: str | None,
+        source_message_id: str | None = None,
+    ) -> None:
+        """Withdraw a case this agency reported and the broker confirmed; a repeat changes nothing."""
+        owner = await self._registry.owner(case_id)
+        if owner is None:
+            raise UnknownCaseError(f"case {case_id} was never reported")
+        reporting_agency, confirmed = owner
+        if reporting_agency != agency_id:
+            raise NotPermittedError(f"case {case_id} was reported by another agency")
+        if not confirmed:
+            raise UncertainReportError(case_id)
+        withdrawn = CaseWithdrawn(
+            case_id=case_id, reporting_agency=agency_id, reason=reason, note=note, withdrawn_at=datetime.now(UTC)
+        )
+        try:
+            await self._publisher.publish(
+                Envelope.of(
+                    withdrawn,
+                    exchange=EVENTS,
+                    routing_key="case.withdrawn",
+                    message_id=derived_id(case_id, "withdrawn"),
+                    correlation_id=str(case_id),
+                    causation_id=source_message_id,
+                )
+            )
+        except Exception as exc:
+            raise IntakeUnavailableError("the broker did not confirm the withdrawal") from exc
+        log.info("case_withdrawn", case_id=str(case_id))
 
     async def reject(self, body: bytes, *, reason: str, source_message_id: str | None) -> None:
         """Tell the reporting agency (if the body names one we know) that its AMQP report was refused."""

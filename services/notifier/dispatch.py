@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import structlog
 
 from services.notifier.channels import PermanentChannelError, TransientChannelError, WebhookChannel
-from services.notifier.templates import referral_notification
+from services.notifier.templates import cancellation_notification, referral_notification
 from shared.broker import Envelope, MessagePublisher
-from shared.contracts.referrals import ReferralDelivered, ReferralDeliveryFailed, ReferralIssued
+from shared.contracts.referrals import ReferralCancelled, ReferralDelivered, ReferralDeliveryFailed, ReferralIssued
 from shared.directory import Directory
 from shared.ids import derived_id
 from shared.topology import EVENTS
@@ -49,7 +49,7 @@ class Notifications:
         self._retry_rounds = retry_rounds
 
     async def notify(
-        self, event: ReferralIssued, *, notification_id: str, round_: int, attempts_so_far: int
+        self, event: ReferralIssued | ReferralCancelled, *, notification_id: str, round_: int, attempts_so_far: int
     ) -> RetryLater | Done:
         """``notification_id`` is the issued message's id: the same for every retry and redelivery."""
         directory = self._directory()
@@ -57,7 +57,11 @@ class Notifications:
         if agency is None or agency.webhook is None:
             await self._failed(event, notification_id, attempts_so_far, "agency has no webhook in the directory")
             return Done()
-        payload = referral_notification(event, directory, self._referral_url)
+        payload = (
+            referral_notification(event, directory, self._referral_url)
+            if isinstance(event, ReferralIssued)
+            else cancellation_notification(event, directory)
+        )
         try:
             attempts = await self._channel.deliver(agency.webhook, notification_id=notification_id, payload=payload)
         except TransientChannelError as exc:
@@ -92,7 +96,9 @@ class Notifications:
         log.info("notification_delivered", attempts=delivered.attempts, channel=self._channel.name)
         return Done()
 
-    async def _failed(self, event: ReferralIssued, notification_id: str, attempts: int, reason: str) -> None:
+    async def _failed(
+        self, event: ReferralIssued | ReferralCancelled, notification_id: str, attempts: int, reason: str
+    ) -> None:
         failed = ReferralDeliveryFailed(
             referral_id=event.referral_id,
             case_id=event.case_id,

@@ -9,7 +9,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.notifier.dispatch import Notifications, RetryLater
 from shared.broker import MessagePublisher, consumer_channel
 from shared.consuming import decode, message_id_of, raw, republish
-from shared.contracts.referrals import ReferralIssued
+from shared.contracts.referrals import ReferralCancelled, ReferralIssued
 from shared.settings import Settings
 from shared.topology import Topology
 
@@ -24,8 +24,9 @@ def build_router(
 
     @router.subscriber(topology.notifier_referrals, channel=consumer_channel(settings))
     async def on_referral_issued(msg: RabbitMessage) -> None:
-        """Notify the agency; after a transient failure park the message in the next wait queue, then ack."""
-        event = decode(msg, ReferralIssued)
+        """Tell the agency of a referral or its cancellation; after a transient failure park the message in the
+        next wait queue, then ack."""
+        event = decode(msg, ReferralIssued, ReferralCancelled)
         headers = raw(msg).headers or {}
         with structlog.contextvars.bound_contextvars(
             referral_id=str(event.referral_id), agency_id=event.agency_id, message_id=message_id_of(msg)

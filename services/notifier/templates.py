@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.contracts.base import Priority
-from shared.contracts.referrals import ReferralIssued
+from shared.contracts.referrals import ReferralCancelled, ReferralIssued
 from shared.directory import Directory
 
 _NEED_WORDS = {
@@ -49,4 +49,20 @@ def referral_notification(event: ReferralIssued, directory: Directory, referral_
         "ack_due_at": event.ack_due_at.isoformat(),
         "link": link,
         "text": text,
+    }
+
+
+def cancellation_notification(event: ReferralCancelled, directory: Directory) -> dict[str, Any]:
+    """The referral is no longer needed: the agency stands down. Case code and regency only."""
+    regency = directory.regency_name(event.regency_code) or event.regency_code
+    return {
+        "type": "referral.cancelled",
+        "referral_id": str(event.referral_id),
+        "case_code": event.case_code,
+        "agency_id": event.agency_id,
+        "regency_code": event.regency_code,
+        "regency": regency,
+        "reason": event.reason,
+        "text": f"Rujukan TPPO {event.case_code} ({regency}) DIBATALKAN: kasus ditarik oleh pelapor. "
+        "Tidak perlu tindak lanjut.",
     }

@@ -10,7 +10,7 @@ from services.referral.lifecycle import Reply
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import consumer_channel
 from shared.consuming import decode, message_id_of, raw
-from shared.contracts.cases import CaseReported
+from shared.contracts.cases import CaseReported, CaseWithdrawn
 from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
 from shared.settings import Settings
@@ -21,11 +21,14 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
     router = RabbitRouter()
 
     @router.subscriber(topology.referral_cases, channel=consumer_channel(settings))
-    async def on_case_reported(msg: RabbitMessage) -> None:
-        """``case.reported``: route the case and issue its referrals."""
-        event = decode(msg, CaseReported)
+    async def on_case_event(msg: RabbitMessage) -> None:
+        """``case.reported``: route the case and issue its referrals; ``case.withdrawn``: cancel them."""
+        event = decode(msg, CaseReported, CaseWithdrawn)
         with structlog.contextvars.bound_contextvars(case_id=str(event.case_id), message_id=message_id_of(msg)):
-            await referrals.open_case(event, message_id=message_id_of(msg))
+            if isinstance(event, CaseReported):
+                await referrals.open_case(event, message_id=message_id_of(msg))
+            else:
+                await referrals.withdraw_case(event, message_id=message_id_of(msg))
 
     @router.subscriber(topology.referral_deliveries, channel=consumer_channel(settings))
     async def on_delivery_report(msg: RabbitMessage) -> None:

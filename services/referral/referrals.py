@@ -11,20 +11,27 @@ from uuid import UUID
 import structlog
 
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
-from services.referral.lifecycle import Reply, Status, after_delivery_report, apply_reply
+from services.referral.lifecycle import CLOSED_LEGS, Reply, Status, after_delivery_report, apply_reply
 from services.referral.routing import route
 from shared.broker import Envelope
-from shared.contracts.cases import CaseReported, ExploitationType, VictimFacts
+from shared.contracts.cases import CaseReported, CaseWithdrawn, ExploitationType, VictimFacts
 from shared.contracts.referrals import (
     CaseReceipt,
     ReceiptLeg,
+    ReferralCancelled,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralIssued,
     ReferralReason,
 )
 from shared.directory import Directory
-from shared.errors import NotPermittedError, PermanentError, ReportConflictError, UnknownReferralError
+from shared.errors import (
+    NotPermittedError,
+    PermanentError,
+    ReportConflictError,
+    TransientError,
+    UnknownReferralError,
+)
 from shared.ids import derived_id, referral_id_for
 from shared.sealing import IdentitySealer
 from shared.topology import EVENTS
@@ -177,6 +184,65 @@ class Referrals:
         )
         log.info("case_referred", case_id=str(event.case_id), referrals=len(issued))
         return True
+
+    async def withdraw_case(self, event: CaseWithdrawn, *, message_id: str) -> None:
+        """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            if not await tx.first_time("referral.cases", message_id, now):
+                return
+            case = await tx.case(event.case_id)
+            if case is None:
+                # Intake publishes a withdrawal only after the report was confirmed: the report is still
+                # on its way (or being processed), so try again rather than lose the withdrawal.
+                raise TransientError(f"case {event.case_id} is not in the ledger yet")
+            tx.record(case.case_id, "case_withdrawn", at=now, actor=event.reporting_agency,
+                      detail={"reason": event.reason.value, "note": event.note})  # fmt: skip
+            cancelled = []
+            for referral in await tx.referrals_of(case.case_id):
+                if referral.status in CLOSED_LEGS or referral.status is Status.COMPLETED:
+                    continue
+                await tx.set_status(referral.referral_id, Status.CANCELLED, now)
+                tx.record(case.case_id, "cancelled", at=now, actor=event.reporting_agency,
+                          referral_id=referral.referral_id, detail={"reason": event.reason.value})  # fmt: skip
+                notice = ReferralCancelled(
+                    referral_id=referral.referral_id,
+                    case_id=case.case_id,
+                    case_code=case.case_code,
+                    agency_id=referral.agency_id,
+                    regency_code=case.regency_code,
+                    reason=event.reason.value,
+                    cancelled_at=now,
+                )
+                tx.enqueue(
+                    Envelope.of(
+                        notice,
+                        exchange=EVENTS,
+                        routing_key=f"referral.{referral.agency_id}.cancelled",
+                        message_id=derived_id(referral.referral_id, "cancelled"),
+                        correlation_id=str(case.case_id),
+                        causation_id=message_id,
+                    ),
+                    now,
+                )
+                cancelled.append(replace(referral, status=Status.CANCELLED))
+            if cancelled:
+                tx.enqueue(
+                    _receipt(
+                        "progress",
+                        reporting_agency=case.reporting_agency,
+                        case_id=case.case_id,
+                        case_code=case.case_code,
+                        police_report_number=case.police_report_number,
+                        legs=cancelled,
+                        now=now,
+                        causation_id=message_id,
+                        step="withdrawn",
+                    ),
+                    now,
+                )
+        self._on_commit()
+        log.info("case_withdrawn", case_id=str(event.case_id), referrals=len(cancelled))
 
     def _refuse_conflict(self, tx: LedgerTx, event: CaseReported, *, now: datetime, message_id: str) -> None:
         """Other content under a case already open: kept off the case, on its timeline, and the reporter told."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from shared.contracts.base import Contract
-from shared.contracts.cases import CaseReport, CaseReported
+from shared.contracts.cases import CaseReport, CaseReported, CaseWithdrawal, CaseWithdrawn
 from shared.contracts.referrals import (
     REPLIES,
     CaseReceipt,
+    ReferralCancelled,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralIssued,
@@ -15,7 +16,10 @@ from shared.contracts.referrals import (
 _ALL: tuple[type[Contract], ...] = (
     CaseReport,
     CaseReported,
+    CaseWithdrawal,
+    CaseWithdrawn,
     ReferralIssued,
+    ReferralCancelled,
     ReferralDelivered,
     ReferralDeliveryFailed,
     *REPLIES,

@@ -154,3 +154,34 @@ class CaseReported(Contract):
     identity: SealedBox = Field(
         description="Victim identity, summary and contact officer, sealed so they are never plaintext on the broker."
     )
+
+
+class WithdrawalReason(StrEnum):
+    REPORTED_IN_ERROR = "reported_in_error"
+    DUPLICATE = "duplicate"
+    NO_LONGER_NEEDED = "no_longer_needed"
+    OTHER = "other"
+
+
+class CaseWithdrawal(Contract):
+    """A police unit withdraws a case it reported; sent to intake on ``rujukan.intake`` as ``case.withdraw``
+    (over HTTP: ``POST /v1/cases/{case_id}/withdraw`` with ``reason`` and ``note``)."""
+
+    TYPE: ClassVar[str] = "case.withdraw.v1"
+
+    police_report_number: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    reporting_agency: AgencyId
+    reason: WithdrawalReason
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class CaseWithdrawn(Contract):
+    """A reported case was withdrawn; published by intake. Every open referral leg is cancelled."""
+
+    TYPE: ClassVar[str] = "case.withdrawn.v1"
+
+    case_id: UUID
+    reporting_agency: AgencyId
+    reason: WithdrawalReason
+    note: str | None = None
+    withdrawn_at: datetime

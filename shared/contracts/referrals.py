@@ -43,6 +43,21 @@ class ReferralIssued(Contract):
     ack_due_at: datetime
 
 
+class ReferralCancelled(Contract):
+    """A referral is no longer needed (its case was withdrawn); published by referral on
+    ``referral.<agency>.cancelled`` and told to the agency like the referral itself."""
+
+    TYPE: ClassVar[str] = "referral.cancelled.v1"
+
+    referral_id: UUID
+    case_id: UUID
+    case_code: str
+    agency_id: AgencyId
+    regency_code: RegencyCode
+    reason: str
+    cancelled_at: datetime
+
+
 class ReferralDelivered(Contract):
     """An agency's channel confirmed receipt of a referral; published by notifier."""
 
