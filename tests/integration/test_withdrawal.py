@@ -1,0 +1,98 @@
+"""A police unit withdraws a case: every open leg is cancelled and each agency is told."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.builders import a_case_report_body, the_sample_victims
+from tests.rabbit import BrokerClient
+from tests.system import System, delivered_everywhere
+
+pytestmark = pytest.mark.rabbit
+
+
+async def withdraw(system: System, case_id: str, by: str = "polres-bengkayang", **body: Any) -> Any:
+    return await system.http.post(
+        system.url("intake", f"/v1/cases/{case_id}/withdraw"),
+        json=body or {"reason": "reported_in_error"},
+        headers=system.token(by),
+    )
+
+
+def cancelled_everywhere(case: dict[str, Any]) -> bool:
+    return all(leg["status"] in ("cancelled", "completed") for leg in case["referrals"])
+
+
+async def test_withdrawal_cancels_open_legs_tells_each_agency_and_spares_completed_ones(
+    system: System, broker: BrokerClient
+) -> None:
+    body = a_case_report_body(victims=the_sample_victims())
+    case_id = (await system.report(body)).json()["case_id"]
+    case = await system.case_when(case_id, delivered_everywhere)
+    [bp3mi] = [leg["referral_id"] for leg in case["referrals"] if leg["agency_id"] == "bp3mi-kalbar"]
+    for action, extra in (("accept", None), ("complete", {"outcome": "successful"})):
+        url = system.url("referral", f"/v1/referrals/{bp3mi}/{action}")
+        await system.http.post(url, json=extra, headers=system.token("bp3mi-kalbar"))
+
+    response = await withdraw(system, case_id, reason="duplicate", note="dilaporkan dua kali")
+
+    assert response.status_code == 202
+    case = await system.case_when(case_id, cancelled_everywhere)
+    statuses = {leg["agency_id"]: leg["status"] for leg in case["referrals"]}
+    assert statuses == {"dinsos-bengkayang": "cancelled", "uptd-ppa-kalbar": "cancelled", "bp3mi-kalbar": "completed"}
+    for agency_id in ("dinsos-bengkayang", "uptd-ppa-kalbar"):
+        issued, cancelled = await broker.take(f"agency.{agency_id}.inbox", 2)
+        assert (issued.type, cancelled.type) == ("referral.issued.v1", "referral.cancelled.v1")
+    assert await broker.depth("agency.bp3mi-kalbar.inbox") == 1
+    await system.case_when(case_id, lambda c: sum(e["event"] == "delivered" for e in c["timeline"]) == 5)
+    told = {d.agency_id for d in system.sink.deliveries if d.payload["type"] == "referral.cancelled"}
+    assert told == {"dinsos-bengkayang", "uptd-ppa-kalbar"}
+
+
+async def test_only_the_reporting_police_unit_may_withdraw_and_only_a_case_it_reported(system: System) -> None:
+    case_id = (await system.report(a_case_report_body())).json()["case_id"]
+
+    by_other = await withdraw(system, case_id, by="polres-sambas")
+    unknown = await withdraw(system, str(uuid.uuid4()))
+
+    assert by_other.status_code == 403
+    assert unknown.status_code == 404
+
+
+async def test_a_withdrawn_referral_cannot_be_accepted_any_more(system: System) -> None:
+    case_id = (await system.report(a_case_report_body())).json()["case_id"]
+    case = await system.case_when(case_id, delivered_everywhere)
+    await withdraw(system, case_id)
+    await system.case_when(case_id, cancelled_everywhere)
+    [social] = [leg["referral_id"] for leg in case["referrals"] if leg["agency_id"] == "dinsos-bengkayang"]
+
+    response = await system.http.post(
+        system.url("referral", f"/v1/referrals/{social}/accept"), headers=system.token("dinsos-bengkayang")
+    )
+
+    assert response.status_code == 409
+    assert response.json()["status"] == "cancelled"
+
+
+async def test_withdrawal_over_amqp_cancels_the_case(system: System, broker: BrokerClient) -> None:
+    body = a_case_report_body()
+    case_id = (await system.report(body)).json()["case_id"]
+    await system.case_when(case_id, delivered_everywhere)
+
+    await broker.publish(
+        "rujukan.intake",
+        "case.withdraw",
+        {"police_report_number": body["police_report_number"], "reporting_agency": "polres-bengkayang",
+         "reason": "no_longer_needed"},
+        message_type="case.withdraw.v1",
+    )  # fmt: skip
+
+    case = await system.case_when(case_id, cancelled_everywhere)
+    [withdrawn] = [e for e in case["timeline"] if e["event"] == "case_withdrawn"]
+    assert withdrawn["detail"]["reason"] == "no_longer_needed"
+    receipts = [json.loads(m.body) for m in await broker.take("agency.polres-bengkayang.receipts", 2)]
+    assert {leg["status"] for leg in receipts[-1]["legs"]} == {"cancelled"}
