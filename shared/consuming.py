@@ -21,6 +21,7 @@ from shared.topology import DELIVERY_LIMIT, dead_letter_queue_name
 
 C = TypeVar("C", bound=Contract)
 D = TypeVar("D", bound=Contract)
+E = TypeVar("E", bound=Contract)
 
 REASON_HEADER = "x-rujukan-reason"
 _MAX_REASON = 1000
@@ -65,6 +66,10 @@ def decode(msg: RabbitMessage, model: type[C], /) -> C: ...
 
 @overload
 def decode(msg: RabbitMessage, first: type[C], second: type[D], /) -> C | D: ...
+
+
+@overload
+def decode(msg: RabbitMessage, first: type[C], second: type[D], third: type[E], /) -> C | D | E: ...
 
 
 @overload

@@ -120,8 +120,10 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
     waits = tuple(_wait_queue(notifier_referrals.name, delay) for delay in retry_schedule)
 
     specs = [
-        QueueSpec(intake_reports, (Binding(INTAKE, "case.report"), Binding(INTAKE, "case.withdraw"))),
-        QueueSpec(referral_cases, (Binding(EVENTS, "case.reported"), Binding(EVENTS, "case.withdrawn"))),
+        QueueSpec(intake_reports, tuple(Binding(INTAKE, f"case.{key}") for key in ("report", "amend", "withdraw"))),
+        QueueSpec(
+            referral_cases, tuple(Binding(EVENTS, f"case.{key}") for key in ("reported", "amended", "withdrawn"))
+        ),
         QueueSpec(
             referral_deliveries,
             (Binding(EVENTS, "referral.*.delivered"), Binding(EVENTS, "referral.*.delivery_failed")),

@@ -20,6 +20,7 @@ from shared.contracts.cases import CaseReport, WithdrawalReason
 from shared.directory import Agency, AgencyKind
 from shared.errors import NotPermittedError, ReportConflictError
 from shared.http import problem
+from shared.ids import case_id_for
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +67,37 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
         except IntakeUnavailableError as exc:
             log.error("case_not_confirmed", reason=str(exc), error=type(exc.__cause__).__name__)
             return problem(503, f"{exc}; send the same report again (a repeat never makes a second case)")
+        return JSONResponse(
+            CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
+            status_code=202,
+        )
+
+    @router.post(
+        "/cases/{case_id}/amend",
+        status_code=202,
+        response_model=CaseAccepted,
+        responses={403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
+    )
+    async def amend_case(case_id: UUID, report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
+        """The whole case as it now is (e.g. a victim added): only newly needed agencies or victims are referred."""
+        if agency.id != report.reporting_agency:
+            return problem(403, f"agency {agency.id} cannot amend a case of {report.reporting_agency}")
+        if case_id_for(report.reporting_agency, report.police_report_number) != case_id:
+            return problem(
+                422,
+                "request is invalid",
+                errors=[{"field": "police_report_number", "message": f"does not belong to case {case_id}"}],
+            )
+        try:
+            accepted = await intake.amend(report)
+        except InvalidReportError as exc:
+            return problem(422, "request is invalid", errors=exc.fields)
+        except UnknownCaseError:
+            return problem(404, f"case {case_id} was never reported")
+        except UncertainReportError as exc:
+            return problem(409, str(exc), case_id=str(exc.case_id))
+        except IntakeUnavailableError as exc:
+            return problem(503, f"{exc}; send the amendment again")
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,

@@ -9,7 +9,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.intake.reports import ReportIntake
 from shared.broker import consumer_channel
 from shared.consuming import decode, raw
-from shared.contracts.cases import CaseReport, CaseWithdrawal
+from shared.contracts.cases import CaseAmendment, CaseReport, CaseWithdrawal
 from shared.errors import PermanentError
 from shared.ids import case_id_for
 from shared.settings import Settings
@@ -21,14 +21,17 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
 
     @router.subscriber(topology.intake_reports, channel=consumer_channel(settings))
     async def on_case_message(msg: RabbitMessage) -> None:
-        """A police system's case report or withdrawal; refused ones are dead-lettered and answered with a receipt."""
+        """A police system's case report, amendment or withdrawal; refused ones are dead-lettered and
+        answered with a receipt."""
         message_id = raw(msg).message_id
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
-                message = decode(msg, CaseReport, CaseWithdrawal)
-                if isinstance(message, CaseReport):
+                message = decode(msg, CaseReport, CaseAmendment, CaseWithdrawal)
+                if isinstance(message, CaseAmendment):
+                    await intake.amend(message, source_message_id=message_id)
+                elif isinstance(message, CaseReport):
                     await intake.accept(message)
-                else:
+                elif isinstance(message, CaseWithdrawal):
                     await intake.withdraw(
                         case_id_for(message.reporting_agency, message.police_report_number),
                         agency_id=message.reporting_agency,

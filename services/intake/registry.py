@@ -93,6 +93,13 @@ class ReportRegistry:
                 .values(confirmed=True)
             )
 
+    async def amend(self, case_id: UUID, fingerprint: str) -> None:
+        """The case now is this content (confirmed by the broker): a resend of it is a repeat."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(claims).where(claims.c.case_id == str(case_id)).values(fingerprint=fingerprint, confirmed=True)
+            )
+
     async def release(self, case_id: UUID, fingerprint: str) -> None:
         """The broker certainly did not take this content: other content may claim the case."""
         async with self._engine.begin() as connection:

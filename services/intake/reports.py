@@ -15,6 +15,7 @@ from services.intake.registry import Claim, ReportRegistry
 from shared.broker import Envelope, MessagePublisher
 from shared.contracts.cases import (
     IDENTITY_FIELDS,
+    CaseAmended,
     CaseReport,
     CaseReported,
     CaseWithdrawn,
@@ -163,6 +164,34 @@ class ReportIntake:
         await self._registry.confirm(case_id, fingerprint)
         log.info("case_accepted", case_id=str(case_id), case_code=event.case_code)
         return Accepted(case_id=case_id, case_code=event.case_code, new=claim is Claim.NEW)
+
+    async def amend(self, report: CaseReport, *, source_message_id: str | None = None) -> Accepted:
+        """Publish the case as it now is; the referral service refers only newly needed agencies or victims."""
+        self.check(report)
+        case_id = case_id_for(report.reporting_agency, report.police_report_number)
+        owner = await self._registry.owner(case_id)
+        if owner is None:
+            raise UnknownCaseError(f"case {case_id} was never reported; report it first")
+        if not owner[1]:
+            raise UncertainReportError(case_id)
+        fingerprint = fingerprint_of(report)
+        amended = CaseAmended(**self._case_reported(report, case_id, fingerprint).model_dump())
+        try:
+            await self._publisher.publish(
+                Envelope.of(
+                    amended,
+                    exchange=EVENTS,
+                    routing_key="case.amended",
+                    message_id=derived_id(case_id, f"amended:{fingerprint}"),
+                    correlation_id=str(case_id),
+                    causation_id=source_message_id,
+                )
+            )
+        except Exception as exc:
+            raise IntakeUnavailableError("the broker did not confirm the amendment") from exc
+        await self._registry.amend(case_id, fingerprint)
+        log.info("case_amended", case_id=str(case_id))
+        return Accepted(case_id=case_id, case_code=amended.case_code, new=False)
 
     async def withdraw(
         self,

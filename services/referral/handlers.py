@@ -10,7 +10,7 @@ from services.referral.lifecycle import Reply
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import consumer_channel
 from shared.consuming import decode, message_id_of, raw
-from shared.contracts.cases import CaseReported, CaseWithdrawn
+from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
 from shared.settings import Settings
@@ -22,13 +22,17 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
 
     @router.subscriber(topology.referral_cases, channel=consumer_channel(settings))
     async def on_case_event(msg: RabbitMessage) -> None:
-        """``case.reported``: route the case and issue its referrals; ``case.withdrawn``: cancel them."""
-        event = decode(msg, CaseReported, CaseWithdrawn)
-        with structlog.contextvars.bound_contextvars(case_id=str(event.case_id), message_id=message_id_of(msg)):
-            if isinstance(event, CaseReported):
-                await referrals.open_case(event, message_id=message_id_of(msg))
-            else:
-                await referrals.withdraw_case(event, message_id=message_id_of(msg))
+        """``case.reported``: route the case and issue its referrals; ``case.amended``: refer what is new;
+        ``case.withdrawn``: cancel the open legs."""
+        event = decode(msg, CaseReported, CaseAmended, CaseWithdrawn)
+        message_id = message_id_of(msg)
+        with structlog.contextvars.bound_contextvars(case_id=str(event.case_id), message_id=message_id):
+            if isinstance(event, CaseAmended):
+                await referrals.amend_case(event, message_id=message_id)
+            elif isinstance(event, CaseReported):
+                await referrals.open_case(event, message_id=message_id)
+            elif isinstance(event, CaseWithdrawn):
+                await referrals.withdraw_case(event, message_id=message_id)
 
     @router.subscriber(topology.referral_deliveries, channel=consumer_channel(settings))
     async def on_delivery_report(msg: RabbitMessage) -> None:

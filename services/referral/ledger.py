@@ -232,6 +232,34 @@ class LedgerTx:
             )
         )
 
+    async def amend_case(self, event: CaseReported) -> None:
+        """The case's facts and sealed identity become the amended ones; its code and reporter stay."""
+        await self._c.execute(
+            update(cases)
+            .where(cases.c.case_id == str(event.case_id))
+            .values(
+                fingerprint=event.fingerprint,
+                regency_code=event.regency_code,
+                exploitation_types=[t.value for t in event.exploitation_types],
+                victims=[v.model_dump(mode="json") for v in event.victims],
+                identity=event.identity.model_dump(mode="json"),
+            )
+        )
+
+    async def widen_referral(self, referral: Referral, now: datetime) -> None:
+        """More victims (and so reasons, perhaps a higher priority and an earlier deadline) on a leg."""
+        await self._c.execute(
+            update(referrals)
+            .where(referrals.c.referral_id == str(referral.referral_id))
+            .values(
+                victim_refs=list(referral.victim_refs),
+                reasons=[r.model_dump(mode="json") for r in referral.reasons],
+                priority=referral.priority.value,
+                ack_due_at=referral.ack_due_at,
+                updated_at=now,
+            )
+        )
+
     async def add_referrals(self, new: list[Referral], now: datetime) -> None:
         if not new:
             return

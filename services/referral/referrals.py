@@ -14,7 +14,8 @@ from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, Tim
 from services.referral.lifecycle import CLOSED_LEGS, Reply, Status, after_delivery_report, apply_reply
 from services.referral.routing import route
 from shared.broker import Envelope
-from shared.contracts.cases import CaseReported, CaseWithdrawn, ExploitationType, VictimFacts
+from shared.contracts.base import Priority
+from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, ExploitationType, VictimFacts
 from shared.contracts.referrals import (
     CaseReceipt,
     ReceiptLeg,
@@ -184,6 +185,98 @@ class Referrals:
         )
         log.info("case_referred", case_id=str(event.case_id), referrals=len(issued))
         return True
+
+    async def amend_case(self, event: CaseAmended, *, message_id: str) -> None:
+        """Route the amended case again; refer only newly needed agencies, or new victims on an open leg."""
+        directory = self._directory()
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            if not await tx.first_time("referral.cases", message_id, now):
+                return
+            case = await tx.case(event.case_id)
+            if case is None:
+                raise TransientError(f"case {event.case_id} is not in the ledger yet")
+            if case.fingerprint == event.fingerprint:
+                return
+            await tx.amend_case(event)
+            tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
+                      detail={"victim_count": len(event.victims), "regency_code": event.regency_code})  # fmt: skip
+            legs = {leg.agency_id: leg for leg in await tx.referrals_of(case.case_id)}
+            changed: list[Referral] = []
+            for decision in route(event.victims, event.regency_code, directory.rules, directory):
+                agency = directory.agency(decision.agency_id)
+                assert agency is not None  # route() resolves only agencies of this directory
+                leg = legs.get(agency.id)
+                if leg is None:
+                    referral = Referral(
+                        referral_id=referral_id_for(case.case_id, agency.id),
+                        case_id=case.case_id,
+                        agency_id=agency.id,
+                        status=Status.REQUESTED,
+                        priority=decision.priority,
+                        victim_refs=decision.victim_refs,
+                        reasons=decision.reasons,
+                        issued_at=now,
+                        ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
+                    )
+                    await tx.add_referrals([referral], now)
+                    event_name = "referral_issued"
+                else:
+                    added = [ref for ref in decision.victim_refs if ref not in leg.victim_refs]
+                    if not added or leg.status in CLOSED_LEGS or leg.status is Status.COMPLETED:
+                        continue
+                    urgent = Priority.URGENT in (leg.priority, decision.priority)
+                    priority = Priority.URGENT if urgent else Priority.NORMAL
+                    due = leg.ack_due_at
+                    if leg.acknowledged_at is None:
+                        due = min(due, now + agency.ack_deadline.for_priority(priority))
+                    referral = replace(
+                        leg,
+                        victim_refs=(*leg.victim_refs, *added),
+                        reasons=(*leg.reasons, *decision.reasons),
+                        priority=priority,
+                        ack_due_at=due,
+                    )
+                    await tx.widen_referral(referral, now)
+                    event_name = "victims_added"
+                tx.record(
+                    case.case_id, event_name, at=now, actor=SYSTEM, referral_id=referral.referral_id,
+                    detail={"agency_id": agency.id, "priority": referral.priority.value,
+                            "victim_refs": list(referral.victim_refs),
+                            "rules": [reason.rule_id for reason in decision.reasons],
+                            "ack_due_at": referral.ack_due_at.isoformat()},
+                )  # fmt: skip
+                issued = _issued_envelope(
+                    referral,
+                    case_code=case.case_code,
+                    reporting_agency=case.reporting_agency,
+                    regency_code=event.regency_code,
+                    exploitation_types=event.exploitation_types,
+                    victims=event.victims,
+                    causation_id=message_id,
+                )
+                if event_name == "victims_added":
+                    # The agency hears of its widened referral as a new notification of its own.
+                    issued = replace(issued, message_id=derived_id(referral.referral_id, f"issued:{event.fingerprint}"))
+                tx.enqueue(issued, now)
+                changed.append(referral)
+            if changed:
+                tx.enqueue(
+                    _receipt(
+                        "progress",
+                        reporting_agency=case.reporting_agency,
+                        case_id=case.case_id,
+                        case_code=case.case_code,
+                        police_report_number=case.police_report_number,
+                        legs=changed,
+                        now=now,
+                        causation_id=message_id,
+                        step=f"amended:{event.fingerprint}",
+                    ),
+                    now,
+                )
+        self._on_commit()
+        log.info("case_amended", case_id=str(event.case_id), referrals=len(changed))
 
     async def withdraw_case(self, event: CaseWithdrawn, *, message_id: str) -> None:
         """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""

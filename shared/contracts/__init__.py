@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.contracts.base import Contract
-from shared.contracts.cases import CaseReport, CaseReported, CaseWithdrawal, CaseWithdrawn
+from shared.contracts.cases import CaseAmended, CaseAmendment, CaseReport, CaseReported, CaseWithdrawal, CaseWithdrawn
 from shared.contracts.referrals import (
     REPLIES,
     CaseReceipt,
@@ -15,7 +15,9 @@ from shared.contracts.referrals import (
 
 _ALL: tuple[type[Contract], ...] = (
     CaseReport,
+    CaseAmendment,
     CaseReported,
+    CaseAmended,
     CaseWithdrawal,
     CaseWithdrawn,
     ReferralIssued,

@@ -156,6 +156,19 @@ class CaseReported(Contract):
     )
 
 
+class CaseAmendment(CaseReport):
+    """A police unit amends a reported case, sending the whole case as it now is (``case.amend``)."""
+
+    TYPE: ClassVar[str] = "case.amend.v1"
+
+
+class CaseAmended(CaseReported):
+    """A reported case changed (e.g. a victim was added); published by intake with the whole case as it now
+    is. Referral routes it again and refers only newly needed agencies or victims."""
+
+    TYPE: ClassVar[str] = "case.amended.v1"
+
+
 class WithdrawalReason(StrEnum):
     REPORTED_IN_ERROR = "reported_in_error"
     DUPLICATE = "duplicate"
