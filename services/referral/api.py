@@ -12,7 +12,7 @@ from services.referral.ledger import Referral
 from services.referral.lifecycle import ACCEPTED_STATES, ACKNOWLEDGED_STATES, CLOSED_LEGS, Reply
 from services.referral.referrals import InvalidReplyError, Referrals, ReplyCommand, UnknownCaseError
 from shared.contracts.cases import VictimFacts
-from shared.contracts.referrals import DeclineReason, Outcome
+from shared.contracts.referrals import DeclineReason, Outcome, check_decline
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
 from shared.http import problem
@@ -34,8 +34,7 @@ class DeclineRequest(ReplyRequest):
 
     @model_validator(mode="after")
     def _note_for_other(self) -> Self:
-        if self.reason is DeclineReason.OTHER and not (self.note and self.note.strip()):
-            raise ValueError("a note is required when the reason is other")
+        check_decline(self.reason, self.note)
         return self
 
 

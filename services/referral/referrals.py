@@ -15,7 +15,7 @@ from services.referral.lifecycle import CLOSED_LEGS, Reply, Status, after_delive
 from services.referral.routing import route
 from shared.broker import Envelope
 from shared.contracts.base import Priority
-from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, ExploitationType, VictimFacts
+from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import (
     CaseReceipt,
     ReceiptLeg,
@@ -25,7 +25,7 @@ from shared.contracts.referrals import (
     ReferralIssued,
     ReferralReason,
 )
-from shared.directory import Directory
+from shared.directory import Agency, Directory
 from shared.errors import (
     NotPermittedError,
     PermanentError,
@@ -131,43 +131,11 @@ class Referrals:
         for decision in route(event.victims, event.regency_code, directory.rules, directory):
             agency = directory.agency(decision.agency_id)
             assert agency is not None  # route() resolves only agencies of this directory
-            referral = Referral(
-                referral_id=referral_id_for(event.case_id, agency.id),
-                case_id=event.case_id,
-                agency_id=agency.id,
-                status=Status.REQUESTED,
-                priority=decision.priority,
-                victim_refs=decision.victim_refs,
-                reasons=decision.reasons,
-                issued_at=now,
-                ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
+            referral = _new_referral(
+                event.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
             )
-            tx.record(
-                event.case_id,
-                "referral_issued",
-                at=now,
-                actor=SYSTEM,
-                referral_id=referral.referral_id,
-                detail={
-                    "agency_id": agency.id,
-                    "priority": referral.priority.value,
-                    "victim_refs": list(referral.victim_refs),
-                    "rules": [reason.rule_id for reason in referral.reasons],
-                    "ack_due_at": referral.ack_due_at.isoformat(),
-                },
-            )
-            tx.enqueue(
-                _issued_envelope(
-                    referral,
-                    case_code=event.case_code,
-                    reporting_agency=event.reporting_agency,
-                    regency_code=event.regency_code,
-                    exploitation_types=event.exploitation_types,
-                    victims=event.victims,
-                    causation_id=message_id,
-                ),
-                now,
-            )
+            _record_leg(tx, referral, "referral_issued", actor=SYSTEM, reasons=referral.reasons, now=now)
+            tx.enqueue(_issued_envelope(referral, event, causation_id=message_id), now)
             issued.append(referral)
         await tx.add_referrals(issued, now)
         tx.enqueue(
@@ -208,16 +176,8 @@ class Referrals:
                 assert agency is not None  # route() resolves only agencies of this directory
                 leg = legs.get(agency.id)
                 if leg is None:
-                    referral = Referral(
-                        referral_id=referral_id_for(case.case_id, agency.id),
-                        case_id=case.case_id,
-                        agency_id=agency.id,
-                        status=Status.REQUESTED,
-                        priority=decision.priority,
-                        victim_refs=decision.victim_refs,
-                        reasons=decision.reasons,
-                        issued_at=now,
-                        ack_due_at=now + agency.ack_deadline.for_priority(decision.priority),
+                    referral = _new_referral(
+                        case.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
                     )
                     await tx.add_referrals([referral], now)
                     event_name = "referral_issued"
@@ -239,21 +199,9 @@ class Referrals:
                     )
                     await tx.widen_referral(referral, now)
                     event_name = "victims_added"
-                tx.record(
-                    case.case_id, event_name, at=now, actor=SYSTEM, referral_id=referral.referral_id,
-                    detail={"agency_id": agency.id, "priority": referral.priority.value,
-                            "victim_refs": list(referral.victim_refs),
-                            "rules": [reason.rule_id for reason in decision.reasons],
-                            "ack_due_at": referral.ack_due_at.isoformat()},
-                )  # fmt: skip
+                _record_leg(tx, referral, event_name, actor=SYSTEM, reasons=decision.reasons, now=now)
                 issued = _issued_envelope(
-                    referral,
-                    case_code=case.case_code,
-                    reporting_agency=case.reporting_agency,
-                    regency_code=event.regency_code,
-                    exploitation_types=event.exploitation_types,
-                    victims=event.victims,
-                    causation_id=message_id,
+                    referral, event.model_copy(update={"case_code": case.case_code}), causation_id=message_id
                 )
                 if event_name == "victims_added":
                     # The agency hears of its widened referral as a new notification of its own.
@@ -452,41 +400,15 @@ class Referrals:
             raise InvalidReplyError(f"{command.detail.get('to_agency_id')} is not another receiving agency")
         if any(leg.agency_id == target.id for leg in await tx.referrals_of(case.case_id)):
             raise InvalidReplyError(f"case {case.case_id} already has a referral to {target.id}")
-        onward = Referral(
-            referral_id=referral_id_for(case.case_id, target.id),
-            case_id=case.case_id,
-            agency_id=target.id,
-            status=Status.REQUESTED,
-            priority=referral.priority,
+        reason = ReferralReason(
+            rule_id="referred-onward",
+            description=f"referred onward by {referral.agency_id}",
             victim_refs=referral.victim_refs,
-            reasons=(
-                ReferralReason(
-                    rule_id="referred-onward",
-                    description=f"referred onward by {referral.agency_id}",
-                    victim_refs=referral.victim_refs,
-                ),
-            ),
-            issued_at=now,
-            ack_due_at=now + target.ack_deadline.for_priority(referral.priority),
         )
+        onward = _new_referral(case.case_id, target, referral.priority, referral.victim_refs, (reason,), now)
         await tx.add_referrals([onward], now)
-        tx.record(
-            case.case_id, "referral_issued", at=now, actor=referral.agency_id, referral_id=onward.referral_id,
-            detail={"agency_id": target.id, "priority": onward.priority.value, "victim_refs": list(onward.victim_refs),
-                    "rules": ["referred-onward"], "ack_due_at": onward.ack_due_at.isoformat()},
-        )  # fmt: skip
-        tx.enqueue(
-            _issued_envelope(
-                onward,
-                case_code=case.case_code,
-                reporting_agency=case.reporting_agency,
-                regency_code=case.regency_code,
-                exploitation_types=case.exploitation_types,
-                victims=case.victims,
-                causation_id=command.message_id or str(referral.referral_id),
-            ),
-            now,
-        )
+        _record_leg(tx, onward, "referral_issued", actor=referral.agency_id, reasons=onward.reasons, now=now)
+        tx.enqueue(_issued_envelope(onward, case, causation_id=command.message_id or str(referral.referral_id)), now)
         return onward
 
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
@@ -526,27 +448,65 @@ class Referrals:
         return referral
 
 
-def _issued_envelope(
+def _new_referral(
+    case_id: UUID,
+    agency: Agency,
+    priority: Priority,
+    victim_refs: tuple[str, ...],
+    reasons: tuple[ReferralReason, ...],
+    now: datetime,
+) -> Referral:
+    return Referral(
+        referral_id=referral_id_for(case_id, agency.id),
+        case_id=case_id,
+        agency_id=agency.id,
+        status=Status.REQUESTED,
+        priority=priority,
+        victim_refs=victim_refs,
+        reasons=reasons,
+        issued_at=now,
+        ack_due_at=now + agency.ack_deadline.for_priority(priority),
+    )
+
+
+def _record_leg(
+    tx: LedgerTx,
     referral: Referral,
+    event: str,
     *,
-    case_code: str,
-    reporting_agency: str,
-    regency_code: str,
-    exploitation_types: tuple[ExploitationType, ...],
-    victims: tuple[VictimFacts, ...],
-    causation_id: str,
-) -> Envelope:
+    actor: str,
+    reasons: tuple[ReferralReason, ...],
+    now: datetime,
+) -> None:
+    tx.record(
+        referral.case_id,
+        event,
+        at=now,
+        actor=actor,
+        referral_id=referral.referral_id,
+        detail={
+            "agency_id": referral.agency_id,
+            "priority": referral.priority.value,
+            "victim_refs": list(referral.victim_refs),
+            "rules": [reason.rule_id for reason in reasons],
+            "ack_due_at": referral.ack_due_at.isoformat(),
+        },
+    )
+
+
+def _issued_envelope(referral: Referral, case: CaseReported | CaseRecord, *, causation_id: str) -> Envelope:
+    """``referral.<agency>.issued``: the facts of the referral's own victims, never their identity."""
     refs = set(referral.victim_refs)
     message = ReferralIssued(
         referral_id=referral.referral_id,
         case_id=referral.case_id,
-        case_code=case_code,
+        case_code=case.case_code,
         agency_id=referral.agency_id,
-        reporting_agency=reporting_agency,
-        regency_code=regency_code,
+        reporting_agency=case.reporting_agency,
+        regency_code=case.regency_code,
         priority=referral.priority,
-        exploitation_types=exploitation_types,
-        victims=tuple(v for v in victims if v.victim_ref in refs),
+        exploitation_types=case.exploitation_types,
+        victims=tuple(v for v in case.victims if v.victim_ref in refs),
         reasons=referral.reasons,
         issued_at=referral.issued_at,
         ack_due_at=referral.ack_due_at,

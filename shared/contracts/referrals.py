@@ -104,6 +104,12 @@ class Outcome(StrEnum):
     UNSUCCESSFUL = "unsuccessful"
 
 
+def check_decline(reason: DeclineReason, note: str | None) -> None:
+    """A decline for ``other`` must say why (over HTTP and AMQP alike)."""
+    if reason is DeclineReason.OTHER and not (note and note.strip()):
+        raise ValueError("a note is required when the reason is other")
+
+
 class AgencyReply(Contract):
     """What a receiving agency's system says about its referral, on ``rujukan.replies`` as
     ``referral.<agency>.<event>``; ``agency_id`` is the agency speaking and must match the routing key."""
@@ -144,8 +150,7 @@ class ReferralDeclined(AgencyReply):
 
     @model_validator(mode="after")
     def _note_for_other(self) -> ReferralDeclined:
-        if self.reason is DeclineReason.OTHER and not (self.note and self.note.strip()):
-            raise ValueError("a note is required when the reason is other")
+        check_decline(self.reason, self.note)
         return self
 
 
