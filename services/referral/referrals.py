@@ -141,10 +141,7 @@ class Referrals:
         tx.enqueue(
             _receipt(
                 "referred",
-                reporting_agency=event.reporting_agency,
-                case_id=event.case_id,
-                case_code=event.case_code,
-                police_report_number=event.police_report_number,
+                event,
                 legs=issued,
                 now=now,
                 causation_id=message_id,
@@ -212,10 +209,7 @@ class Referrals:
                 tx.enqueue(
                     _receipt(
                         "progress",
-                        reporting_agency=case.reporting_agency,
-                        case_id=case.case_id,
-                        case_code=case.case_code,
-                        police_report_number=case.police_report_number,
+                        case,
                         legs=changed,
                         now=now,
                         causation_id=message_id,
@@ -271,10 +265,7 @@ class Referrals:
                 tx.enqueue(
                     _receipt(
                         "progress",
-                        reporting_agency=case.reporting_agency,
-                        case_id=case.case_id,
-                        case_code=case.case_code,
-                        police_report_number=case.police_report_number,
+                        case,
                         legs=cancelled,
                         now=now,
                         causation_id=message_id,
@@ -375,10 +366,7 @@ class Referrals:
             tx.enqueue(
                 _receipt(
                     "acknowledged" if command.reply is Reply.ACKNOWLEDGED else "progress",
-                    reporting_agency=case.reporting_agency,
-                    case_id=case.case_id,
-                    case_code=case.case_code,
-                    police_report_number=case.police_report_number,
+                    case,
                     legs=legs,
                     now=now,
                     causation_id=command.message_id,
@@ -523,23 +511,21 @@ def _issued_envelope(referral: Referral, case: CaseReported | CaseRecord, *, cau
 
 def _receipt(
     event: Literal["referred", "acknowledged", "progress"],
+    case: CaseReported | CaseRecord,
     *,
-    reporting_agency: str,
-    case_id: UUID,
-    case_code: str,
-    police_report_number: str,
     legs: list[Referral],
     now: datetime,
     causation_id: str | None,
     step: str | None = None,
 ) -> Envelope:
     """What the reporting agency hears: its case was referred, or one leg was acknowledged or moved on."""
+    reporting_agency, case_id = case.reporting_agency, case.case_id
     receipt = CaseReceipt(
         event=event,
         reporting_agency=reporting_agency,
         case_id=case_id,
-        case_code=case_code,
-        police_report_number=police_report_number,
+        case_code=case.case_code,
+        police_report_number=case.police_report_number,
         legs=tuple(ReceiptLeg(referral_id=r.referral_id, agency_id=r.agency_id, status=r.status.value) for r in legs),
         at=now,
         source_message_id=causation_id,
