@@ -33,6 +33,15 @@ def _server(service: Service, host: str) -> _Server:
     return _Server(config)
 
 
+async def _serve(server: _Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        # uvicorn exits the process when a port is taken or start-up fails; in a shared event loop that
+        # would take the other services (or a test runner) down with it.
+        raise RuntimeError(f"HTTP server on port {server.config.port} could not start (exit {exc.code})") from None
+
+
 class Running:
     """Services started in this event loop (the CLI, the demo and the tests use it)."""
 
@@ -41,7 +50,7 @@ class Running:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(server.serve()) for server in self._servers]
+        self._tasks = [asyncio.create_task(_serve(server)) for server in self._servers]
         while not all(server.started for server in self._servers):
             if failed := [task for task in self._tasks if task.done()]:
                 await self.stop()
