@@ -37,15 +37,12 @@ class InvalidMessageError(PermanentError):
         super().__init__(f"invalid {message_type}: {summary}")
 
 
-def field_errors(error: ValidationError, *, drop_prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
+def field_errors(error: ValidationError) -> list[dict[str, str]]:
     """Field paths and messages of a validation error, without the offending input (it may be identity)."""
-    out = []
-    for item in error.errors(include_input=False, include_url=False, include_context=False):
-        loc = [str(part) for part in item["loc"]]
-        if drop_prefix and tuple(loc[: len(drop_prefix)]) == drop_prefix:
-            loc = loc[len(drop_prefix) :]
-        out.append({"field": ".".join(loc) or "(body)", "message": item["msg"]})
-    return out
+    return [
+        {"field": ".".join(str(part) for part in item["loc"]) or "(body)", "message": item["msg"]}
+        for item in error.errors(include_input=False, include_url=False, include_context=False)
+    ]
 
 
 def raw(msg: RabbitMessage) -> IncomingMessage:
