@@ -39,17 +39,31 @@ class RecordingPublisher:
 
 
 @pytest.fixture
-async def ledger() -> AsyncIterator[Ledger]:
+async def database_url() -> AsyncIterator[str]:
     name = f"rujukan_test_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}")
+    yield ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def ledger(database_url: str) -> AsyncIterator[Ledger]:
+    engine = make_engine(database_url)
     ledger = Ledger(engine)
     await ledger.migrate()
     yield ledger
     await engine.dispose()
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+
+
+async def test_replicas_starting_together_migrate_one_after_another(database_url: str) -> None:
+    ledgers = [Ledger(make_engine(database_url)) for _ in range(3)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(ledger.migrate() for ledger in ledgers)), timeout=60)
+    finally:
+        for ledger in ledgers:
+            await ledger.engine.dispose()
 
 
 def _case_reported(sealer: IdentitySealer):  # type: ignore[no-untyped-def]
