@@ -65,5 +65,8 @@ class Settings(BaseSettings):
     # Short: a message waiting on one dead endpoint holds a prefetch slot every other agency needs.
     webhook_timeout_seconds: float = 5.0
     webhook_attempts: int = Field(default=3, ge=1)
+    # Transient failures in a row after which an endpoint is left alone for a while (circuit breaker).
+    webhook_circuit_failures: int = Field(default=5, ge=1)
+    webhook_circuit_seconds: float = 30.0
     outbox_poll_seconds: float = 1.0
     log_level: str = "INFO"

@@ -9,7 +9,7 @@ from functools import partial
 import structlog
 from fastapi import FastAPI
 
-from services.notifier.channels import WebhookChannel
+from services.notifier.channels import CircuitBreakers, WebhookChannel
 from services.notifier.dispatch import Notifications
 from services.notifier.handlers import build_router
 from shared.broker import MessagePublisher, make_broker
@@ -30,7 +30,13 @@ def build_notifier(settings: Settings, directory: Callable[[], Directory]) -> Se
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
     topology = build_topology(directory(), settings.retry_schedule)
-    channel = WebhookChannel(timeout_seconds=settings.webhook_timeout_seconds, attempts=settings.webhook_attempts)
+    channel = WebhookChannel(
+        timeout_seconds=settings.webhook_timeout_seconds,
+        attempts=settings.webhook_attempts,
+        breakers=CircuitBreakers(
+            threshold=settings.webhook_circuit_failures, cool_down=settings.webhook_circuit_seconds
+        ),
+    )
     notifications = Notifications(
         directory,
         channel,

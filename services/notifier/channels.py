@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from standardwebhooks.webhooks import Webhook
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from shared.directory import Webhook as WebhookConfig
 
 
 class ChannelError(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, attempts: int = 1) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.attempts = attempts
+        """Requests actually sent before giving up (0 when the circuit was open)."""
 
 
 class TransientChannelError(ChannelError):
@@ -35,22 +40,61 @@ def classify_status(status: int) -> ChannelError | None:
     return PermanentChannelError(f"webhook answered HTTP {status}")
 
 
+class CircuitOpenError(TransientChannelError):
+    """The endpoint's circuit is open: no request was sent, and no quick retry is worth waiting for."""
+
+
+def _worth_a_quick_retry(error: BaseException) -> bool:
+    return isinstance(error, TransientChannelError) and not isinstance(error, CircuitOpenError)
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0
+    open_until: float = 0.0
+
+
+class CircuitBreakers:
+    """Stops hammering an endpoint that keeps failing: after ``threshold`` transient failures in a row its
+    circuit opens for ``cool_down`` seconds, during which its messages go straight to a wait queue instead of
+    holding prefetch slots that other agencies' notifications need. The first request after that probes."""
+
+    def __init__(self, *, threshold: int, cool_down: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._threshold = threshold
+        self._cool_down = cool_down
+        self._clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+
+    def allows(self, endpoint: str) -> bool:
+        return self._clock() >= self._circuits.get(endpoint, _Circuit()).open_until
+
+    def failed(self, endpoint: str) -> None:
+        circuit = self._circuits.setdefault(endpoint, _Circuit())
+        circuit.failures += 1
+        if circuit.failures >= self._threshold:
+            circuit.open_until = self._clock() + self._cool_down
+            # A failed probe after the cool-down opens the circuit again at once.
+            circuit.failures = self._threshold - 1
+
+    def succeeded(self, endpoint: str) -> None:
+        self._circuits.pop(endpoint, None)
+
+
 class WebhookChannel:
     """POSTs signed notifications. ``webhook-id`` is the caller's and stays the same across retries, so a
     receiver that saw it already drops the repeat."""
 
     name = "webhook"
 
-    def __init__(self, *, timeout_seconds: float, attempts: int, max_wait_seconds: float = 4.0) -> None:
+    def __init__(
+        self, *, timeout_seconds: float, attempts: int, breakers: CircuitBreakers, max_wait_seconds: float = 4.0
+    ) -> None:
         # aiohttp's client costs about a third of httpx's CPU per webhook here (FASTSTREAM.md, measured).
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._attempts = attempts
+        self._breakers = breakers
         self._max_wait = max_wait_seconds
         self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def attempts(self) -> int:
-        return self._attempts
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
@@ -60,17 +104,30 @@ class WebhookChannel:
             await self._session.close()
 
     async def deliver(self, config: WebhookConfig, *, notification_id: str, payload: dict[str, Any]) -> int:
-        """Delivers with a few quick in-process retries; returns the attempts it took, or raises the last error."""
+        """Delivers with a few quick in-process retries; returns the attempts it took, or raises the last error
+        (its ``attempts`` saying how many requests were sent)."""
+        endpoint = str(config.url)
         attempts = 0
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TransientChannelError),
-            wait=wait_random_exponential(multiplier=0.25, max=self._max_wait),
-            stop=stop_after_attempt(self._attempts),
-            reraise=True,
-        ):
-            with attempt:
-                attempts += 1
-                await self._post_once(config, notification_id, payload)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_worth_a_quick_retry),
+                wait=wait_random_exponential(multiplier=0.25, max=self._max_wait),
+                stop=stop_after_attempt(self._attempts),
+                reraise=True,
+            ):
+                with attempt:
+                    if not self._breakers.allows(endpoint):
+                        raise CircuitOpenError("webhook circuit open after repeated failures")
+                    attempts += 1
+                    try:
+                        await self._post_once(config, notification_id, payload)
+                    except TransientChannelError:
+                        self._breakers.failed(endpoint)
+                        raise
+        except ChannelError as exc:
+            exc.attempts = attempts
+            raise
+        self._breakers.succeeded(endpoint)
         return attempts
 
     async def _post_once(self, config: WebhookConfig, notification_id: str, payload: dict[str, Any]) -> None:

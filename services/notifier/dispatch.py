@@ -65,14 +65,14 @@ class Notifications:
         try:
             attempts = await self._channel.deliver(agency.webhook, notification_id=notification_id, payload=payload)
         except TransientChannelError as exc:
-            attempts = attempts_so_far + self._channel.attempts
+            attempts = attempts_so_far + exc.attempts
             if round_ < self._retry_rounds:
                 log.warning("notification_retry_later", reason=exc.reason, attempt=round_ + 1)
                 return RetryLater(round=round_ + 1, attempts=attempts)
             await self._failed(event, notification_id, attempts, f"retry schedule spent: {exc.reason}")
             return Done()
         except PermanentChannelError as exc:
-            await self._failed(event, notification_id, attempts_so_far + 1, exc.reason)
+            await self._failed(event, notification_id, attempts_so_far + exc.attempts, exc.reason)
             return Done()
         delivered = ReferralDelivered(
             referral_id=event.referral_id,
