@@ -63,4 +63,19 @@ async def test_endpoint_down_for_the_whole_retry_schedule_fails_the_referral(sys
 
     [failure] = [e for e in case["timeline"] if e["event"] == "delivery_failed"]
     assert failure["detail"]["reason"].startswith("retry schedule spent")
-    assert failure["detail"]["attempts"] == 9
+    assert failure["detail"]["attempts"] == system.sink.requests["dinsos-bengkayang"]
+
+
+async def test_a_dead_endpoint_is_not_hammered_and_other_agencies_are_still_notified(system: System) -> None:
+    system.sink.fail_next("dinsos-bengkayang", *([503] * 100))
+    doomed = [(await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))).json()["case_id"] for _ in range(6)]
+    elsewhere = await system.report(
+        a_case_report_body(reporting_agency="polresta-pontianak", regency_code="61.71", victims=[AN_ADULT_MAN])
+    )
+
+    await system.case_when(elsewhere.json()["case_id"], delivered_everywhere, agency_id="polresta-pontianak")
+    for case_id in doomed:
+        await system.case_when(case_id, lambda c: c["referrals"][0]["status"] == "failed", timeout=25)
+
+    # Without the circuit breaker six referrals would cost 6 x 3 requests in the first round alone.
+    assert system.sink.requests["dinsos-bengkayang"] < 6 * 3
