@@ -156,12 +156,8 @@ class Referrals:
         directory = self._directory()
         now = self._clock()
         async with self._ledger.transaction() as tx:
-            if not await tx.first_time("referral.cases", message_id, now):
-                return
-            case = await tx.case(event.case_id)
-            if case is None:
-                raise TransientError(f"case {event.case_id} is not in the ledger yet")
-            if case.fingerprint == event.fingerprint:
+            case = await _followed_case(tx, event.case_id, message_id=message_id, now=now)
+            if case is None or case.fingerprint == event.fingerprint:
                 return
             await tx.amend_case(event)
             tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
@@ -224,13 +220,9 @@ class Referrals:
         """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""
         now = self._clock()
         async with self._ledger.transaction() as tx:
-            if not await tx.first_time("referral.cases", message_id, now):
-                return
-            case = await tx.case(event.case_id)
+            case = await _followed_case(tx, event.case_id, message_id=message_id, now=now)
             if case is None:
-                # Intake publishes a withdrawal only after the report was confirmed: the report is still
-                # on its way (or being processed), so try again rather than lose the withdrawal.
-                raise TransientError(f"case {event.case_id} is not in the ledger yet")
+                return
             tx.record(case.case_id, "case_withdrawn", at=now, actor=event.reporting_agency,
                       detail={"reason": event.reason.value, "note": event.note})  # fmt: skip
             cancelled = []
@@ -434,6 +426,18 @@ class Referrals:
         if referral.agency_id != agency_id:
             raise NotPermittedError(f"referral {referral_id} is not addressed to {agency_id}")
         return referral
+
+
+async def _followed_case(tx: LedgerTx, case_id: UUID, *, message_id: str, now: datetime) -> CaseRecord | None:
+    """The case an amendment or withdrawal is about; None when this message was handled before."""
+    if not await tx.first_time("referral.cases", message_id, now):
+        return None
+    case = await tx.case(case_id)
+    if case is None:
+        # Intake follows up only on a report the broker confirmed: the report is still on its way (or being
+        # processed), so try again rather than lose what follows it.
+        raise TransientError(f"case {case_id} is not in the ledger yet")
+    return case
 
 
 def _new_referral(
