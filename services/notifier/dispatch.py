@@ -83,16 +83,7 @@ class Notifications:
             attempts=attempts_so_far + attempts,
             delivered_at=datetime.now(UTC),
         )
-        await self._publisher.publish(
-            Envelope.of(
-                delivered,
-                exchange=EVENTS,
-                routing_key=f"referral.{event.agency_id}.delivered",
-                message_id=derived_id(notification_id, "delivered"),
-                correlation_id=str(event.case_id),
-                causation_id=notification_id,
-            )
-        )
+        await self._report(event, delivered, "delivered", notification_id)
         log.info("notification_delivered", attempts=delivered.attempts, channel=self._channel.name)
         return Done()
 
@@ -109,14 +100,24 @@ class Notifications:
             reason=reason,
             failed_at=datetime.now(UTC),
         )
+        await self._report(event, failed, "delivery_failed", notification_id)
+        log.warning("notification_failed", reason=reason, attempts=failed.attempts)
+
+    async def _report(
+        self,
+        event: ReferralIssued | ReferralCancelled,
+        report: ReferralDelivered | ReferralDeliveryFailed,
+        outcome: str,
+        notification_id: str,
+    ) -> None:
+        """``referral.<agency>.delivered|delivery_failed``, one per notification whatever the redeliveries."""
         await self._publisher.publish(
             Envelope.of(
-                failed,
+                report,
                 exchange=EVENTS,
-                routing_key=f"referral.{event.agency_id}.delivery_failed",
-                message_id=derived_id(notification_id, "delivery_failed"),
+                routing_key=f"referral.{event.agency_id}.{outcome}",
+                message_id=derived_id(notification_id, outcome),
                 correlation_id=str(event.case_id),
                 causation_id=notification_id,
             )
         )
-        log.warning("notification_failed", reason=reason, attempts=failed.attempts)
