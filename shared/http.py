@@ -54,8 +54,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "request is invalid", "errors": errors}, status_code=422)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+ErrorAnswers = Mapping[type[Exception], Callable[[Any], JSONResponse]]
+
+
+def install_error_handlers(app: FastAPI, answers: ErrorAnswers | None = None) -> None:
+    """Safe 422 bodies for every service, and each service's domain errors mapped to HTTP answers once."""
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for error, answer in (answers or {}).items():
+        app.add_exception_handler(error, _answering(answer))
+
+
+def _answering(answer: Callable[[Any], JSONResponse]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return answer(exc)
+
+    return handle
 
 
 class BodyLimit:

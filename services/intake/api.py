@@ -19,7 +19,7 @@ from services.intake.reports import (
 from shared.contracts.cases import CaseReport, WithdrawalReason
 from shared.directory import Agency, AgencyKind
 from shared.errors import NotPermittedError, ReportConflictError
-from shared.http import problem
+from shared.http import ErrorAnswers, problem
 from shared.ids import case_id_for
 
 log = structlog.get_logger(__name__)
@@ -34,6 +34,22 @@ class WithdrawRequest(BaseModel):
 class CaseAccepted(BaseModel):
     case_id: UUID
     case_code: str
+
+
+def _unavailable(exc: IntakeUnavailableError) -> JSONResponse:
+    log.error("not_confirmed", reason=str(exc), error=type(exc.__cause__).__name__)
+    return problem(503, f"{exc}; send the same request again (a repeat never makes a second case)")
+
+
+ERROR_ANSWERS: ErrorAnswers = {
+    InvalidReportError: lambda exc: problem(422, "request is invalid", errors=exc.fields),
+    ReportConflictError: lambda exc: problem(409, str(exc), case_id=str(exc.case_id)),
+    UncertainReportError: lambda exc: problem(409, str(exc), case_id=str(exc.case_id)),
+    UnknownCaseError: lambda exc: problem(404, str(exc)),
+    NotPermittedError: lambda exc: problem(403, str(exc)),
+    IntakeUnavailableError: _unavailable,
+}
+"""How intake's refusals reach a reporter over HTTP (installed on the app by the composition root)."""
 
 
 def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
@@ -55,18 +71,10 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
     async def report_case(report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
         """Report a TPPO case. 202 only once the broker confirmed it; the same report again is the same case."""
         if agency.kind is not AgencyKind.POLICE:
-            return problem(403, f"agency {agency.id} is not a police unit and cannot report cases")
+            raise NotPermittedError(f"agency {agency.id} is not a police unit and cannot report cases")
         if agency.id != report.reporting_agency:
-            return problem(403, f"agency {agency.id} cannot report on behalf of {report.reporting_agency}")
-        try:
-            accepted = await intake.accept(report)
-        except InvalidReportError as exc:
-            return problem(422, "request is invalid", errors=exc.fields)
-        except (ReportConflictError, UncertainReportError) as exc:
-            return problem(409, str(exc), case_id=str(exc.case_id))
-        except IntakeUnavailableError as exc:
-            log.error("case_not_confirmed", reason=str(exc), error=type(exc.__cause__).__name__)
-            return problem(503, f"{exc}; send the same report again (a repeat never makes a second case)")
+            raise NotPermittedError(f"agency {agency.id} cannot report on behalf of {report.reporting_agency}")
+        accepted = await intake.accept(report)
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,
@@ -81,23 +89,14 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
     async def amend_case(case_id: UUID, report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
         """The whole case as it now is (e.g. a victim added): only newly needed agencies or victims are referred."""
         if agency.id != report.reporting_agency:
-            return problem(403, f"agency {agency.id} cannot amend a case of {report.reporting_agency}")
+            raise NotPermittedError(f"agency {agency.id} cannot amend a case of {report.reporting_agency}")
         if case_id_for(report.reporting_agency, report.police_report_number) != case_id:
             return problem(
                 422,
                 "request is invalid",
                 errors=[{"field": "police_report_number", "message": f"does not belong to case {case_id}"}],
             )
-        try:
-            accepted = await intake.amend(report)
-        except InvalidReportError as exc:
-            return problem(422, "request is invalid", errors=exc.fields)
-        except UnknownCaseError:
-            return problem(404, f"case {case_id} was never reported")
-        except UncertainReportError as exc:
-            return problem(409, str(exc), case_id=str(exc.case_id))
-        except IntakeUnavailableError as exc:
-            return problem(503, f"{exc}; send the amendment again")
+        accepted = await intake.amend(report)
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,
@@ -112,16 +111,7 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
         case_id: UUID, body: WithdrawRequest, agency: Annotated[Agency, authenticate]
     ) -> JSONResponse:
         """Withdraw a case this police unit reported: every open referral is cancelled and its agency told."""
-        try:
-            await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
-        except UnknownCaseError:
-            return problem(404, f"case {case_id} was never reported")
-        except NotPermittedError:
-            return problem(403, "only the reporting agency may withdraw this case")
-        except UncertainReportError as exc:
-            return problem(409, str(exc), case_id=str(exc.case_id))
-        except IntakeUnavailableError as exc:
-            return problem(503, f"{exc}; send the withdrawal again")
+        await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
         return JSONResponse({"case_id": str(case_id), "withdrawn": True}, status_code=202)
 
     return router

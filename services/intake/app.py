@@ -9,7 +9,7 @@ from functools import partial
 import structlog
 from fastapi import Depends, FastAPI
 
-from services.intake.api import build_api
+from services.intake.api import ERROR_ANSWERS, build_api
 from services.intake.handlers import build_router
 from services.intake.registry import ReportRegistry
 from services.intake.reports import ReportIntake
@@ -53,7 +53,7 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
             await engine.dispose()
 
     http = FastAPI(title="Rujukan intake", version="1", lifespan=lifespan)
-    install_error_handlers(http)
+    install_error_handlers(http, ERROR_ANSWERS)
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http.include_router(metrics_router(metrics))
     http.include_router(health_router({**broker_checks(broker), "database": partial(ping, engine)}))

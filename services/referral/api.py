@@ -15,7 +15,7 @@ from shared.contracts.cases import VictimFacts
 from shared.contracts.referrals import DeclineReason, Outcome, check_decline
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
-from shared.http import problem
+from shared.http import ErrorAnswers, problem
 
 
 class ReplyRequest(BaseModel):
@@ -76,6 +76,18 @@ def _bundle(referrals: list[Referral]) -> dict[str, Any]:
     }
 
 
+ERROR_ANSWERS: ErrorAnswers = {
+    UnknownCaseError: lambda exc: problem(404, f"case {exc.args[0]} not found"),
+    UnknownReferralError: lambda exc: problem(404, str(exc)),
+    NotPermittedError: lambda exc: problem(403, str(exc)),
+    IllegalTransitionError: lambda exc: problem(
+        409, f"referral is {exc.current}; it cannot become {exc.requested}", status=exc.current
+    ),
+    InvalidReplyError: lambda exc: problem(422, str(exc)),
+}
+"""How the referral service's refusals reach an agency over HTTP (installed by the composition root)."""
+
+
 def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["referrals"])
     Caller = Annotated[Agency, authenticate]
@@ -83,12 +95,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     @router.get("/cases/{case_id}", responses={403: {}, 404: {}})
     async def get_case(case_id: UUID, agency: Caller) -> JSONResponse:
         """The case, its referral legs and its timeline; for the reporting agency only."""
-        try:
-            view = await referrals.case_view(case_id, agency_id=agency.id)
-        except UnknownCaseError:
-            return problem(404, f"case {case_id} not found")
-        except NotPermittedError:
-            return problem(403, "only the reporting agency may read this case")
+        view = await referrals.case_view(case_id, agency_id=agency.id)
         return JSONResponse(
             {
                 "case_id": str(view.case.case_id),
@@ -113,12 +120,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     @router.get("/referrals/{referral_id}", responses={403: {}, 404: {}})
     async def get_referral(referral_id: UUID, agency: Caller) -> JSONResponse:
         """A referral for the receiving agency, with the identity of its own victims (the read is recorded)."""
-        try:
-            view = await referrals.referral_view(referral_id, agency_id=agency.id)
-        except UnknownReferralError:
-            return problem(404, f"referral {referral_id} not found")
-        except NotPermittedError:
-            return problem(403, "this referral is addressed to another agency")
+        view = await referrals.referral_view(referral_id, agency_id=agency.id)
         facts = {v.victim_ref: v for v in view.case.victims}
         return JSONResponse(
             {
@@ -135,27 +137,18 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     async def move(
         referral_id: UUID, agency: Agency, reply: Reply, body: ReplyRequest, idempotency_key: str | None
     ) -> JSONResponse:
-        try:
-            referral = await referrals.reply(
-                ReplyCommand(
-                    referral_id=referral_id,
-                    agency_id=agency.id,
-                    reply=reply,
-                    via="http",
-                    officer=body.officer,
-                    note=body.note,
-                    detail=body.detail(),
-                    message_id=f"http:{agency.id}:{idempotency_key}" if idempotency_key else None,
-                )
+        referral = await referrals.reply(
+            ReplyCommand(
+                referral_id=referral_id,
+                agency_id=agency.id,
+                reply=reply,
+                via="http",
+                officer=body.officer,
+                note=body.note,
+                detail=body.detail(),
+                message_id=f"http:{agency.id}:{idempotency_key}" if idempotency_key else None,
             )
-        except UnknownReferralError:
-            return problem(404, f"referral {referral_id} not found")
-        except NotPermittedError:
-            return problem(403, "this referral is addressed to another agency")
-        except IllegalTransitionError as exc:
-            return problem(409, f"referral is {exc.current}; it cannot become {exc.requested}", status=exc.current)
-        except InvalidReplyError as exc:
-            return problem(422, str(exc))
+        )
         return JSONResponse(_referral_summary(referral))
 
     Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)]

@@ -11,7 +11,7 @@ from functools import partial
 import structlog
 from fastapi import Depends, FastAPI
 
-from services.referral.api import build_api
+from services.referral.api import ERROR_ANSWERS, build_api
 from services.referral.handlers import build_router
 from services.referral.ledger import Ledger
 from services.referral.outbox import OutboxRelay
@@ -63,7 +63,7 @@ def build_referral(settings: Settings, directory: Callable[[], Directory], seale
         return relay.healthy()
 
     http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
-    install_error_handlers(http)
+    install_error_handlers(http, ERROR_ANSWERS)
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http.include_router(metrics_router(metrics))
     http.include_router(

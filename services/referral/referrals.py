@@ -397,7 +397,7 @@ class Referrals:
             if case is None:
                 raise UnknownCaseError(case_id)
             if case.reporting_agency != agency_id:
-                raise NotPermittedError(f"only {case.reporting_agency} may read case {case_id}")
+                raise NotPermittedError(f"only the reporting agency may read case {case_id}")
             return CaseView(case, await tx.referrals_of(case_id), await tx.timeline_of(case_id))
 
     async def referral_view(self, referral_id: UUID, *, agency_id: str) -> ReferralView:
