@@ -123,3 +123,13 @@ async def test_agency_systems_move_referrals_over_amqp_and_illegal_moves_are_dea
     assert dead.headers["x-rujukan-reason"] == f"referral {referral_id}: delivered -> completed is not allowed"
     accepted = await system.case_when(case["case_id"], lambda c: c["referrals"][0]["status"] == "accepted")
     assert accepted["status"]["fully_accepted"]
+
+
+async def test_an_unknown_referral_or_case_gets_404(system: System) -> None:
+    unknown = "00000000-0000-5000-8000-000000000000"
+
+    referral = await move(system, unknown, "accept", "dinsos-bengkayang")
+    case = await system.case(unknown)
+
+    assert referral.status_code == 404
+    assert case.status_code == 404
