@@ -95,6 +95,13 @@ class WebhookChannel:
         self._breakers = breakers
         self._max_wait = max_wait_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._signers: dict[str, Webhook] = {}
+
+    def _signer(self, secret: str) -> Webhook:
+        # One per secret, not per request: building one decodes the secret.
+        if secret not in self._signers:
+            self._signers[secret] = Webhook(secret)
+        return self._signers[secret]
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
@@ -134,7 +141,7 @@ class WebhookChannel:
         assert self._session is not None, "start() the channel first"
         body = json.dumps(payload, separators=(",", ":"))
         sent_at = datetime.now(UTC)
-        signature = Webhook(config.secret).sign(notification_id, sent_at, body)
+        signature = self._signer(config.secret).sign(notification_id, sent_at, body)
         headers = {
             "content-type": "application/json",
             "webhook-id": notification_id,
