@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
+import secrets
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -54,21 +58,23 @@ class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+
+
 class Province(_Config):
     code: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}$")]
     name: str
     case_code_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,4}$")]
-    timezone: str
+    timezone: TimeZoneName
     regencies: dict[RegencyCode, str] = Field(min_length=1)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {name!r}") from exc
-        return name
 
     @model_validator(mode="after")
     def _regencies_in_province(self) -> Province:
@@ -94,12 +100,205 @@ class Webhook(_Config):
     secret: Annotated[str, StringConstraints(pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$")]
 
 
-class AckDeadlines(_Config):
-    urgent: Duration = timedelta(hours=1)
-    normal: Duration = timedelta(hours=24)
+_WORKING_DAYS = re.compile(r"^\s*(\d+)\s*wd\s*$")
 
-    def for_priority(self, priority: Priority) -> timedelta:
+
+def _span(value: object) -> object:
+    # "1h" is clock time; "1wd" is working days (weekends and Indonesian public holidays skipped).
+    if isinstance(value, str):
+        if match := _WORKING_DAYS.match(value):
+            return {"working_days": int(match[1])}
+        return {"clock": _duration(value)}
+    return value
+
+
+class _Span(_Config):
+    clock: timedelta | None = None
+    working_days: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _Span:
+        if (self.clock is None) == (self.working_days == 0):
+            raise ValueError("a deadline is clock time (e.g. 1h) or working days (e.g. 1wd), not both or neither")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.working_days}wd" if self.clock is None else str(self.clock)
+
+
+Span = Annotated[_Span, BeforeValidator(_span)]
+"""A deadline's length: clock time (``1h``: urgent work does not wait for Monday) or working days (``1wd``)."""
+
+
+class PrioritySpans(_Config):
+    urgent: Span
+    normal: Span
+
+    def for_priority(self, priority: Priority) -> _Span:
         return self.urgent if priority is Priority.URGENT else self.normal
+
+
+class Deadlines(_Config):
+    """How long an agency has, by priority; DESIGN.md "Referral lifecycle"."""
+
+    acknowledge: PrioritySpans = PrioritySpans.model_validate({"urgent": "1h", "normal": "1wd"})
+    accept: PrioritySpans = PrioritySpans.model_validate({"urgent": "24h", "normal": "3wd"})
+    escalate_every: PrioritySpans = Field(
+        default=PrioritySpans.model_validate({"urgent": "30m", "normal": "4h"}),
+        description="After a missed deadline, the time between escalation levels 1, 2 and 3.",
+    )
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def number(self) -> int:
+        """Monday 0 .. Sunday 6, as ``datetime.weekday()``."""
+        return list(Weekday).index(self)
+
+
+class ChannelKind(StrEnum):
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    EMAIL = "email"
+
+
+_PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ContactChannel(_Config):
+    """One way to reach a person; a person's channels are tried in the order given."""
+
+    kind: ChannelKind
+    to: Annotated[str, StringConstraints(max_length=254)]
+
+    @model_validator(mode="after")
+    def _address_fits_kind(self) -> ContactChannel:
+        pattern = _EMAIL if self.kind is ChannelKind.EMAIL else _PHONE
+        if not pattern.match(self.to):
+            expected = "an email address" if self.kind is ChannelKind.EMAIL else "a phone number such as +628125550100"
+            raise ValueError(f"{self.kind.value} needs {expected}")
+        return self
+
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=60)]
+
+
+class Contact(_Config):
+    id: Slug
+    name: str
+    channels: tuple[ContactChannel, ...] = Field(min_length=1)
+
+    def phones(self) -> Iterator[str]:
+        return (c.to for c in self.channels if c.kind is not ChannelKind.EMAIL)
+
+
+class Shift(_Config):
+    """A weekly time window in the agency's time zone; ``end`` at or before ``start`` runs past midnight."""
+
+    days: tuple[Weekday, ...] = Field(min_length=1)
+    start: time
+    end: time
+
+
+_PIN_HASH = re.compile(r"^pbkdf2_sha256\$[0-9]+\$[0-9a-f]{32}\$[0-9a-f]{64}$")
+PIN_ITERATIONS = 200_000
+
+
+def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
+    """The form a PIN takes in the directory: PBKDF2-SHA256, salted, so a leaked file does not give PINs away."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+class Officer(Contact):
+    shifts: tuple[Shift, ...] = ()
+    pin_hash: Annotated[str | None, Field(description="hash_pin() of the officer's PIN for the officer page.")] = None
+
+    @field_validator("pin_hash")
+    @classmethod
+    def _pin_hash_form(cls, value: str | None) -> str | None:
+        if value is not None and not _PIN_HASH.match(value):
+            raise ValueError("pin_hash must be pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (see hash_pin)")
+        return value
+
+    def pin_matches(self, pin: str) -> bool:
+        if self.pin_hash is None:
+            return False
+        _, iterations, salt, expected = self.pin_hash.split("$")
+        candidate = hash_pin(pin, salt=bytes.fromhex(salt), iterations=int(iterations))
+        return hmac.compare_digest(candidate.rsplit("$", 1)[1], expected)
+
+
+class Override(_Config):
+    """A dated change to the weekly roster, in the agency's local time: leave (``on_duty: false``) or cover,
+    e.g. one half of a shift swap (``on_duty: true``)."""
+
+    officer: Slug
+    starts: datetime
+    ends: datetime
+    on_duty: bool
+    note: str | None = None
+
+    @field_validator("starts", "ends", mode="before")
+    @classmethod
+    def _whole_days(cls, value: object) -> object:
+        # A leave written as a date starts at that day's midnight.
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime.combine(value, time())
+        return value
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _local_time(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            raise ValueError("write local time without an offset: the agency's time zone applies")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Override:
+        if self.ends <= self.starts:
+            raise ValueError("ends must be after starts")
+        return self
+
+
+class Roster(_Config):
+    """Who takes referrals: duty officers by shift, a backup (escalation level 1), a supervisor (level 2)."""
+
+    officers: tuple[Officer, ...] = Field(min_length=1)
+    backup: Slug
+    supervisor: Slug
+    overrides: tuple[Override, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_people(self) -> Roster:
+        ids = [o.id for o in self.officers]
+        if len(ids) != len(set(ids)):
+            raise ValueError("officer ids must be unique within an agency")
+        for role, officer_id in (("backup", self.backup), ("supervisor", self.supervisor)):
+            if officer_id not in ids:
+                raise ValueError(f"{role} {officer_id!r} is not one of the agency's officers")
+        for override in self.overrides:
+            if override.officer not in ids:
+                raise ValueError(f"override for unknown officer {override.officer!r}")
+        return self
+
+    def officer(self, officer_id: str) -> Officer | None:
+        return next((o for o in self.officers if o.id == officer_id), None)
+
+
+class Language(StrEnum):
+    INDONESIAN = "id"
+    ENGLISH = "en"
 
 
 class Agency(_Config):
@@ -108,13 +307,33 @@ class Agency(_Config):
     kind: AgencyKind
     jurisdiction: Jurisdiction
     api_token_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    webhook: Webhook | None = None
+    webhook: Webhook | None = Field(default=None, description="The agency system's channel.")
+    email: Annotated[str | None, Field(description="The agency desk's address; the webhook's fallback.")] = None
     inbox: bool = Field(default=True, description="False for an agency with no AMQP consumer of its inbox.")
-    ack_deadline: AckDeadlines = AckDeadlines()
+    timezone: TimeZoneName | None = Field(default=None, description="Default: the province's (WIB, WITA or WIT).")
+    language: Language = Language.INDONESIAN
+    deadlines: Deadlines = Deadlines()
+    roster: Roster | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_form(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value
 
     @property
     def receives_referrals(self) -> bool:
         return self.kind is not AgencyKind.POLICE
+
+
+class Calendar(_Config):
+    """Working days for working-time deadlines: Indonesian public holidays (the ``holidays`` library) plus
+    what the library cannot know, e.g. a collective leave day (cuti bersama) decreed for the year."""
+
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = "ID"
+    working_days: tuple[Weekday, ...] = (Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI)
+    extra_holidays: tuple[date, ...] = ()
 
 
 class VictimCondition(_Config):
@@ -149,6 +368,10 @@ class Directory(_Config):
     province: Province
     agencies: tuple[Agency, ...] = Field(min_length=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
+    coordinator: Contact | None = Field(
+        default=None, description="The Gugus Tugas TPPO secretariat: escalation level 3 above a provincial unit."
+    )
+    calendar: Calendar = Calendar()
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Directory:
@@ -184,6 +407,27 @@ class Directory(_Config):
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.province.timezone)
 
+    def zone_of(self, agency: Agency) -> ZoneInfo:
+        return ZoneInfo(agency.timezone or self.province.timezone)
+
+    def unit_above(self, agency: Agency) -> Agency | None:
+        """The next institution up: a district unit's provincial unit; None above a provincial unit (the
+        coordinator's turn)."""
+        if agency.jurisdiction.is_provincial:
+            return None
+        return next(
+            (a for a in self.agencies if a.kind is agency.kind and a.jurisdiction.is_provincial and a.id != agency.id),
+            None,
+        )
+
+    def officer_by_phone(self, phone: str) -> tuple[Agency, Officer] | None:
+        """The agency and duty officer a phone number is registered to (an SMS reply's sender)."""
+        for agency in self.receiving_agencies():
+            for officer in agency.roster.officers if agency.roster else ():
+                if phone in officer.phones():
+                    return agency, officer
+        return None
+
 
 def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ...], str]]:
     """What no single entry can know: duplicates, regencies outside the province, missing fallbacks."""
@@ -203,6 +447,18 @@ def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ..
                 problems.append((("agencies", index, "jurisdiction", "regencies", position), f"unknown regency {code}"))
         if agency.receives_referrals and agency.webhook is None:
             problems.append((("agencies", index, "webhook"), "a receiving agency needs a webhook"))
+        if agency.receives_referrals and agency.jurisdiction.is_provincial and directory.coordinator is None:
+            problems.append(
+                (("agencies", index, "jurisdiction"), "a provincial unit escalates to the coordinator: add one")
+            )
+    # An SMS reply is recognised by its sender's number, so one number is one officer.
+    phones: dict[str, str] = {}
+    for index, agency in enumerate(directory.agencies):
+        for officer in agency.roster.officers if agency.roster else ():
+            for phone in set(officer.phones()):
+                holder = phones.setdefault(phone, f"{agency.id}/{officer.id}")
+                if holder != f"{agency.id}/{officer.id}":
+                    problems.append((("agencies", index, "roster"), f"phone {phone} is also {holder}'s"))
     for index, rule in enumerate(directory.rules):
         if not any(a.kind is rule.agency_kind and a.jurisdiction.is_provincial for a in directory.agencies):
             problems.append((("rules", index, "agency_kind"), f"no provincial {rule.agency_kind} unit to fall back to"))

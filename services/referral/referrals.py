@@ -13,6 +13,7 @@ import structlog
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
 from services.referral.lifecycle import CLOSED_LEGS, Reply, Status, after_delivery_report, apply_reply
 from services.referral.routing import route
+from services.referral.working_time import WorkingCalendar
 from shared.broker import Envelope
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
@@ -132,7 +133,7 @@ class Referrals:
             agency = directory.agency(decision.agency_id)
             assert agency is not None  # route() resolves only agencies of this directory
             referral = _new_referral(
-                event.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
+                directory, event.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
             )
             _record_leg(tx, referral, "referral_issued", actor=SYSTEM, reasons=referral.reasons, now=now)
             tx.enqueue(_issued_envelope(referral, event, causation_id=message_id), now)
@@ -170,7 +171,7 @@ class Referrals:
                 leg = legs.get(agency.id)
                 if leg is None:
                     referral = _new_referral(
-                        case.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
+                        directory, case.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
                     )
                     await tx.add_referrals([referral], now)
                     event_name = "referral_issued"
@@ -182,7 +183,7 @@ class Referrals:
                     priority = Priority.URGENT if urgent else Priority.NORMAL
                     due = leg.ack_due_at
                     if leg.acknowledged_at is None:
-                        due = min(due, now + agency.ack_deadline.for_priority(priority))
+                        due = min(due, ack_due(directory, agency, priority, now))
                     referral = replace(
                         leg,
                         victim_refs=(*leg.victim_refs, *added),
@@ -385,7 +386,7 @@ class Referrals:
             description=f"referred onward by {referral.agency_id}",
             victim_refs=referral.victim_refs,
         )
-        onward = _new_referral(case.case_id, target, referral.priority, referral.victim_refs, (reason,), now)
+        onward = _new_referral(directory, case.case_id, target, referral.priority, referral.victim_refs, (reason,), now)
         await tx.add_referrals([onward], now)
         _record_leg(tx, onward, "referral_issued", actor=referral.agency_id, reasons=onward.reasons, now=now)
         tx.enqueue(_issued_envelope(onward, case, causation_id=command.message_id or str(referral.referral_id)), now)
@@ -440,7 +441,13 @@ async def _followed_case(tx: LedgerTx, case_id: UUID, *, message_id: str, now: d
     return case
 
 
+def ack_due(directory: Directory, agency: Agency, priority: Priority, now: datetime) -> datetime:
+    span = agency.deadlines.acknowledge.for_priority(priority)
+    return WorkingCalendar(directory.calendar).due(now, span, directory.zone_of(agency))
+
+
 def _new_referral(
+    directory: Directory,
     case_id: UUID,
     agency: Agency,
     priority: Priority,
@@ -457,7 +464,7 @@ def _new_referral(
         victim_refs=victim_refs,
         reasons=reasons,
         issued_at=now,
-        ack_due_at=now + agency.ack_deadline.for_priority(priority),
+        ack_due_at=ack_due(directory, agency, priority, now),
     )
 
 
