@@ -79,6 +79,19 @@ def load_sealer(settings: Settings) -> IdentitySealer:
     return IdentitySealer({settings.identity_key_id: key}, settings.identity_key_id)
 
 
+def load_link_key(settings: Settings) -> bytes:
+    """The key that signs one-click links; shared by the notifier (which issues links) and referral."""
+    if settings.link_key:
+        key = base64.b64decode(settings.link_key)
+    elif settings.environment == "production":
+        raise ConfigurationError("RUJUKAN_LINK_KEY is required in production (base64 of 32 random bytes)")
+    else:
+        key = _demo_key(settings.data_dir / "link.key")
+    if len(key) < 32:
+        raise ConfigurationError("the link key must be at least 32 bytes, base64-encoded")
+    return key
+
+
 def _demo_key(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +102,7 @@ def _demo_key(path: Path) -> bytes:
         try:
             # link() fails if another process got there first: every service then shares its key.
             os.link(tmp, path)
-            log.warning("identity_key_generated", key_file=str(path))
+            log.warning("demo_key_generated", key_file=str(path))
         except FileExistsError:
             pass
         finally:

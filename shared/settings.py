@@ -69,4 +69,28 @@ class Settings(BaseSettings):
     webhook_circuit_failures: int = Field(default=5, ge=1)
     webhook_circuit_seconds: float = 30.0
     outbox_poll_seconds: float = 1.0
+
+    # The notifier's record of every notification (id, recipient, channel, attempts, history).
+    notifier_database_url: str = "sqlite+aiosqlite:///var/notifier.db"
+    # How often the referral service looks for passed deadlines (a due escalation waits at most this long).
+    deadline_sweep_seconds: float = Field(default=5.0, gt=0)
+
+    # Email over SMTP; the demo points at its own local SMTP sink.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_sender: str = "Rujukan TPPO <rujukan@localhost>"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    # The SMS/WhatsApp gateway's HTTP API (outbound), and the token it presents on inbound replies.
+    sms_gateway_url: str = "http://127.0.0.1:8099/gateway/messages"
+    sms_gateway_token: str | None = None
+    inbound_gateway_token: str | None = None
+
+    # Signs one-click links and officer-page sessions (base64 of 32 bytes); the demo makes one in data_dir.
+    link_key: str | None = None
+    link_ttl_hours: float = Field(default=72.0, gt=0)
+    pin_attempts: int = Field(default=5, ge=1)
+    pin_lockout_minutes: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"

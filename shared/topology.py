@@ -92,6 +92,7 @@ class Topology:
     referral_deliveries: RabbitQueue
     referral_replies: RabbitQueue
     notifier_referrals: RabbitQueue
+    notifier_notifications: RabbitQueue
     notifier_waits: tuple[RabbitQueue, ...]
     specs: tuple[QueueSpec, ...] = field(repr=False)
 
@@ -117,7 +118,10 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
     referral_deliveries = _work_queue("referral.deliveries")
     referral_replies = _work_queue("referral.replies")
     notifier_referrals = _work_queue("notifier.referrals")
-    waits = tuple(_wait_queue(notifier_referrals.name, delay) for delay in retry_schedule)
+    # One message per (event, recipient, channel): published by the notifier itself through the default
+    # exchange, retried through its own wait queues.
+    notifier_notifications = _work_queue("notifier.notifications")
+    waits = tuple(_wait_queue(notifier_notifications.name, delay) for delay in retry_schedule)
 
     specs = [
         QueueSpec(intake_reports, tuple(Binding(INTAKE, f"case.{key}") for key in ("report", "amend", "withdraw"))),
@@ -129,7 +133,11 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
             (Binding(EVENTS, "referral.*.delivered"), Binding(EVENTS, "referral.*.delivery_failed")),
         ),
         QueueSpec(referral_replies, (Binding(REPLIES, "referral.*.*"),)),
-        QueueSpec(notifier_referrals, (Binding(EVENTS, "referral.*.issued"), Binding(EVENTS, "referral.*.cancelled"))),
+        QueueSpec(
+            notifier_referrals,
+            tuple(Binding(EVENTS, f"referral.*.{key}") for key in ("issued", "escalated", "cancelled", "taken")),
+        ),
+        QueueSpec(notifier_notifications),
         *(QueueSpec(wait, dead_lettered=False) for wait in waits),
     ]
     for agency in directory.receiving_agencies():
@@ -147,6 +155,7 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
         referral_deliveries=referral_deliveries,
         referral_replies=referral_replies,
         notifier_referrals=notifier_referrals,
+        notifier_notifications=notifier_notifications,
         notifier_waits=waits,
         specs=tuple(specs),
     )

@@ -12,6 +12,8 @@ from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 from shared.contracts.base import AgencyId, Contract, Priority, RegencyCode
 from shared.contracts.cases import ExploitationType, VictimFacts
 
+AckCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+
 
 class ReferralReason(Contract):
     """A routing rule that fired, and the victims it concerns."""
@@ -41,6 +43,50 @@ class ReferralIssued(Contract):
     reasons: tuple[ReferralReason, ...] = Field(min_length=1)
     issued_at: datetime
     ack_due_at: datetime
+    ack_code: AckCode | None = Field(
+        default=None, description="Four digits a duty officer texts back (``TERIMA 4821``) to acknowledge."
+    )
+
+
+class DeadlineKind(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    ACCEPT = "accept"
+
+
+class ReferralEscalated(Contract):
+    """A deadline passed with nobody acting: published by referral on ``referral.<agency>.escalated``, once per
+    level. Level 1: the duty officer and the backup again; 2: the agency's supervisor; 3: the next institution
+    up (``escalated_to``: the provincial unit, or ``None`` for the Gugus Tugas TPPO coordinator)."""
+
+    TYPE: ClassVar[str] = "referral.escalated.v1"
+
+    referral_id: UUID
+    case_id: UUID
+    case_code: str
+    agency_id: AgencyId
+    regency_code: RegencyCode
+    priority: Priority
+    victims: tuple[VictimFacts, ...] = Field(min_length=1)
+    level: int = Field(ge=1, le=3)
+    deadline: DeadlineKind
+    due_at: datetime
+    reason: str = Field(description="Why now: the deadline passed, nobody is on duty, or delivery failed.")
+    escalated_to: AgencyId | None = None
+    ack_code: AckCode | None = None
+    escalated_at: datetime
+
+
+class ReferralTaken(Contract):
+    """A referral needs no more reminders: someone acknowledged it (or it was decided or closed). Published by
+    referral on ``referral.<agency>.taken`` so the notifier drops every notification still pending for it."""
+
+    TYPE: ClassVar[str] = "referral.taken.v1"
+
+    referral_id: UUID
+    case_id: UUID
+    agency_id: AgencyId
+    status: str
+    taken_at: datetime
 
 
 class ReferralCancelled(Contract):
@@ -59,7 +105,7 @@ class ReferralCancelled(Contract):
 
 
 class ReferralDelivered(Contract):
-    """An agency's channel confirmed receipt of a referral; published by notifier."""
+    """One notification of a referral (or of its escalation) reached its recipient; published by notifier."""
 
     TYPE: ClassVar[str] = "referral.delivered.v1"
 
@@ -67,9 +113,14 @@ class ReferralDelivered(Contract):
     case_id: UUID
     agency_id: AgencyId
     channel: str
-    notification_id: str = Field(description="The webhook-id, stable across retries of one notification.")
+    notification_id: str = Field(description="Stable across retries of one notification (the webhook-id).")
     attempts: int = Field(ge=1)
     delivered_at: datetime
+    recipient: str = Field(default="agency", description="``agency`` (its system) or the officer or contact id.")
+    level: int = Field(default=0, ge=0, le=3, description="0 the referral itself, 1-3 an escalation.")
+    nobody_on_duty: bool = Field(
+        default=False, description="The agency's roster had no officer on duty: itself a reason to escalate."
+    )
 
 
 class ReferralDeliveryFailed(Contract):
@@ -85,6 +136,9 @@ class ReferralDeliveryFailed(Contract):
     attempts: int = Field(ge=1)
     reason: str
     failed_at: datetime
+    recipient: str = "agency"
+    level: int = Field(default=0, ge=0, le=3)
+    history: tuple[str, ...] = Field(default=(), description="Every channel tried, and why each failed.")
 
 
 Officer = Annotated[str, StringConstraints(min_length=1, max_length=200)]
