@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
@@ -70,12 +70,15 @@ class Running:
         await asyncio.gather(*self._tasks)
 
 
-async def serve(services: Sequence[Service], host: str) -> None:
-    """Run until SIGINT/SIGTERM, then stop gracefully (in-flight handlers finish or are redelivered)."""
+async def serve(services: Sequence[Service], host: str, *, on_hangup: Callable[[], object] | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully (in-flight handlers finish or are redelivered);
+    SIGHUP calls ``on_hangup`` (the directory reload)."""
     running = Running(services, host)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, running.request_stop)
+    if on_hangup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await running.start()
     await running.wait()
     if any(not server.started for server in running._servers):
