@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,11 +31,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.referral.lifecycle import Status
+from services.referral.lifecycle import AWAITING_ACK, Status
 from shared.broker import Envelope
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseReported, ExploitationType, SealedBox, VictimFacts
-from shared.contracts.referrals import ReferralReason
+from shared.contracts.referrals import DeadlineKind, ReferralReason
 from shared.database import UtcDateTime
 
 metadata = MetaData()
@@ -72,9 +72,36 @@ referrals = Table(
     Column("ack_due_at", UtcDateTime, nullable=False),
     Column("acknowledged_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("ack_code", String(4), nullable=True),
+    Column("accept_due_at", UtcDateTime, nullable=True),
+    Column("escalation_level", Integer, nullable=False, server_default="0"),
     UniqueConstraint("case_id", "agency_id", name="uq_referrals_case_agency"),
     Index("ix_referrals_status_due", "status", "ack_due_at"),
 )
+# An SMS reply ``TERIMA 4821`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
+_awaiting_ack = referrals.c.status.in_([status.value for status in AWAITING_ACK])
+Index(
+    "uq_referrals_awaiting_ack_code",
+    referrals.c.agency_id,
+    referrals.c.ack_code,
+    unique=True,
+    postgresql_where=_awaiting_ack,
+    sqlite_where=_awaiting_ack,
+)
+
+deadlines = Table(
+    "deadlines",
+    metadata,
+    Column("referral_id", String(36), ForeignKey("referrals.referral_id"), primary_key=True),
+    Column("kind", String(12), primary_key=True),
+    Column("next_level", Integer, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+_open_deadline = deadlines.c.closed_at.is_(None)
+Index("ix_deadlines_open_due", deadlines.c.due_at, postgresql_where=_open_deadline, sqlite_where=_open_deadline)
 
 timeline = Table(
     "timeline",
@@ -142,6 +169,21 @@ class Referral:
     issued_at: datetime
     ack_due_at: datetime
     acknowledged_at: datetime | None = None
+    accept_due_at: datetime | None = None
+    ack_code: str | None = None
+    escalation_level: int = 0
+    """The level of the latest escalation (of either deadline); 0 if none fired."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One deadline of a referral as the sweeper sees it: the level that fires next, and when."""
+
+    referral_id: UUID
+    kind: DeadlineKind
+    next_level: int
+    due_at: datetime
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -180,6 +222,9 @@ def _referral(row: Any) -> Referral:
         issued_at=row.issued_at,
         ack_due_at=row.ack_due_at,
         acknowledged_at=row.acknowledged_at,
+        accept_due_at=row.accept_due_at,
+        ack_code=row.ack_code,
+        escalation_level=row.escalation_level,
     )
 
 
@@ -257,9 +302,21 @@ class LedgerTx:
                 reasons=[r.model_dump(mode="json") for r in referral.reasons],
                 priority=referral.priority.value,
                 ack_due_at=referral.ack_due_at,
+                accept_due_at=referral.accept_due_at,
                 updated_at=now,
             )
         )
+        # A deadline not yet passed moves with the referral; one already passed keeps its escalation schedule.
+        for kind, due_at in (
+            (DeadlineKind.ACKNOWLEDGE, referral.ack_due_at),
+            (DeadlineKind.ACCEPT, referral.accept_due_at),
+        ):
+            if due_at is not None:
+                await self._c.execute(
+                    update(deadlines)
+                    .where(_deadline_key(referral.referral_id, kind), _open_deadline, deadlines.c.next_level == 1)
+                    .values(due_at=due_at, updated_at=now)
+                )
 
     async def add_referrals(self, new: list[Referral], now: datetime) -> None:
         if not new:
@@ -279,10 +336,38 @@ class LedgerTx:
                     "ack_due_at": referral.ack_due_at,
                     "acknowledged_at": None,
                     "updated_at": now,
+                    "ack_code": referral.ack_code,
+                    "accept_due_at": referral.accept_due_at,
+                    "escalation_level": 0,
                 }
                 for referral in new
             ],
         )
+        await self._c.execute(
+            deadlines.insert(),
+            [
+                {
+                    "referral_id": str(referral.referral_id),
+                    "kind": kind.value,
+                    "next_level": 1,
+                    "due_at": due_at,
+                    "updated_at": now,
+                }
+                for referral in new
+                for kind, due_at in (
+                    (DeadlineKind.ACKNOWLEDGE, referral.ack_due_at),
+                    (DeadlineKind.ACCEPT, referral.accept_due_at),
+                )
+                if due_at is not None
+            ],
+        )
+
+    async def ack_codes_in_use(self, agency_id: str) -> set[str]:
+        """The codes of the agency's referrals awaiting acknowledgement: a new one must differ from each."""
+        query = select(referrals.c.ack_code).where(
+            referrals.c.agency_id == agency_id, _awaiting_ack, referrals.c.ack_code.is_not(None)
+        )
+        return set((await self._c.execute(query)).scalars())
 
     async def referral(self, referral_id: UUID) -> Referral | None:
         query = select(referrals).where(referrals.c.referral_id == str(referral_id)).with_for_update()
@@ -292,6 +377,66 @@ class LedgerTx:
     async def referrals_of(self, case_id: UUID) -> list[Referral]:
         query = select(referrals).where(referrals.c.case_id == str(case_id)).order_by(referrals.c.issued_at)
         return [_referral(row) for row in await self._c.execute(query)]
+
+    async def due_deadlines(self, now: datetime, limit: int) -> list[tuple[Deadline, Referral]]:
+        """Open deadlines due by ``now``, earliest first, each with its referral; both rows stay locked until the
+        transaction ends. On PostgreSQL a row another replica holds (or a referral being moved) is skipped,
+        never waited for; SQLite transactions run one at a time anyway (BEGIN IMMEDIATE)."""
+        query = (
+            select(deadlines, referrals)
+            .join(referrals, referrals.c.referral_id == deadlines.c.referral_id)
+            .where(_open_deadline, deadlines.c.due_at <= now)
+            .order_by(deadlines.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [
+            (
+                Deadline(
+                    referral_id=UUID(row.referral_id),
+                    kind=DeadlineKind(row.kind),
+                    next_level=row.next_level,
+                    due_at=row.due_at,
+                    reason=row.reason,
+                ),
+                _referral(row),
+            )
+            for row in await self._c.execute(query)
+        ]
+
+    async def advance_deadline(self, deadline: Deadline, now: datetime, *, due_at: datetime | None) -> None:
+        """The next level is due at ``due_at``; None closes the deadline (its last level fired)."""
+        key = _deadline_key(deadline.referral_id, deadline.kind)
+        if due_at is None:
+            await self._c.execute(update(deadlines).where(key).values(closed_at=now, updated_at=now))
+            return
+        await self._c.execute(
+            update(deadlines)
+            .where(key)
+            .values(next_level=deadline.next_level + 1, due_at=due_at, reason=None, updated_at=now)
+        )
+
+    async def close_deadlines(self, referral_id: UUID, kinds: Iterable[DeadlineKind], now: datetime) -> None:
+        """The deadlines are met (or no longer matter): no level of them fires again."""
+        await self._c.execute(
+            update(deadlines)
+            .where(
+                deadlines.c.referral_id == str(referral_id),
+                deadlines.c.kind.in_([kind.value for kind in kinds]),
+                _open_deadline,
+            )
+            .values(closed_at=now, updated_at=now)
+        )
+
+    async def escalate_now(self, referral_id: UUID, kind: DeadlineKind, now: datetime, *, reason: str) -> bool:
+        """Level 1 of the deadline becomes due now, for ``reason``; False if level 1 already fired (or the
+        deadline is closed)."""
+        result = await self._c.execute(
+            update(deadlines)
+            .where(_deadline_key(referral_id, kind), _open_deadline, deadlines.c.next_level == 1)
+            .values(due_at=now, reason=reason[:200], updated_at=now)
+        )
+        return bool(result.rowcount)
 
     async def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:
         await self._c.execute(
@@ -350,6 +495,10 @@ class LedgerTx:
                 "sent_at": None,
             }
         )
+
+
+def _deadline_key(referral_id: UUID, kind: DeadlineKind) -> Any:
+    return (deadlines.c.referral_id == str(referral_id)) & (deadlines.c.kind == kind.value)
 
 
 class Ledger:

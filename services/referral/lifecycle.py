@@ -36,12 +36,13 @@ class Reply(StrEnum):
     REFERRED_ONWARD = "referred_onward"
 
 
-_OPEN_BEFORE_ACK = frozenset({Status.REQUESTED, Status.DELIVERED, Status.FAILED})
-_BEFORE_DECISION = _OPEN_BEFORE_ACK | {Status.ACKNOWLEDGED}
+AWAITING_ACK = frozenset({Status.REQUESTED, Status.DELIVERED, Status.FAILED})
+"""Nobody has taken the referral yet: the acknowledgement deadline runs."""
+_BEFORE_DECISION = AWAITING_ACK | {Status.ACKNOWLEDGED}
 _DECISIONS = frozenset({Status.ACCEPTED, Status.DECLINED, Status.REFERRED_ONWARD})
 
 REPLY_MOVES: dict[Reply, tuple[frozenset[Status], Status]] = {
-    Reply.ACKNOWLEDGED: (_OPEN_BEFORE_ACK, Status.ACKNOWLEDGED),
+    Reply.ACKNOWLEDGED: (AWAITING_ACK, Status.ACKNOWLEDGED),
     # Deciding implies having taken it: an agency system may accept without acknowledging first.
     Reply.ACCEPTED: (_BEFORE_DECISION, Status.ACCEPTED),
     Reply.DECLINED: (_BEFORE_DECISION, Status.DECLINED),
@@ -94,7 +95,7 @@ def apply_reply(referral_id: UUID, current: Status, reply: Reply) -> Status:
 def after_delivery_report(current: Status, *, delivered: bool) -> Status | None:
     """A delivery report moves only a referral still waiting for one; a late report (the agency already
     acknowledged from its inbox) is recorded on the timeline and moves nothing back."""
-    if current not in _OPEN_BEFORE_ACK:
+    if current not in AWAITING_ACK:
         return None
     target = Status.DELIVERED if delivered else Status.FAILED
     if current is target or (current is Status.DELIVERED and not delivered):
