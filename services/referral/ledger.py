@@ -143,6 +143,27 @@ outbox = Table(
 )
 
 
+# The officer desk: a one-click link is spent by its first action; wrong PINs or SMS codes count to a lockout.
+officer_links = Table(
+    "officer_links",
+    metadata,
+    Column("token_id", String(255), primary_key=True),
+    Column("referral_id", String(36), ForeignKey("referrals.referral_id"), nullable=False),
+    Column("officer_id", String(60), nullable=False),
+    Column("used_at", UtcDateTime, nullable=False),
+)
+
+officer_lockouts = Table(
+    "officer_lockouts",
+    metadata,
+    Column("agency_id", String(60), primary_key=True),
+    Column("officer_id", String(60), primary_key=True),
+    Column("purpose", String(10), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locked_until", UtcDateTime, nullable=True),
+)
+
+
 @dataclass(frozen=True)
 class CaseRecord:
     case_id: UUID
@@ -494,6 +515,49 @@ class LedgerTx:
                 "created_at": now,
                 "sent_at": None,
             }
+        )
+
+    async def referrals_by_code(self, agency_id: str, code: str) -> list[Referral]:
+        """The agency's referrals carrying an SMS code: at most one awaiting acknowledgement (a unique index)."""
+        query = select(referrals).where(referrals.c.agency_id == agency_id, referrals.c.ack_code == code)
+        return [_referral(row) for row in await self._c.execute(query)]
+
+    async def link_used(self, token_id: str) -> bool:
+        query = select(officer_links.c.token_id).where(officer_links.c.token_id == token_id)
+        return (await self._c.execute(query)).first() is not None
+
+    async def spend_link(self, token_id: str, referral_id: UUID, officer_id: str, now: datetime) -> bool:
+        """Marks a one-click link used; False if it already was."""
+        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(officer_links)
+            .values(token_id=token_id, referral_id=str(referral_id), officer_id=officer_id, used_at=now)
+            .on_conflict_do_nothing(index_elements=["token_id"])
+        )
+        return bool((await self._c.execute(statement)).rowcount)
+
+    async def lockout(self, agency_id: str, officer_id: str, purpose: str) -> tuple[int, datetime | None]:
+        """Wrong tries in a row, and until when the officer is locked out (``pin`` or ``sms``)."""
+        query = select(officer_lockouts).where(
+            officer_lockouts.c.agency_id == agency_id,
+            officer_lockouts.c.officer_id == officer_id,
+            officer_lockouts.c.purpose == purpose,
+        )
+        row = (await self._c.execute(query.with_for_update())).one_or_none()
+        return (row.failures, row.locked_until) if row else (0, None)
+
+    async def set_lockout(
+        self, agency_id: str, officer_id: str, purpose: str, *, failures: int, until: datetime | None
+    ) -> None:
+        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(officer_lockouts).values(
+            agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=failures, locked_until=until
+        )
+        await self._c.execute(
+            statement.on_conflict_do_update(
+                index_elements=["agency_id", "officer_id", "purpose"],
+                set_={"failures": failures, "locked_until": until},
+            )
         )
 
 
