@@ -459,6 +459,13 @@ class LedgerTx:
         )
         return bool(result.rowcount)
 
+    async def set_escalation_level(self, referral_id: UUID, level: int, now: datetime) -> None:
+        await self._c.execute(
+            update(referrals)
+            .where(referrals.c.referral_id == str(referral_id))
+            .values(escalation_level=level, updated_at=now)
+        )
+
     async def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:
         await self._c.execute(
             update(referrals)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from shared.contracts.referrals import DeadlineKind
 from shared.errors import IllegalTransitionError
 
 
@@ -92,12 +94,29 @@ def apply_reply(referral_id: UUID, current: Status, reply: Reply) -> Status:
     return target
 
 
-def after_delivery_report(current: Status, *, delivered: bool) -> Status | None:
+def after_delivery_report(current: Status, *, delivered: bool, level: int = 0) -> Status | None:
     """A delivery report moves only a referral still waiting for one; a late report (the agency already
-    acknowledged from its inbox) is recorded on the timeline and moves nothing back."""
-    if current not in AWAITING_ACK:
+    acknowledged from its inbox) is recorded on the timeline and moves nothing back. A report about an
+    escalation (level 1-3) tells of a reminder, not of the referral itself, and moves nothing either."""
+    if level > 0 or current not in AWAITING_ACK:
         return None
     target = Status.DELIVERED if delivered else Status.FAILED
     if current is target or (current is Status.DELIVERED and not delivered):
         return None
     return target
+
+
+def deadline_met(kind: DeadlineKind, current: Status) -> bool:
+    """Acknowledgement is met once the referral left the states awaiting it (taken, decided, or closed);
+    acceptance once it was decided or closed. A met deadline never escalates."""
+    return current not in (AWAITING_ACK if kind is DeadlineKind.ACKNOWLEDGE else _BEFORE_DECISION)
+
+
+def deadlines_met_by(status: Status) -> frozenset[DeadlineKind]:
+    """The deadlines a referral in ``status`` has met."""
+    return frozenset(kind for kind in DeadlineKind if deadline_met(kind, status))
+
+
+def overdue(kind: DeadlineKind, current: Status, due_at: datetime | None, now: datetime) -> bool:
+    """The deadline passed and is still not met."""
+    return due_at is not None and now > due_at and not deadline_met(kind, current)

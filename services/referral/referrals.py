@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -11,7 +12,15 @@ from uuid import UUID
 import structlog
 
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
-from services.referral.lifecycle import CLOSED_LEGS, Reply, Status, after_delivery_report, apply_reply
+from services.referral.lifecycle import (
+    CLOSED_LEGS,
+    Reply,
+    Status,
+    after_delivery_report,
+    apply_reply,
+    deadline_met,
+    deadlines_met_by,
+)
 from services.referral.routing import route
 from services.referral.working_time import WorkingCalendar
 from shared.broker import Envelope
@@ -19,12 +28,14 @@ from shared.contracts.base import Priority
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import (
     CaseReceipt,
+    DeadlineKind,
     ReceiptLeg,
     ReferralCancelled,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralIssued,
     ReferralReason,
+    ReferralTaken,
 )
 from shared.directory import Agency, Directory
 from shared.errors import (
@@ -93,13 +104,19 @@ class Referrals:
         sealer: IdentitySealer,
         *,
         on_commit: Callable[[], None] = lambda: None,
+        on_deadline_due: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._ledger = ledger
         self._directory = directory
         self._sealer = sealer
         self._on_commit = on_commit
+        self._on_deadline_due = on_deadline_due
         self._clock = clock
+
+    def now(self) -> datetime:
+        """The service's clock (injectable, so tests move time instead of waiting)."""
+        return self._clock()
 
     async def open_case(self, event: CaseReported, *, message_id: str) -> None:
         """Route the case and issue one referral per agency, with its outgoing messages, in one transaction."""
@@ -132,8 +149,8 @@ class Referrals:
         for decision in route(event.victims, event.regency_code, directory.rules, directory):
             agency = directory.agency(decision.agency_id)
             assert agency is not None  # route() resolves only agencies of this directory
-            referral = _new_referral(
-                directory, event.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
+            referral = await _new_referral(
+                tx, directory, event.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
             )
             _record_leg(tx, referral, "referral_issued", actor=SYSTEM, reasons=referral.reasons, now=now)
             tx.enqueue(_issued_envelope(referral, event, causation_id=message_id), now)
@@ -170,8 +187,15 @@ class Referrals:
                 assert agency is not None  # route() resolves only agencies of this directory
                 leg = legs.get(agency.id)
                 if leg is None:
-                    referral = _new_referral(
-                        directory, case.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
+                    referral = await _new_referral(
+                        tx,
+                        directory,
+                        case.case_id,
+                        agency,
+                        decision.priority,
+                        decision.victim_refs,
+                        decision.reasons,
+                        now,
                     )
                     await tx.add_referrals([referral], now)
                     event_name = "referral_issued"
@@ -181,15 +205,19 @@ class Referrals:
                         continue
                     urgent = Priority.URGENT in (leg.priority, decision.priority)
                     priority = Priority.URGENT if urgent else Priority.NORMAL
-                    due = leg.ack_due_at
-                    if leg.acknowledged_at is None:
-                        due = min(due, ack_due(directory, agency, priority, now))
+                    # A leg now urgent must be taken (and decided) sooner; a deadline already met stays as it was.
+                    ack_due_at, accept_due_at = leg.ack_due_at, leg.accept_due_at
+                    if not deadline_met(DeadlineKind.ACKNOWLEDGE, leg.status):
+                        ack_due_at = min(ack_due_at, ack_due(directory, agency, priority, now))
+                    if accept_due_at is not None and not deadline_met(DeadlineKind.ACCEPT, leg.status):
+                        accept_due_at = min(accept_due_at, accept_due(directory, agency, priority, now))
                     referral = replace(
                         leg,
                         victim_refs=(*leg.victim_refs, *added),
                         reasons=(*leg.reasons, *decision.reasons),
                         priority=priority,
-                        ack_due_at=due,
+                        ack_due_at=ack_due_at,
+                        accept_due_at=accept_due_at,
                     )
                     await tx.widen_referral(referral, now)
                     event_name = "victims_added"
@@ -231,6 +259,7 @@ class Referrals:
                 if referral.status in CLOSED_LEGS or referral.status is Status.COMPLETED:
                     continue
                 await tx.set_status(referral.referral_id, Status.CANCELLED, now)
+                await tx.close_deadlines(referral.referral_id, DeadlineKind, now)
                 tx.record(case.case_id, "cancelled", at=now, actor=event.reporting_agency,
                           referral_id=referral.referral_id, detail={"reason": event.reason.value})  # fmt: skip
                 notice = ReferralCancelled(
@@ -304,7 +333,7 @@ class Referrals:
             if not await tx.first_time("referral.deliveries", message_id, now):
                 return
             referral = await self._referral_of(tx, report.referral_id, report.agency_id)
-            target = after_delivery_report(referral.status, delivered=delivered)
+            target = after_delivery_report(referral.status, delivered=delivered, level=report.level)
             if target is not None:
                 await tx.set_status(referral.referral_id, target, now)
             detail: dict[str, Any] = {
@@ -312,9 +341,20 @@ class Referrals:
                 "notification_id": report.notification_id,
                 "attempts": report.attempts,
                 "status_changed": target is not None,
+                "recipient": report.recipient,
+                "level": report.level,
             }
             if isinstance(report, ReferralDeliveryFailed):
                 detail["reason"] = report.reason
+                if report.history:
+                    detail["history"] = list(report.history)
+            elif report.nobody_on_duty:
+                detail["nobody_on_duty"] = True
+            # Nobody to notify, or no way to: waiting for the deadline would only waste the time left.
+            reason = _escalation_reason(report, moved_to=target)
+            escalate = reason is not None and await tx.escalate_now(
+                referral.referral_id, DeadlineKind.ACKNOWLEDGE, now, reason=reason
+            )
             tx.record(
                 referral.case_id,
                 "delivered" if delivered else "delivery_failed",
@@ -323,6 +363,8 @@ class Referrals:
                 referral_id=referral.referral_id,
                 detail=detail,
             )
+        if escalate:
+            self._on_deadline_due()
 
     async def reply(self, command: ReplyCommand) -> Referral:
         """Move a referral as its agency says; the reporting agency gets a receipt, the timeline an entry."""
@@ -353,6 +395,13 @@ class Referrals:
                 referral_id=referral.referral_id, detail=detail,
             )  # fmt: skip
             moved = replace(referral, status=status, acknowledged_at=acknowledged_at)
+            # Met deadlines stop here, in the same transaction: no later sweep fires another level of them.
+            await tx.close_deadlines(referral.referral_id, deadlines_met_by(status), now)
+            if referral.acknowledged_at is None:
+                tx.enqueue(_taken(moved, now, step="taken", causation_id=command.message_id), now)
+            elif deadline_met(DeadlineKind.ACCEPT, status) and not deadline_met(DeadlineKind.ACCEPT, referral.status):
+                # Decided after taking it: reminders of the acceptance deadline still pending are moot too.
+                tx.enqueue(_taken(moved, now, step="taken:decided", causation_id=command.message_id), now)
             legs = [moved]
             if command.reply is Reply.REFERRED_ONWARD:
                 legs.append(await self._refer_onward(tx, case, moved, command, now=now))
@@ -386,7 +435,9 @@ class Referrals:
             description=f"referred onward by {referral.agency_id}",
             victim_refs=referral.victim_refs,
         )
-        onward = _new_referral(directory, case.case_id, target, referral.priority, referral.victim_refs, (reason,), now)
+        onward = await _new_referral(
+            tx, directory, case.case_id, target, referral.priority, referral.victim_refs, (reason,), now
+        )
         await tx.add_referrals([onward], now)
         _record_leg(tx, onward, "referral_issued", actor=referral.agency_id, reasons=onward.reasons, now=now)
         tx.enqueue(_issued_envelope(onward, case, causation_id=command.message_id or str(referral.referral_id)), now)
@@ -401,8 +452,10 @@ class Referrals:
                 raise NotPermittedError(f"only the reporting agency may read case {case_id}")
             return CaseView(case, await tx.referrals_of(case_id), await tx.timeline_of(case_id))
 
-    async def referral_view(self, referral_id: UUID, *, agency_id: str) -> ReferralView:
-        """The referral with the identity of its own victims only; the read lands on the timeline."""
+    async def referral_view(
+        self, referral_id: UUID, *, agency_id: str, reader: str | None = None, via: str = "api"
+    ) -> ReferralView:
+        """The referral with the identity of its own victims only; the read (who, how) lands on the timeline."""
         now = self._clock()
         async with self._ledger.transaction() as tx:
             referral = await self._referral_of(tx, referral_id, agency_id)
@@ -416,7 +469,7 @@ class Referrals:
                 at=now,
                 actor=agency_id,
                 referral_id=referral_id,
-                detail={"victim_refs": list(referral.victim_refs)},
+                detail={"victim_refs": list(referral.victim_refs), "officer": reader, "via": via},
             )
             return ReferralView(case=case, referral=referral, identity=identity)
 
@@ -446,7 +499,25 @@ def ack_due(directory: Directory, agency: Agency, priority: Priority, now: datet
     return WorkingCalendar(directory.calendar).due(now, span, directory.zone_of(agency))
 
 
-def _new_referral(
+def accept_due(directory: Directory, agency: Agency, priority: Priority, now: datetime) -> datetime:
+    span = agency.deadlines.accept.for_priority(priority)
+    return WorkingCalendar(directory.calendar).due(now, span, directory.zone_of(agency))
+
+
+async def _ack_code(tx: LedgerTx, agency_id: str) -> str | None:
+    """Four random digits no other referral of the agency awaiting acknowledgement holds; None in the (absurd)
+    case that all ten thousand are taken: the signed link still acknowledges."""
+    in_use = await tx.ack_codes_in_use(agency_id)
+    if len(in_use) >= 10_000:
+        log.warning("ack_codes_exhausted", agency_id=agency_id)
+        return None
+    while (code := f"{secrets.randbelow(10_000):04d}") in in_use:
+        pass
+    return code
+
+
+async def _new_referral(
+    tx: LedgerTx,
     directory: Directory,
     case_id: UUID,
     agency: Agency,
@@ -465,6 +536,35 @@ def _new_referral(
         reasons=reasons,
         issued_at=now,
         ack_due_at=ack_due(directory, agency, priority, now),
+        accept_due_at=accept_due(directory, agency, priority, now),
+        ack_code=await _ack_code(tx, agency.id),
+    )
+
+
+def _escalation_reason(report: ReferralDelivered | ReferralDeliveryFailed, *, moved_to: Status | None) -> str | None:
+    """Why a report of the referral's own notification (level 0) calls for level 1 at once, if it does."""
+    if report.level != 0:
+        return None
+    if isinstance(report, ReferralDelivered):
+        return "nobody on duty" if report.nobody_on_duty else None
+    return f"delivery failed: {report.reason}" if moved_to is Status.FAILED else None
+
+
+def _taken(referral: Referral, now: datetime, *, step: str, causation_id: str | None) -> Envelope:
+    """``referral.<agency>.taken``: the notifier drops the reminders still pending for this referral."""
+    return Envelope.of(
+        ReferralTaken(
+            referral_id=referral.referral_id,
+            case_id=referral.case_id,
+            agency_id=referral.agency_id,
+            status=referral.status.value,
+            taken_at=now,
+        ),
+        exchange=EVENTS,
+        routing_key=f"referral.{referral.agency_id}.taken",
+        message_id=derived_id(referral.referral_id, step),
+        correlation_id=str(referral.case_id),
+        causation_id=causation_id,
     )
 
 
@@ -489,6 +589,7 @@ def _record_leg(
             "victim_refs": list(referral.victim_refs),
             "rules": [reason.rule_id for reason in reasons],
             "ack_due_at": referral.ack_due_at.isoformat(),
+            "accept_due_at": referral.accept_due_at.isoformat() if referral.accept_due_at else None,
         },
     )
 
@@ -509,6 +610,7 @@ def _issued_envelope(referral: Referral, case: CaseReported | CaseRecord, *, cau
         reasons=referral.reasons,
         issued_at=referral.issued_at,
         ack_due_at=referral.ack_due_at,
+        ack_code=referral.ack_code,
     )
     return Envelope.of(
         message,
