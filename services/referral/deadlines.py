@@ -1,0 +1,163 @@
+"""The deadline sweeper: fires each escalation level of an overdue referral once, in the transaction that
+records it (DESIGN.md, "Delivery guarantees" 5).
+
+Deadlines are rows, so a restart loses nothing; replicas on PostgreSQL split the due rows (SKIP LOCKED), and the
+outbox's unique message id ``escalated:<deadline>:<level>`` makes a second firing of one level impossible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from services.referral.ledger import Deadline, Ledger, LedgerTx, Referral
+from services.referral.lifecycle import deadline_met
+from services.referral.working_time import WorkingCalendar
+from shared.broker import Envelope
+from shared.contracts.referrals import DeadlineKind, ReferralEscalated
+from shared.directory import Deadlines, Directory
+from shared.ids import derived_id
+from shared.topology import EVENTS
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "rujukan"
+TOP_LEVEL = 3
+
+_MISSED = {DeadlineKind.ACKNOWLEDGE: "not acknowledged in time", DeadlineKind.ACCEPT: "not accepted in time"}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeadlineSweeper:
+    def __init__(
+        self,
+        ledger: Ledger,
+        directory: Callable[[], Directory],
+        *,
+        interval_seconds: float,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = _utcnow,
+        batch: int = 20,
+    ) -> None:
+        self._ledger = ledger
+        self._directory = directory
+        self._interval = interval_seconds
+        self._on_commit = on_commit
+        self._clock = clock
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self.last_pass = time.monotonic()
+
+    def healthy(self) -> bool:
+        """A sweep completed recently (a stuck sweeper would let overdue referrals sit unnoticed)."""
+        return time.monotonic() - self.last_pass < max(30.0, 5 * self._interval)
+
+    def wake(self) -> None:
+        """A deadline was brought forward to now (nobody on duty, delivery failed): sweep without waiting."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        # The first sweep runs at once: deadlines that passed while the service was down fire now.
+        while True:
+            self._wake.clear()
+            try:
+                await self.sweep(self._clock())
+                self.last_pass = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: the rows wait, the next sweep tries again
+                log.warning("deadline_sweep_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+
+    async def sweep(self, now: datetime) -> int:
+        """Handles every deadline due by ``now``, a small batch per transaction; returns the levels fired.
+        A deadline overdue by several intervals fires each level it missed, in order."""
+        fired = 0
+        while True:
+            handled, fired_now = await self._sweep_batch(now)
+            fired += fired_now
+            if not handled:
+                return fired
+
+    async def _sweep_batch(self, now: datetime) -> tuple[int, int]:
+        directory = self._directory()
+        fired = 0
+        async with self._ledger.transaction() as tx:
+            due = await tx.due_deadlines(now, self._batch)
+            for deadline, referral in due:
+                if deadline_met(deadline.kind, referral.status):
+                    # Normally closed by the move that met it; this catches a row from before that was so.
+                    await tx.advance_deadline(deadline, now, due_at=None)
+                    continue
+                await _escalate(tx, directory, deadline, referral, now)
+                fired += 1
+        if fired:
+            self._on_commit()
+        return len(due), fired
+
+
+async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, referral: Referral, now: datetime) -> None:
+    """Fire the deadline's next level: the referral's level, its timeline, the message; then schedule the next."""
+    level = deadline.next_level
+    agency = directory.agency(referral.agency_id)
+    # An agency dropped from a reloaded directory still has its referral escalated, to the coordinator at the top.
+    unit_above = directory.unit_above(agency) if agency is not None else None
+    escalated_to = unit_above.id if level == TOP_LEVEL and unit_above is not None else None
+    reason = deadline.reason or _MISSED[deadline.kind]
+    due_at = referral.ack_due_at if deadline.kind is DeadlineKind.ACKNOWLEDGE else referral.accept_due_at
+    case = await tx.case(referral.case_id)
+    assert case is not None  # referrals reference their case (foreign key)
+    refs = set(referral.victim_refs)
+    message = ReferralEscalated(
+        referral_id=referral.referral_id,
+        case_id=referral.case_id,
+        case_code=case.case_code,
+        agency_id=referral.agency_id,
+        regency_code=case.regency_code,
+        priority=referral.priority,
+        victims=tuple(v for v in case.victims if v.victim_ref in refs),
+        level=level,
+        deadline=deadline.kind,
+        due_at=due_at or deadline.due_at,
+        reason=reason,
+        escalated_to=escalated_to,
+        ack_code=referral.ack_code,
+        escalated_at=now,
+    )
+    await tx.set_escalation_level(referral.referral_id, level, now)
+    tx.record(
+        referral.case_id,
+        "escalated",
+        at=now,
+        actor=SYSTEM,
+        referral_id=referral.referral_id,
+        detail={"level": level, "deadline": deadline.kind.value, "escalated_to": escalated_to, "reason": reason},
+    )
+    tx.enqueue(
+        Envelope.of(
+            message,
+            exchange=EVENTS,
+            routing_key=f"referral.{referral.agency_id}.escalated",
+            message_id=derived_id(referral.referral_id, f"escalated:{deadline.kind.value}:{level}"),
+            correlation_id=str(referral.case_id),
+        ),
+        now,
+    )
+    if level < TOP_LEVEL:
+        deadlines = agency.deadlines if agency is not None else Deadlines()
+        zone = directory.zone_of(agency) if agency is not None else directory.timezone
+        span = deadlines.escalate_every.for_priority(referral.priority)
+        next_due = WorkingCalendar(directory.calendar).due(deadline.due_at, span, zone)
+        await tx.advance_deadline(deadline, now, due_at=next_due)
+    else:
+        await tx.advance_deadline(deadline, now, due_at=None)
+    log.info("referral_escalated", referral_id=str(referral.referral_id), level=level, deadline=deadline.kind.value)
