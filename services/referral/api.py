@@ -1,6 +1,7 @@
 """HTTP entrypoints of the referral service: the case timeline, a referral, its acknowledgement."""
 
 # No `from __future__ import annotations`: FastAPI must see the closure's dependency in the signatures.
+from datetime import datetime
 from typing import Annotated, Any, Self
 from uuid import UUID
 
@@ -9,10 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.referral.ledger import Referral
-from services.referral.lifecycle import ACCEPTED_STATES, ACKNOWLEDGED_STATES, CLOSED_LEGS, Reply
+from services.referral.lifecycle import ACCEPTED_STATES, ACKNOWLEDGED_STATES, CLOSED_LEGS, Reply, overdue
 from services.referral.referrals import InvalidReplyError, Referrals, ReplyCommand, UnknownCaseError
 from shared.contracts.cases import VictimFacts
-from shared.contracts.referrals import DeclineReason, Outcome, check_decline
+from shared.contracts.referrals import DeadlineKind, DeclineReason, Outcome, check_decline
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
 from shared.http import ErrorAnswers, problem
@@ -53,7 +54,7 @@ class ReferOnwardRequest(ReplyRequest):
         return {"to_agency_id": self.agency_id}
 
 
-def _referral_summary(referral: Referral) -> dict[str, Any]:
+def _referral_summary(referral: Referral, now: datetime) -> dict[str, Any]:
     return {
         "referral_id": str(referral.referral_id),
         "agency_id": referral.agency_id,
@@ -63,6 +64,10 @@ def _referral_summary(referral: Referral) -> dict[str, Any]:
         "reasons": [reason.model_dump(mode="json") for reason in referral.reasons],
         "ack_due_at": referral.ack_due_at.isoformat(),
         "acknowledged_at": referral.acknowledged_at.isoformat() if referral.acknowledged_at else None,
+        "ack_overdue": overdue(DeadlineKind.ACKNOWLEDGE, referral.status, referral.ack_due_at, now),
+        "accept_due_at": referral.accept_due_at.isoformat() if referral.accept_due_at else None,
+        "accept_overdue": overdue(DeadlineKind.ACCEPT, referral.status, referral.accept_due_at, now),
+        "escalation_level": referral.escalation_level,
     }
 
 
@@ -103,7 +108,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
                 "police_report_number": view.case.police_report_number,
                 "regency_code": view.case.regency_code,
                 "status": _bundle(view.referrals),
-                "referrals": [_referral_summary(r) for r in view.referrals],
+                "referrals": [_referral_summary(r, referrals.now()) for r in view.referrals],
                 "timeline": [
                     {
                         "at": entry.at.isoformat(),
@@ -124,7 +129,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
         facts = {v.victim_ref: v for v in view.case.victims}
         return JSONResponse(
             {
-                **_referral_summary(view.referral),
+                **_referral_summary(view.referral, referrals.now()),
                 "case_id": str(view.case.case_id),
                 "case_code": view.case.case_code,
                 "regency_code": view.case.regency_code,
@@ -149,7 +154,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
                 message_id=f"http:{agency.id}:{idempotency_key}" if idempotency_key else None,
             )
         )
-        return JSONResponse(_referral_summary(referral))
+        return JSONResponse(_referral_summary(referral, referrals.now()))
 
     Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)]
     moves: dict[int | str, dict[str, Any]] = {
