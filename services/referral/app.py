@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 
 import structlog
 from fastapi import Depends, FastAPI
 
 from services.referral.api import ERROR_ANSWERS, build_api
+from services.referral.deadlines import DeadlineSweeper
 from services.referral.handlers import build_router
 from services.referral.ledger import Ledger
 from services.referral.outbox import OutboxRelay
@@ -30,7 +32,18 @@ from shared.topology import build_topology
 log = structlog.get_logger(__name__)
 
 
-def build_referral(settings: Settings, directory: Callable[[], Directory], sealer: IdentitySealer) -> Service:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_referral(
+    settings: Settings,
+    directory: Callable[[], Directory],
+    sealer: IdentitySealer,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+) -> Service:
+    """``clock`` is the time deadlines are set and swept by; tests move it instead of waiting."""
     broker = make_broker(settings, app_id="rujukan-referral")
     metrics = instrument(broker, "referral")
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
@@ -39,7 +52,10 @@ def build_referral(settings: Settings, directory: Callable[[], Directory], seale
     engine = make_engine(settings.database_url)
     ledger = Ledger(engine)
     relay = OutboxRelay(engine, publisher, poll_seconds=settings.outbox_poll_seconds)
-    referrals = Referrals(ledger, directory, sealer, on_commit=relay.wake)
+    sweeper = DeadlineSweeper(
+        ledger, directory, interval_seconds=settings.deadline_sweep_seconds, on_commit=relay.wake, clock=clock
+    )
+    referrals = Referrals(ledger, directory, sealer, on_commit=relay.wake, on_deadline_due=sweeper.wake, clock=clock)
     broker.include_router(build_router(referrals, topology, settings))
 
     @asynccontextmanager
@@ -47,27 +63,41 @@ def build_referral(settings: Settings, directory: Callable[[], Directory], seale
         await ledger.migrate()
         await broker.connect()
         await topology.declare(broker)
-        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        tasks = [
+            asyncio.create_task(relay.run(), name="outbox-relay"),
+            asyncio.create_task(sweeper.run(), name="deadline-sweeper"),
+        ]
         await broker.start()
         log.info("service_started", port=settings.referral_port)
         try:
             yield
         finally:
             await broker.stop()
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await engine.dispose()
 
     async def relay_alive() -> bool:
         return relay.healthy()
+
+    async def sweeper_alive() -> bool:
+        return sweeper.healthy()
 
     http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
     install_error_handlers(http, ERROR_ANSWERS)
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http.include_router(metrics_router(metrics))
     http.include_router(
-        health_router({**broker_checks(broker), "database": partial(ping, engine), "outbox_relay": relay_alive})
+        health_router(
+            {
+                **broker_checks(broker),
+                "database": partial(ping, engine),
+                "outbox_relay": relay_alive,
+                "deadline_sweeper": sweeper_alive,
+            }
+        )
     )
     http.include_router(build_api(referrals, Depends(agency_auth(directory))))
     return Service(name="referral", port=settings.referral_port, http=http)
