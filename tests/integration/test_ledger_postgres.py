@@ -7,12 +7,15 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from sqlalchemy import select
 
 from services.intake.reports import ReportIntake, fingerprint_of
-from services.referral.ledger import Ledger
+from services.referral.deadlines import DeadlineSweeper
+from services.referral.ledger import Ledger, outbox, timeline
 from services.referral.lifecycle import Reply
 from services.referral.outbox import OutboxRelay
 from services.referral.referrals import Referrals, ReplyCommand
@@ -115,3 +118,43 @@ async def test_acknowledgement_and_identity_read_work_on_postgres(ledger: Ledger
 
     assert acknowledged.status.value == "acknowledged"
     assert [read.identity[ref]["full_name"] for ref in read.referral.victim_refs] == ["Dewi Lestari", "Budi Santoso"]
+
+
+async def test_two_replicas_sweeping_together_fire_every_escalation_level_exactly_once(database_url: str) -> None:
+    """Two referral replicas, each with its own engine and sweeper, sweep the same overdue referrals at the same
+    moments: SKIP LOCKED shares the rows out, and no level of any deadline fires twice or is left out."""
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    start = datetime(2026, 9, 2, 3, 0, tzinfo=UTC)
+    ledgers = [Ledger(make_engine(database_url)) for _ in range(2)]
+    try:
+        await ledgers[0].migrate()
+        referrals = Referrals(ledgers[0], lambda: directory, sealer, clock=lambda: start)
+        for n in range(20):
+            event, _ = _case_reported(sealer)
+            await referrals.open_case(event, message_id=f"m-{n}")
+        sweepers = [DeadlineSweeper(ledger, lambda: directory, interval_seconds=1, batch=4) for ledger in ledgers]
+
+        fired: list[int] = [0, 0]
+        # Urgent levels fall after 1h, 1h30 and 2h; working-day ones a day or three later: many due at once.
+        for hours in (1.01, 1.6, 2.1, 26, 30, 34, 80, 240):
+            now = start + timedelta(hours=hours)
+            counts = await asyncio.gather(*(sweeper.sweep(now) for sweeper in sweepers))
+            fired = [total + count for total, count in zip(fired, counts, strict=True)]
+
+        async with ledgers[0].engine.connect() as connection:
+            entries = (await connection.execute(select(timeline).where(timeline.c.event == "escalated"))).all()
+            messages = (
+                await connection.execute(select(outbox).where(outbox.c.message_type == "referral.escalated.v1"))
+            ).all()
+    finally:
+        for ledger in ledgers:
+            await ledger.engine.dispose()
+
+    levels = Counter((e.referral_id, e.detail["deadline"], e.detail["level"]) for e in entries)
+    expected = 60 * 2 * 3  # 20 cases x 3 referrals, each missing both deadlines, each deadline three levels
+    assert len(levels) == expected
+    assert set(levels.values()) == {1}
+    assert len(messages) == expected
+    assert sum(fired) == expected
+    assert all(fired), f"both replicas should have fired some levels: {fired}"
