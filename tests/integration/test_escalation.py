@@ -29,7 +29,7 @@ from services.referral.lifecycle import Reply, Status
 from services.referral.outbox import OutboxRelay
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import MessagePublisher, make_broker
-from shared.contracts.cases import CaseReported
+from shared.contracts.cases import CaseAmended, CaseReport, CaseReported, CaseWithdrawn, WithdrawalReason
 from shared.contracts.referrals import ReferralDelivered, ReferralDeliveryFailed
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
@@ -75,11 +75,20 @@ class ReferralService:
         return DeadlineSweeper(self.ledger, lambda: self.directory, interval_seconds=60, clock=self.clock)
 
     async def open(self, *victims: dict[str, Any]) -> CaseReported:
-        report = a_case_report(victims=list(victims))
-        case_id = case_id_for(report.reporting_agency, report.police_report_number)
-        event = self.intake._case_reported(report, case_id, fingerprint_of(report))
-        await self.referrals.open_case(event, message_id=f"reported:{case_id}")
+        event = self._reported(a_case_report(victims=list(victims)))
+        await self.referrals.open_case(event, message_id=f"reported:{event.case_id}")
         return event
+
+    async def amend(self, case: CaseReported, *victims: dict[str, Any]) -> None:
+        """The case as it now is: the same report, with these victims."""
+        amended = self._reported(a_case_report(police_report_number=case.police_report_number, victims=list(victims)))
+        await self.referrals.amend_case(
+            CaseAmended(**amended.model_dump()), message_id=f"amended:{amended.fingerprint}"
+        )
+
+    def _reported(self, report: CaseReport) -> CaseReported:
+        case_id = case_id_for(report.reporting_agency, report.police_report_number)
+        return self.intake._case_reported(report, case_id, fingerprint_of(report))
 
     async def leg(self, case: CaseReported, agency_id: str) -> Referral:
         view = await self.referrals.case_view(case.case_id, agency_id=case.reporting_agency)
@@ -319,6 +328,36 @@ async def test_the_case_and_referral_views_show_the_escalation_level_and_what_is
     assert datetime.fromisoformat(referral["accept_due_at"]) == START + timedelta(hours=24)
     assert legs["uptd-ppa-kalbar"]["escalation_level"] == 1
     assert (legs["dinsos-bengkayang"]["escalation_level"], legs["dinsos-bengkayang"]["ack_overdue"]) == (0, False)
+
+
+async def test_a_leg_widened_to_urgent_escalates_by_the_urgent_deadline(service: ReferralService) -> None:
+    a_woman = a_victim(victim_ref="V1", sex="female", age_years=30)
+    case = await service.open(a_woman)
+    service.clock.at(hours=2)
+    await service.amend(case, a_woman, a_victim(victim_ref="V2", sex="female", age_years=15))
+
+    before = await service.sweeper.sweep(service.clock.at(hours=2, minutes=59))
+    after = await service.sweeper.sweep(service.clock.at(hours=3, minutes=1))
+
+    widened = await service.leg(case, "uptd-ppa-kalbar")
+    assert widened.ack_due_at == START + timedelta(hours=3)
+    assert widened.accept_due_at == START + timedelta(hours=26)
+    assert (before, after) == (0, 1)
+    [entry] = await service.escalations(case, widened.referral_id)
+    assert entry.detail["level"] == 1
+
+
+async def test_a_withdrawn_case_never_escalates(service: ReferralService) -> None:
+    case = await service.open(A_GIRL)
+    withdrawal = CaseWithdrawn(
+        case_id=case.case_id,
+        reporting_agency=case.reporting_agency,
+        reason=WithdrawalReason.REPORTED_IN_ERROR,
+        withdrawn_at=service.clock.at(minutes=10),
+    )
+    await service.referrals.withdraw_case(withdrawal, message_id="withdrawn")
+
+    assert await service.sweeper.sweep(service.clock.at(days=30)) == 0
 
 
 async def test_an_ack_code_differs_from_every_code_the_agency_still_waits_on(
