@@ -402,10 +402,12 @@ class LedgerTx:
     async def due_deadlines(self, now: datetime, limit: int) -> list[tuple[Deadline, Referral]]:
         """Open deadlines due by ``now``, earliest first, each with its referral; both rows stay locked until the
         transaction ends. On PostgreSQL a row another replica holds (or a referral being moved) is skipped,
-        never waited for; SQLite transactions run one at a time anyway (BEGIN IMMEDIATE)."""
+        never waited for: a move locks the referral and then closes its deadline, so a sweeper holding the
+        deadline and waiting for the referral would deadlock with it. SQLite transactions run one at a time
+        anyway (BEGIN IMMEDIATE)."""
         query = (
-            select(deadlines, referrals)
-            .join(referrals, referrals.c.referral_id == deadlines.c.referral_id)
+            select(referrals, deadlines.c.kind, deadlines.c.next_level, deadlines.c.due_at, deadlines.c.reason)
+            .join_from(deadlines, referrals, referrals.c.referral_id == deadlines.c.referral_id)
             .where(_open_deadline, deadlines.c.due_at <= now)
             .order_by(deadlines.c.due_at)
             .limit(limit)
