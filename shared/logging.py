@@ -20,6 +20,7 @@ LOGGABLE_FIELDS: frozenset[str] = frozenset(
         "from_status", "to_status", "priority", "attempt", "attempts", "delay_seconds", "channel",
         "notification_id", "error", "count", "port", "url", "path", "method", "status_code",
         "victim_count", "referrals", "published", "elapsed_ms", "key_id", "key_file", "directory",
+        "recipient", "history", "gaps", "nobody_on_duty", "escalation_level",
     }
 )  # fmt: skip
 """Everything else is replaced by ``[redacted]``: a new field must be shown to be victim-safe first."""

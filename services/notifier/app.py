@@ -1,22 +1,32 @@
-"""Composition root of the notifier: broker, webhook channel and HTTP health wired together."""
+"""Composition root of the notifier: broker, store, channels (webhook, email, SMS/WhatsApp gateway) and HTTP
+health wired together."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
 from fastapi import FastAPI
 
-from services.notifier.channels import CircuitBreakers, WebhookChannel
-from services.notifier.dispatch import Notifications
+from services.notifier.channels import Channel, CircuitBreakers, QuickRetries
+from services.notifier.channels.email import EmailChannel
+from services.notifier.channels.gateway import GatewayChannel
+from services.notifier.channels.webhook import WebhookChannel
+from services.notifier.dispatch import Notifier
 from services.notifier.handlers import build_router
+from services.notifier.rosters import uncovered_agencies
+from services.notifier.store import NotificationStore
 from shared.broker import MessagePublisher, make_broker
 from shared.consuming import DeadLetterMiddleware, DeadLetters
+from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import health_router, install_error_handlers
+from shared.links import LinkSigner
 from shared.observability import broker_checks, instrument, metrics_router
+from shared.sealing import load_link_key
 from shared.service import Service
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -24,31 +34,65 @@ from shared.topology import build_topology
 log = structlog.get_logger(__name__)
 
 
-def build_notifier(settings: Settings, directory: Callable[[], Directory]) -> Service:
-    broker = make_broker(settings, app_id="rujukan-notifier")
-    metrics = instrument(broker, "notifier")
-    publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
-    broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
-    topology = build_topology(directory(), settings.retry_schedule)
-    channel = WebhookChannel(
-        timeout_seconds=settings.webhook_timeout_seconds,
+def build_channels(settings: Settings) -> list[Channel]:
+    # One breaker set for every endpoint: a dead agency webhook, SMTP server or gateway is left alone for a
+    # while instead of holding the prefetch slots that every other notification needs.
+    retries = QuickRetries(
         attempts=settings.webhook_attempts,
         breakers=CircuitBreakers(
             threshold=settings.webhook_circuit_failures, cool_down=settings.webhook_circuit_seconds
         ),
     )
-    notifications = Notifications(
+    return [
+        WebhookChannel(timeout_seconds=settings.webhook_timeout_seconds, retries=retries),
+        EmailChannel(settings, retries=retries),
+        GatewayChannel(
+            url=settings.sms_gateway_url,
+            token=settings.sms_gateway_token,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            retries=retries,
+        ),
+    ]
+
+
+def warn_of_roster_gaps(directory: Directory) -> None:
+    """One warning naming every agency whose roster leaves hours of the week uncovered, or that has none."""
+    if gaps := uncovered_agencies(directory):
+        log.warning("roster_gaps", gaps=gaps)
+
+
+def build_notifier(
+    settings: Settings, directory: Callable[[], Directory], *, clock: Callable[[], datetime] | None = None
+) -> Service:
+    broker = make_broker(settings, app_id="rujukan-notifier")
+    metrics = instrument(broker, "notifier")
+    publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
+    dead_letters = DeadLetters(publisher)
+    broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=dead_letters))
+    topology = build_topology(directory(), settings.retry_schedule)
+    engine = make_engine(settings.notifier_database_url)
+    store = NotificationStore(engine)
+    channels = build_channels(settings)
+    notifier = Notifier(
         directory,
-        channel,
+        channels,
         publisher,
+        store,
+        LinkSigner(load_link_key(settings)),
+        notifications_queue=topology.notifier_notifications.name,
         referral_url=settings.public_referral_url,
+        link_ttl=timedelta(hours=settings.link_ttl_hours),
         retry_rounds=len(topology.notifier_waits),
+        clock=clock,
     )
-    broker.include_router(build_router(notifications, publisher, topology, settings))
+    broker.include_router(build_router(notifier, publisher, dead_letters, topology, settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await channel.start()
+        warn_of_roster_gaps(directory())
+        await store.create_schema()
+        for channel in channels:
+            await channel.start()
         await broker.connect()
         await topology.declare(broker)
         await broker.start()
@@ -57,10 +101,12 @@ def build_notifier(settings: Settings, directory: Callable[[], Directory]) -> Se
             yield
         finally:
             await broker.stop()
-            await channel.close()
+            for channel in channels:
+                await channel.close()
+            await engine.dispose()
 
     http = FastAPI(title="Rujukan notifier", version="1", lifespan=lifespan)
     install_error_handlers(http)
     http.include_router(metrics_router(metrics))
-    http.include_router(health_router(broker_checks(broker)))
+    http.include_router(health_router({**broker_checks(broker), "database": partial(ping, engine)}))
     return Service(name="notifier", port=settings.notifier_port, http=http)

@@ -1,19 +1,31 @@
-"""Notifying an agency of a referral: deliver now, retry later from a wait queue, or give up and say so."""
+"""Notifying people of a referral event: fan out one notification per (recipient, channel), then deliver each,
+retry it later from a wait queue, fall back to the recipient's next channel, or give up and say so."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from services.notifier.channels import PermanentChannelError, TransientChannelError, WebhookChannel
-from services.notifier.templates import cancellation_notification, referral_notification
+from services.notifier.channels import Channel, Outgoing, PermanentChannelError, TransientChannelError
+from services.notifier.messages import Event, Notification
+from services.notifier.recipients import recipients_for
+from services.notifier.store import NotificationStore, Status
+from services.notifier.templates import Reader, api_link, email_message, reader_for, short_message, webhook_payload
 from shared.broker import Envelope, MessagePublisher
-from shared.contracts.referrals import ReferralCancelled, ReferralDelivered, ReferralDeliveryFailed, ReferralIssued
+from shared.contracts.referrals import (
+    ReferralCancelled,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralEscalated,
+    ReferralIssued,
+    ReferralTaken,
+)
 from shared.directory import Directory
 from shared.ids import derived_id
+from shared.links import LinkClaim, LinkSigner
 from shared.topology import EVENTS
 
 log = structlog.get_logger(__name__)
@@ -24,7 +36,6 @@ class RetryLater:
     """Transient failure after the in-process retries: wait ``round`` of the schedule, then try again."""
 
     round: int
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -32,80 +43,229 @@ class Done:
     pass
 
 
-class Notifications:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event_time(event: Event) -> datetime:
+    if isinstance(event, ReferralIssued):
+        return event.issued_at
+    if isinstance(event, ReferralEscalated):
+        return event.escalated_at
+    return event.cancelled_at
+
+
+class Notifier:
     def __init__(
         self,
         directory: Callable[[], Directory],
-        channel: WebhookChannel,
+        channels: Sequence[Channel],
         publisher: MessagePublisher,
+        store: NotificationStore,
+        links: LinkSigner,
         *,
+        notifications_queue: str,
         referral_url: str,
+        link_ttl: timedelta,
         retry_rounds: int,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._directory = directory
-        self._channel = channel
+        self._channels = {kind: channel for channel in channels for kind in channel.kinds}
         self._publisher = publisher
+        self._store = store
+        self._links = links
+        self._queue = notifications_queue
         self._referral_url = referral_url
+        self._link_ttl = link_ttl
         self._retry_rounds = retry_rounds
+        self._clock = clock or _utcnow
 
-    async def notify(
-        self, event: ReferralIssued | ReferralCancelled, *, notification_id: str, round_: int, attempts_so_far: int
+    async def fan_out(self, event: Event, *, event_id: str) -> None:
+        """One notification message per recipient, each on its first channel, decided now; a redelivered event
+        republishes the same notification ids, and their receivers' copies are dropped."""
+        now = self._clock()
+        if isinstance(event, ReferralCancelled):
+            await self._store.settle(event.referral_id, "cancelled", now)
+        fanout = recipients_for(event, self._directory(), now)
+        if not fanout.recipients:
+            await self._nobody_to_notify(event, event_id)
+            return
+        for recipient in fanout.recipients:
+            note = Notification.first(event_id, event, recipient, nobody_on_duty=fanout.nobody_on_duty)
+            await self._enqueue(note)
+        log.info("notifications_fanned_out", count=len(fanout.recipients), nobody_on_duty=fanout.nobody_on_duty)
+
+    async def settle(self, taken: ReferralTaken) -> None:
+        """Someone took the referral: every reminder still pending or waiting in a wait queue is dropped."""
+        await self._store.settle(taken.referral_id, taken.status, self._clock())
+
+    async def deliver(
+        self, note: Notification, *, round_: int, park: Callable[[str], Awaitable[None]]
     ) -> RetryLater | Done:
-        """``notification_id`` is the issued message's id: the same for every retry and redelivery."""
-        directory = self._directory()
-        agency = directory.agency(event.agency_id)
-        if agency is None or agency.webhook is None:
-            await self._failed(event, notification_id, attempts_so_far, "agency has no webhook in the directory")
+        """Sends ``note`` on its channel. ``park`` puts the message in the dead-letter queue with its reason,
+        for when every channel of the recipient is spent."""
+        now = self._clock()
+        record = await self._store.open(note, now)
+        if record.status is not Status.PENDING:
+            log.info("notification_copy_dropped", status=record.status.value)
             return Done()
-        payload = (
-            referral_notification(event, directory, self._referral_url)
-            if isinstance(event, ReferralIssued)
-            else cancellation_notification(event, directory)
-        )
+        if record.referral_settled and note.is_reminder:
+            await self._store.finish(note.notification_id, Status.DROPPED, now)
+            log.info("notification_dropped_referral_taken", recipient=note.recipient.id)
+            return Done()
+        kind = note.address.kind
         try:
-            attempts = await self._channel.deliver(agency.webhook, notification_id=notification_id, payload=payload)
+            attempts = await self._channels[kind].deliver(self._outgoing(note))
         except TransientChannelError as exc:
-            attempts = attempts_so_far + exc.attempts
+            total = await self._store.count_attempts(note.notification_id, exc.attempts, now)
             if round_ < self._retry_rounds:
-                log.warning("notification_retry_later", reason=exc.reason, attempt=round_ + 1)
-                return RetryLater(round=round_ + 1, attempts=attempts)
-            await self._failed(event, notification_id, attempts, f"retry schedule spent: {exc.reason}")
+                log.warning("notification_retry_later", channel=kind, reason=exc.reason, attempt=round_ + 1)
+                return RetryLater(round=round_ + 1)
+            await self._give_up(note, f"{kind}: retry schedule spent after {total} attempts: {exc.reason}", total, park)
             return Done()
         except PermanentChannelError as exc:
-            await self._failed(event, notification_id, attempts_so_far + exc.attempts, exc.reason)
+            total = await self._store.count_attempts(note.notification_id, exc.attempts, now)
+            await self._give_up(note, f"{kind}: {exc.reason}", total, park)
             return Done()
+        total = await self._store.count_attempts(note.notification_id, attempts, now)
+        await self._delivered(note, total)
+        # Recorded last: a crash before this resends under the same id, and the receiver drops the copy.
+        await self._store.finish(note.notification_id, Status.SENT, now)
+        return Done()
+
+    async def _give_up(
+        self, note: Notification, why: str, attempts: int, park: Callable[[str], Awaitable[None]]
+    ) -> None:
+        history = (*note.history, why)
+        following = note.next_channel(history=history, attempts=note.earlier_attempts + attempts)
+        if following is not None:
+            await self._enqueue(following)
+            log.warning("notification_next_channel", channel=following.address.kind, reason=why)
+        else:
+            await self._failed(note, history, note.earlier_attempts + attempts)
+            await park("; ".join(history))
+        await self._store.finish(note.notification_id, Status.FAILED, self._clock(), history=history)
+
+    def _outgoing(self, note: Notification) -> Outgoing:
+        directory = self._directory()
+        address, event = note.address, note.event
+        reader = self._reader(note, directory)
+        if address.kind == "webhook":
+            agency = directory.agency(address.to)
+            if agency is None or agency.webhook is None:
+                raise PermanentChannelError("webhook no longer in the directory", attempts=0)
+            payload = webhook_payload(event, directory, reader)
+            return Outgoing(
+                note.notification_id,
+                "webhook",
+                str(agency.webhook.url),
+                text=payload["text"],
+                payload=payload,
+                secret=agency.webhook.secret,
+            )
+        if address.kind == "email":
+            subject, body = email_message(event, directory, reader)
+            return Outgoing(note.notification_id, "email", address.to, text=body, subject=subject)
+        return Outgoing(note.notification_id, address.kind, address.to, text=short_message(event, directory, reader))
+
+    def _reader(self, note: Notification, directory: Directory) -> Reader:
+        """An officer of the referral's agency gets the one-click link (and, by SMS or WhatsApp, the code to text
+        back) while there is something to acknowledge; an agency system gets the API link."""
+        recipient, event = note.recipient, note.event
+        if recipient.role == "system":
+            return reader_for(directory, recipient.agency_id, api_link(self._referral_url, event))
+        if recipient.officer_id is None or isinstance(event, ReferralCancelled):
+            return reader_for(directory, recipient.agency_id)
+        assert recipient.agency_id is not None  # an officer belongs to an agency
+        token = self._links.issue(
+            LinkClaim(
+                token_id=note.notification_id,
+                referral_id=event.referral_id,
+                agency_id=recipient.agency_id,
+                officer_id=recipient.officer_id,
+                # From the event, not the send: a resend carries the very same link.
+                expires_at=_event_time(event) + self._link_ttl,
+            )
+        )
+        link = f"{self._referral_url.rstrip('/')}/o/{token}"
+        reply_code = event.ack_code if note.address.kind in ("sms", "whatsapp") else None
+        return reader_for(directory, recipient.agency_id, link, reply_code)
+
+    async def _enqueue(self, note: Notification) -> None:
+        await self._publisher.publish(
+            Envelope.of(
+                note,
+                exchange="",
+                routing_key=self._queue,
+                message_id=note.notification_id,
+                correlation_id=str(note.event.case_id),
+                causation_id=note.event_id,
+            )
+        )
+
+    async def _delivered(self, note: Notification, attempts: int) -> None:
+        event = note.event
         delivered = ReferralDelivered(
             referral_id=event.referral_id,
             case_id=event.case_id,
             agency_id=event.agency_id,
-            channel=self._channel.name,
-            notification_id=notification_id,
-            attempts=attempts_so_far + attempts,
-            delivered_at=datetime.now(UTC),
+            channel=note.address.kind,
+            notification_id=note.notification_id,
+            attempts=attempts,
+            delivered_at=self._clock(),
+            recipient=note.recipient.id,
+            level=note.level,
+            nobody_on_duty=note.nobody_on_duty,
         )
-        await self._report(event, delivered, "delivered", notification_id)
-        log.info("notification_delivered", attempts=delivered.attempts, channel=self._channel.name)
-        return Done()
+        await self._report(event, delivered, "delivered", note.notification_id)
+        log.info("notification_delivered", channel=note.address.kind, recipient=note.recipient.id, attempts=attempts)
 
-    async def _failed(
-        self, event: ReferralIssued | ReferralCancelled, notification_id: str, attempts: int, reason: str
-    ) -> None:
+    async def _failed(self, note: Notification, history: tuple[str, ...], attempts: int) -> None:
+        event = note.event
         failed = ReferralDeliveryFailed(
             referral_id=event.referral_id,
             case_id=event.case_id,
             agency_id=event.agency_id,
-            channel=self._channel.name,
-            notification_id=notification_id,
+            channel=note.address.kind,
+            notification_id=note.notification_id,
             attempts=max(attempts, 1),
-            reason=reason,
-            failed_at=datetime.now(UTC),
+            reason="; ".join(history),
+            failed_at=self._clock(),
+            recipient=note.recipient.id,
+            level=note.level,
+            history=history,
         )
-        await self._report(event, failed, "delivery_failed", notification_id)
-        log.warning("notification_failed", reason=reason, attempts=failed.attempts)
+        await self._report(event, failed, "delivery_failed", note.notification_id)
+        log.warning("notification_failed", recipient=note.recipient.id, history=list(history))
+
+    async def _nobody_to_notify(self, event: Event, event_id: str) -> None:
+        """Nothing fails silently: an event nobody can be told of is reported failed (the directory lost the
+        agency, or has no coordinator)."""
+        if isinstance(event, ReferralCancelled):
+            log.warning("cancellation_nobody_to_tell")
+            return
+        level = event.level if isinstance(event, ReferralEscalated) else 0
+        reason = "nobody to notify: no recipient in the directory"
+        failed = ReferralDeliveryFailed(
+            referral_id=event.referral_id,
+            case_id=event.case_id,
+            agency_id=event.agency_id,
+            channel="none",
+            notification_id=derived_id(event_id, "notify:nobody"),
+            attempts=1,
+            reason=reason,
+            failed_at=self._clock(),
+            recipient="nobody",
+            level=level,
+            history=(reason,),
+        )
+        await self._report(event, failed, "delivery_failed", failed.notification_id)
+        log.warning("notification_nobody_to_notify", escalation_level=level)
 
     async def _report(
         self,
-        event: ReferralIssued | ReferralCancelled,
+        event: Event,
         report: ReferralDelivered | ReferralDeliveryFailed,
         outcome: str,
         notification_id: str,
