@@ -137,7 +137,13 @@ async def test_readiness_reports_broker_consumers_and_database(system: System) -
 
     assert intake.status_code == 200
     assert intake.json()["checks"] == {"broker": True, "consumers": True, "database": True}
-    assert referral.json()["checks"] == {"broker": True, "consumers": True, "database": True, "outbox_relay": True}
+    assert referral.json()["checks"] == {
+        "broker": True,
+        "consumers": True,
+        "database": True,
+        "outbox_relay": True,
+        "deadline_sweeper": True,
+    }
 
 
 async def test_metrics_count_the_messages_each_service_handled(system: System) -> None:
