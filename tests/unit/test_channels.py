@@ -1,8 +1,18 @@
 from __future__ import annotations
 
 import pytest
+from aiosmtplib import (
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPRecipientRefused,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 
 from services.notifier.channels import PermanentChannelError, TransientChannelError, classify_status
+from services.notifier.channels.email import classify_smtp_error
 
 
 @pytest.mark.parametrize("status", [200, 202, 204])
@@ -24,3 +34,34 @@ def test_client_errors_and_redirects_are_not_retried(status: int) -> None:
 
     assert isinstance(error, PermanentChannelError)
     assert str(status) in error.reason
+
+
+def test_the_gateways_answers_are_classified_like_a_webhooks_and_named_as_the_gateway() -> None:
+    throttled = classify_status(429, "gateway")
+    refused = classify_status(400, "gateway")
+
+    assert isinstance(throttled, TransientChannelError)
+    assert throttled.reason == "gateway answered HTTP 429"
+    assert isinstance(refused, PermanentChannelError)
+
+
+def test_a_mailbox_that_does_not_exist_is_not_retried_but_a_full_or_greylisting_one_is() -> None:
+    unknown = classify_smtp_error(SMTPRecipientsRefused([SMTPRecipientRefused(550, "no such user", "x@example.org")]))
+    later = classify_smtp_error(SMTPRecipientsRefused([SMTPRecipientRefused(451, "try again", "x@example.org")]))
+
+    assert isinstance(unknown, PermanentChannelError)
+    assert unknown.reason == "email recipient refused (SMTP 550)"
+    assert isinstance(later, TransientChannelError)
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (SMTPDataError(554, "rejected"), False),
+        (SMTPResponseException(421, "closing"), True),
+        (SMTPServerDisconnected("gone"), True),
+        (SMTPConnectError("refused"), True),
+    ],
+)
+def test_smtp_failures_are_transient_unless_the_server_refuses_for_good(error: SMTPException, transient: bool) -> None:
+    assert isinstance(classify_smtp_error(error), TransientChannelError) is transient

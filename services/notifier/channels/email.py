@@ -17,7 +17,7 @@ from services.notifier.channels import (
 from shared.settings import Settings
 
 
-def _classify(error: aiosmtplib.SMTPException) -> ChannelError:
+def classify_smtp_error(error: aiosmtplib.SMTPException) -> ChannelError:
     """SMTP's own split: 4xx may pass later (greylisting, a full mailbox), 5xx will not; a dropped or refused
     connection is the server's trouble, not the address's."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
@@ -76,6 +76,6 @@ class EmailChannel:
                 timeout=settings.smtp_timeout_seconds,
             )
         except aiosmtplib.SMTPException as exc:
-            raise _classify(exc) from exc
+            raise classify_smtp_error(exc) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientChannelError(f"email server unreachable: {type(exc).__name__}") from exc
