@@ -1,8 +1,12 @@
-"""The three services running in-process against a real broker vhost, and the agencies' webhook sink."""
+"""The three services running in-process against a real broker vhost, and what they talk to: the agencies'
+webhook endpoints, an SMTP server and an SMS/WhatsApp gateway, each recording what arrived."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import json
 import os
 import random
 import signal
@@ -10,7 +14,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +22,17 @@ from typing import Any
 import httpx
 import yaml
 from aiohttp import web
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import HttpUrl
 from standardwebhooks.webhooks import Webhook
 
 from services.cli import build_services
+from shared.contracts.cases import IDENTITY_FIELDS
 from shared.directory import Directory, load_directory
 from shared.sealing import load_sealer
 from shared.service import Running
 from shared.settings import Settings
+from tests.builders import a_victim, the_sample_victims
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "kalbar.yaml"
 
@@ -78,6 +85,9 @@ class WebhookSink:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    failure_rate: float = 0.0
+    """The share of requests, past any ``fail_next``, that answer 503 at random."""
+
     def fail_next(self, agency_id: str, *statuses: int) -> None:
         """The agency's next requests answer these statuses, in order, then it recovers."""
         self.failures.setdefault(agency_id, []).extend(statuses)
@@ -98,6 +108,8 @@ class WebhookSink:
         self.requests[agency_id] += 1
         if self.failures.get(agency_id):
             return web.Response(status=self.failures[agency_id].pop(0))
+        if random.random() < self.failure_rate:
+            return web.Response(status=503)
         assert self.directory is not None
         agency = self.directory.agency(agency_id)
         assert agency is not None
@@ -117,6 +129,159 @@ class WebhookSink:
         if agency_id is None:
             return self._ids
         return {d.webhook_id for d in self.deliveries if d.agency_id == agency_id}
+
+    def bodies(self) -> Iterator[str]:
+        return (delivery.body for delivery in self.deliveries)
+
+
+class Identities:
+    """Victim identity a test sent in (every case report through ``System.http``) and the builders' names: none
+    of it may ever reach a webhook, an email or a text message."""
+
+    def __init__(self) -> None:
+        self.names = {a_victim()["full_name"], *(victim["full_name"] for victim in the_sample_victims())}
+        self.other = set[str]()
+
+    def note(self, body: Any) -> None:
+        for victim in body.get("victims", []) if isinstance(body, dict) else []:
+            if isinstance(victim, dict):
+                self.names.add(str(victim.get("full_name", "")))
+                self.other |= {str(victim[f]) for f in IDENTITY_FIELDS - {"full_name"} if victim.get(f)}
+
+    def leaks(self, texts: Iterable[str]) -> list[str]:
+        # A name is looked for whole and by each part (a message might say "Siti"); other identity whole.
+        forbidden = {part for name in self.names for part in (name, *name.split()) if len(part) >= 4}
+        forbidden = {value.casefold() for value in forbidden | self.other}
+        return [value for text in texts for value in forbidden if value in text.casefold()]
+
+
+@dataclass
+class Mail:
+    to: tuple[str, ...]
+    subject: str
+    body: str
+    message_id: str
+
+
+class _SmtpHandler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if code := self._sink.refusals.get(address):
+            return f"{code} mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None
+        self._sink.mails.append(
+            Mail(tuple(envelope.rcpt_tos), str(message["Subject"]), body.get_content(), str(message["Message-ID"]))
+        )
+        return "250 OK"
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) that keeps every mail, or refuses the addresses it is told to."""
+
+    port: int = field(default_factory=free_port)
+    mails: list[Mail] = field(default_factory=list)
+    refusals: dict[str, int] = field(default_factory=dict)
+    _server: asyncio.Server | None = None
+
+    def refuse(self, address: str, code: int = 550) -> None:
+        self.refusals[address] = code
+
+    def to(self, address: str) -> list[Mail]:
+        return [mail for mail in self.mails if address in mail.to]
+
+    async def start(self) -> None:
+        handler = _SmtpHandler(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: SMTP(handler, hostname="localhost"), "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def bodies(self) -> Iterator[str]:
+        return (f"{mail.subject}\n{mail.body}" for mail in self.mails)
+
+
+@dataclass
+class Text:
+    channel: str
+    to: str
+    text: str
+    id: str
+    idempotency_key: str
+    authorization: str | None
+
+
+@dataclass
+class GatewaySink:
+    """The SMS/WhatsApp gateway's HTTP API: records every message it accepts, or answers what it is told to."""
+
+    port: int = field(default_factory=free_port)
+    texts: list[Text] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/gateway/messages"
+
+    def fail_next(self, phone: str, *statuses: int) -> None:
+        """The next requests for this number answer these statuses, in order, then it recovers."""
+        self.failures.setdefault(phone, []).extend(statuses)
+
+    def to(self, phone: str) -> list[Text]:
+        return [text for text in self.texts if text.to == phone]
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/gateway/messages", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests[body["to"]] += 1
+        if self.failures.get(body["to"]):
+            return web.Response(status=self.failures[body["to"]].pop(0))
+        self.texts.append(
+            Text(
+                body["channel"],
+                body["to"],
+                body["text"],
+                body["id"],
+                request.headers["Idempotency-Key"],
+                request.headers.get("Authorization"),
+            )
+        )
+        return web.json_response({"id": body["id"], "status": "queued"}, status=202)
+
+    def bodies(self) -> Iterator[str]:
+        return (text.text for text in self.texts)
+
+
+def with_sinks(settings: Settings, smtp: SmtpSink, gateway: GatewaySink) -> Settings:
+    return settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "sms_gateway_url": gateway.url}
+    )
 
 
 def directory_for(sink: WebhookSink) -> Directory:
@@ -138,6 +303,7 @@ def settings_for(amqp_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "amqp_url": amqp_url,
         "database_url": f"sqlite+aiosqlite:///{data_dir}/rujukan.db",
         "intake_database_url": f"sqlite+aiosqlite:///{data_dir}/intake.db",
+        "notifier_database_url": f"sqlite+aiosqlite:///{data_dir}/notifier.db",
         "data_dir": data_dir,
         "intake_port": free_port(),
         "referral_port": free_port(),
@@ -154,21 +320,47 @@ def settings_for(amqp_url: str, data_dir: Path, **overrides: Any) -> Settings:
 
 
 class System:
-    """The services as an agency would see them: over HTTP, with bearer tokens."""
+    """The services as an agency would see them: over HTTP, with bearer tokens. Officers' email and text
+    messages go to its own SMTP and gateway sinks; once stopped, it fails the test if any victim identity it
+    was sent reached a webhook, an email or a text."""
 
-    def __init__(self, settings: Settings, directory: Directory, sink: WebhookSink, names: tuple[str, ...]) -> None:
-        self.settings = settings
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Directory,
+        sink: WebhookSink,
+        names: tuple[str, ...],
+        *,
+        smtp: SmtpSink | None = None,
+        gateway: GatewaySink | None = None,
+    ) -> None:
+        self.smtp = smtp or SmtpSink()
+        self.gateway = gateway or GatewaySink()
+        self.settings = with_sinks(settings, self.smtp, self.gateway)
         self.directory = directory
         self.sink = sink
-        self._running = Running(build_services(names, settings, directory, load_sealer(settings)), "127.0.0.1")
-        self.http = httpx.AsyncClient(timeout=15)
+        self.identities = Identities()
+        self._running = Running(
+            build_services(names, self.settings, directory, load_sealer(self.settings)), "127.0.0.1"
+        )
+        self.http = httpx.AsyncClient(timeout=15, event_hooks={"request": [self._note_identity]})
+
+    async def _note_identity(self, request: httpx.Request) -> None:
+        if request.headers.get("content-type") == "application/json":
+            self.identities.note(json.loads(request.content))
 
     async def start(self) -> None:
+        await self.smtp.start()
+        await self.gateway.start()
         await self._running.start()
 
     async def stop(self) -> None:
         await self._running.stop()
         await self.http.aclose()
+        await self.smtp.stop()
+        await self.gateway.stop()
+        leaks = self.identities.leaks([*self.sink.bodies(), *self.smtp.bodies(), *self.gateway.bodies()])
+        assert not leaks, f"victim identity reached a notification: {sorted(set(leaks))}"
 
     def url(self, service: str, path: str) -> str:
         port = {"intake": self.settings.intake_port, "referral": self.settings.referral_port}[service]
@@ -214,8 +406,14 @@ class System:
 
 
 def delivered_everywhere(case: dict[str, Any]) -> bool:
-    legs = case["referrals"]
-    return bool(legs) and sum(e["event"] == "delivered" for e in case["timeline"]) >= len(legs)
+    """Every leg reached its agency's system; officers' texts and mails may still be on their way."""
+    legs = {leg["referral_id"] for leg in case["referrals"]}
+    return bool(legs) and legs <= {e["referral_id"] for e in agency_deliveries(case)}
+
+
+def agency_deliveries(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """The timeline's deliveries to agency systems (not to officers, nor escalations)."""
+    return [e for e in case["timeline"] if e["event"] == "delivered" and e["detail"]["recipient"] == "agency"]
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], *, timeout: float = 15) -> None:
@@ -245,6 +443,9 @@ class ServiceProcess:
             "RUJUKAN_AMQP_URL": str(settings.amqp_url),
             "RUJUKAN_DATABASE_URL": settings.database_url,
             "RUJUKAN_INTAKE_DATABASE_URL": settings.intake_database_url,
+            "RUJUKAN_NOTIFIER_DATABASE_URL": settings.notifier_database_url,
+            "RUJUKAN_SMTP_PORT": str(settings.smtp_port),
+            "RUJUKAN_SMS_GATEWAY_URL": settings.sms_gateway_url,
             "RUJUKAN_DATA_DIR": str(settings.data_dir),
             "RUJUKAN_CONFIG": str(config),
             f"RUJUKAN_{name.upper()}_PORT": str(self._port),
