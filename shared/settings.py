@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AmqpDsn, BeforeValidator, Field
+from pydantic import AmqpDsn, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)\s*$")
@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     webhook_circuit_failures: int = Field(default=5, ge=1)
     webhook_circuit_seconds: float = 30.0
     outbox_poll_seconds: float = 1.0
+
+    @field_validator(
+        "identity_key", "smtp_username", "smtp_password", "sms_gateway_token", "inbound_gateway_token", "link_key",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset optional variable as "", which must not become an empty password or token.
+        return None if value == "" else value
 
     # The notifier's record of every notification (id, recipient, channel, attempts, history).
     notifier_database_url: str = "sqlite+aiosqlite:///var/notifier.db"

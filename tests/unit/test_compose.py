@@ -29,8 +29,14 @@ DOCKERFILE = ROOT / "Dockerfile"
 PYPROJECT = ROOT / "pyproject.toml"
 IMAGE_WORKDIR = PurePosixPath("/app")
 
-SECRET_VARIABLES = ("RABBITMQ_PASSWORD", "POSTGRES_PASSWORD", "RUJUKAN_IDENTITY_KEY")
-DATABASE_SERVICES = ("intake", "referral")
+SECRET_VARIABLES = (
+    "RABBITMQ_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "RUJUKAN_IDENTITY_KEY",
+    "RUJUKAN_LINK_KEY",
+    "RUJUKAN_SMS_GATEWAY_TOKEN",
+)
+DATABASE_SERVICES = ("intake", "referral", "notifier")
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 _READYZ_PROBE = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(?P<port>\d+)/readyz\b")
@@ -272,7 +278,12 @@ def test_compose_refuses_to_start_without_its_secrets() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "variable"), [("intake", "RUJUKAN_INTAKE_DATABASE_URL"), ("referral", "RUJUKAN_DATABASE_URL")]
+    ("name", "variable"),
+    [
+        ("intake", "RUJUKAN_INTAKE_DATABASE_URL"),
+        ("referral", "RUJUKAN_DATABASE_URL"),
+        ("notifier", "RUJUKAN_NOTIFIER_DATABASE_URL"),
+    ],
 )
 def test_database_services_use_the_compose_postgres(name: str, variable: str) -> None:
     postgres = _environment(_service("postgres"))
