@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import structlog
@@ -16,15 +16,18 @@ from services.referral.api import ERROR_ANSWERS, build_api
 from services.referral.deadlines import DeadlineSweeper
 from services.referral.handlers import build_router
 from services.referral.ledger import Ledger
+from services.referral.officer_desk import OfficerDesk
+from services.referral.officer_page import build_officer_page
 from services.referral.outbox import OutboxRelay
 from services.referral.referrals import Referrals
+from services.referral.sms_replies import build_sms_replies
 from shared.broker import MessagePublisher, make_broker
 from shared.consuming import DeadLetterMiddleware, DeadLetters
 from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
 from shared.observability import broker_checks, instrument, metrics_router
-from shared.sealing import IdentitySealer
+from shared.sealing import IdentitySealer, load_link_key
 from shared.service import Service
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -100,4 +103,17 @@ def build_referral(
         )
     )
     http.include_router(build_api(referrals, Depends(agency_auth(directory))))
+    desk = OfficerDesk(
+        ledger,
+        referrals,
+        directory,
+        load_link_key(settings),
+        pin_attempts=settings.pin_attempts,
+        pin_lockout=timedelta(minutes=settings.pin_lockout_minutes),
+        clock=clock,
+    )
+    http.include_router(
+        build_officer_page(desk, directory, secure_cookie=settings.public_referral_url.startswith("https://"))
+    )
+    http.include_router(build_sms_replies(desk, settings.inbound_gateway_token))
     return Service(name="referral", port=settings.referral_port, http=http)

@@ -1,0 +1,264 @@
+"""The officer desk: what a duty officer does from a one-click link or an SMS reply, for offices with no case
+system of their own. Links are single-use (the first action spends the link and opens a short session on that
+device); victim identity needs the officer's PIN, and too many wrong PINs lock it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral
+from services.referral.lifecycle import Reply
+from services.referral.referrals import Referrals, ReplyCommand
+from shared.directory import Agency, Directory, Officer
+from shared.errors import NotPermittedError, RujukanError
+from shared.links import LinkClaim, LinkError, LinkSigner
+
+log = structlog.get_logger(__name__)
+
+SESSION_HOURS = 12
+_SMS_REPLY = re.compile(r"^\s*TERIMA\s+([0-9]{4})\s*$", re.IGNORECASE)
+
+
+class LinkUsedError(LinkError):
+    """The link was already used, from another device (or the session on this one ran out)."""
+
+
+class DeskRefusalError(RujukanError):
+    """A refusal that is safe to show the officer (in Bahasa Indonesia)."""
+
+
+class PinLockedError(DeskRefusalError):
+    pass
+
+
+@dataclass(frozen=True)
+class Visit:
+    claim: LinkClaim
+    agency: Agency
+    officer: Officer
+    referral: Referral
+    case: CaseRecord
+    session: str | None
+    """A fresh session cookie value when this request spent the link, else None."""
+
+
+@dataclass(frozen=True)
+class Revealed:
+    visit: Visit
+    identity: dict[str, dict[str, Any]] | None
+    refusal: str | None
+    """Why the PIN was refused (the officer may try again), or None."""
+
+
+@dataclass(frozen=True)
+class SmsOutcome:
+    accepted: bool
+    reply: str
+    """What the gateway may text back to the officer."""
+    referral_id: UUID | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OfficerDesk:
+    def __init__(
+        self,
+        ledger: Ledger,
+        referrals: Referrals,
+        directory: Callable[[], Directory],
+        link_key: bytes,
+        *,
+        pin_attempts: int,
+        pin_lockout: timedelta,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._referrals = referrals
+        self._directory = directory
+        self._links = LinkSigner(link_key)
+        self._sessions = LinkSigner(link_key, purpose="officer-session")
+        self._pin_attempts = pin_attempts
+        self._pin_lockout = pin_lockout
+        self._clock = clock
+
+    async def look(self, token: str, session: str | None) -> Visit:
+        """The referral behind a link, read-only: a link already spent shows only on the device that spent it."""
+        claim, agency, officer = self._verify(token)
+        async with self._ledger.transaction() as tx:
+            if await tx.link_used(claim.token_id) and not self._session_matches(session, claim):
+                raise LinkUsedError("tautan sudah digunakan (this link was already used)")
+            return await self._visit(tx, claim, agency, officer, session=None)
+
+    async def act(
+        self,
+        token: str,
+        session: str | None,
+        reply: Reply,
+        *,
+        note: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Visit:
+        """Acknowledge, accept or decline as the officer the link was sent to."""
+        claim, agency, officer = self._verify(token)
+        fresh = await self._spend(claim, session)
+        await self._referrals.reply(
+            ReplyCommand(
+                referral_id=claim.referral_id,
+                agency_id=agency.id,
+                reply=reply,
+                via="officer_page",
+                officer=officer.id,
+                note=note,
+                detail=detail or {},
+            )
+        )
+        async with self._ledger.transaction() as tx:
+            return await self._visit(tx, claim, agency, officer, session=fresh)
+
+    async def reveal(self, token: str, session: str | None, pin: str) -> Revealed:
+        """Victim identity of this referral's own victims, after the officer's PIN; the read is on the timeline."""
+        claim, agency, officer = self._verify(token)
+        fresh = await self._spend(claim, session)
+        refusal = await self._check_pin(claim, agency, officer, pin)
+        identity = None
+        if refusal is None:
+            view = await self._referrals.referral_view(
+                claim.referral_id, agency_id=agency.id, reader=officer.id, via="officer_page"
+            )
+            identity = view.identity
+        async with self._ledger.transaction() as tx:
+            visit = await self._visit(tx, claim, agency, officer, session=fresh)
+        return Revealed(visit, identity, refusal)
+
+    async def _check_pin(self, claim: LinkClaim, agency: Agency, officer: Officer, pin: str) -> str | None:
+        """None for the right PIN; else why not. Wrong tries are committed before any refusal is raised."""
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            referral = (await self._visit(tx, claim, agency, officer, session=None)).referral
+            failures, locked_until = await tx.lockout(agency.id, officer.id, "pin")
+            locked = locked_until is not None and now < locked_until
+            if not locked and officer.pin_matches(pin):
+                await tx.set_lockout(agency.id, officer.id, "pin", failures=0, until=None)
+                return None
+            if not locked:
+                failures += 1
+                locked = failures >= self._pin_attempts
+                until = now + self._pin_lockout if locked else None
+                await tx.set_lockout(agency.id, officer.id, "pin", failures=0 if locked else failures, until=until)
+                tx.record(
+                    referral.case_id,
+                    "officer_pin_refused",
+                    at=now,
+                    actor=agency.id,
+                    referral_id=referral.referral_id,
+                    detail={"officer": officer.id, "locked": locked},
+                )
+        if locked:
+            raise PinLockedError("PIN terkunci sementara karena terlalu banyak percobaan salah (PIN locked)")
+        left = self._pin_attempts - failures
+        return f"PIN salah; sisa {left} percobaan (wrong PIN, {left} tries left)"
+
+    async def sms_reply(self, phone: str, text: str) -> SmsOutcome:
+        """``TERIMA 4821`` from an officer's registered phone acknowledges the referral with that code."""
+        directory = self._directory()
+        match = _SMS_REPLY.match(text)
+        found = directory.officer_by_phone(phone)
+        if found is None:
+            log.warning("sms_reply_from_unknown_number")
+            return SmsOutcome(False, "Nomor ini tidak terdaftar di Rujukan.")
+        agency, officer = found
+        if match is None:
+            return SmsOutcome(False, "Format: TERIMA <kode 4 angka>, mis. TERIMA 4821.")
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            failures, locked_until = await tx.lockout(agency.id, officer.id, "sms")
+            if locked_until is not None and now < locked_until:
+                return SmsOutcome(False, "Terlalu banyak kode salah; coba lagi nanti atau buka tautan di pesan.")
+            candidates = await tx.referrals_by_code(agency.id, match[1])
+            waiting = [r for r in candidates if r.acknowledged_at is None]
+            if not waiting:
+                failures += 1
+                lock = now + self._pin_lockout if failures >= self._pin_attempts else None
+                await tx.set_lockout(agency.id, officer.id, "sms", failures=0 if lock else failures, until=lock)
+                if candidates:
+                    return SmsOutcome(False, f"Kode {match[1]} sudah dipakai; rujukan itu sudah dikonfirmasi.")
+                return SmsOutcome(False, f"Kode {match[1]} tidak dikenal untuk {agency.name}.")
+            await tx.set_lockout(agency.id, officer.id, "sms", failures=0, until=None)
+            referral = waiting[0]
+        await self._referrals.reply(
+            ReplyCommand(
+                referral_id=referral.referral_id,
+                agency_id=agency.id,
+                reply=Reply.ACKNOWLEDGED,
+                via="sms",
+                officer=officer.id,
+            )
+        )
+        return SmsOutcome(True, f"Terima kasih, {officer.name}: rujukan dikonfirmasi.", referral.referral_id)
+
+    def _verify(self, token: str) -> tuple[LinkClaim, Agency, Officer]:
+        claim = self._links.verify(token, now=self._clock())
+        directory = self._directory()
+        agency = directory.agency(claim.agency_id)
+        officer = self._officer(directory, agency, claim.officer_id) if agency else None
+        if agency is None or officer is None:
+            # The roster changed since the link was sent: the officer is no longer there to act.
+            raise LinkError("tautan ini tidak lagi berlaku (the officer is no longer on the roster)")
+        return claim, agency, officer
+
+    @staticmethod
+    def _officer(directory: Directory, agency: Agency, officer_id: str) -> Officer | None:
+        if agency.roster and (officer := agency.roster.officer(officer_id)):
+            return officer
+        coordinator = directory.coordinator
+        if coordinator is not None and coordinator.id == officer_id:
+            return Officer(id=coordinator.id, name=coordinator.name, channels=coordinator.channels)
+        return None
+
+    async def _spend(self, claim: LinkClaim, session: str | None) -> str | None:
+        """The first action spends the link and opens a session on this device; later ones need that session."""
+        async with self._ledger.transaction() as tx:
+            referral = await tx.referral(claim.referral_id)
+            if referral is None:
+                raise LinkError("rujukan tidak ditemukan (referral not found)")
+            if referral.agency_id != claim.agency_id:
+                # An escalation shows another institution the referral; only its own agency acts on it.
+                raise NotPermittedError(f"referral {referral.referral_id} is not addressed to {claim.agency_id}")
+            if await tx.spend_link(claim.token_id, claim.referral_id, claim.officer_id, self._clock()):
+                return self._new_session(claim)
+        if self._session_matches(session, claim):
+            return None
+        raise LinkUsedError("tautan sudah digunakan (this link was already used)")
+
+    def _new_session(self, claim: LinkClaim) -> str:
+        expires = min(claim.expires_at, self._clock() + timedelta(hours=SESSION_HOURS))
+        return self._sessions.issue(
+            LinkClaim(claim.token_id, claim.referral_id, claim.agency_id, claim.officer_id, expires)
+        )
+
+    def _session_matches(self, session: str | None, claim: LinkClaim) -> bool:
+        if not session:
+            return False
+        try:
+            held = self._sessions.verify(session, now=self._clock())
+        except LinkError:
+            return False
+        return held.token_id == claim.token_id
+
+    @staticmethod
+    async def _visit(tx: LedgerTx, claim: LinkClaim, agency: Agency, officer: Officer, *, session: str | None) -> Visit:
+        referral = await tx.referral(claim.referral_id)
+        if referral is None:
+            raise LinkError("rujukan tidak ditemukan (referral not found)")
+        case = await tx.case(referral.case_id)
+        assert case is not None  # referrals reference their case (foreign key)
+        return Visit(claim, agency, officer, referral, case, session)

@@ -1,0 +1,202 @@
+"""Duty officers with no case system act from a one-click link or an SMS reply."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.links import LinkClaim, LinkSigner
+from shared.sealing import load_link_key
+from tests.builders import a_case_report_body, a_victim
+from tests.rabbit import BrokerClient
+from tests.system import System, WebhookSink, directory_for, settings_for
+
+pytestmark = pytest.mark.rabbit
+
+AGENCY = "dinsos-bengkayang"
+GATEWAY = {"Authorization": "Bearer gw-test"}
+ON_DUTY_PHONE = "+628125502001"  # dinsos-bengkayang's morning officer in the shipped directory
+A_GIRL = a_victim(victim_ref="V1", full_name="Siti Aminah", sex="female", age_years=15)
+
+
+@pytest.fixture
+async def desk_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> AsyncIterator[System]:
+    directory = directory_for(sink)
+    sink.directory = directory
+    settings = settings_for(amqp_url, tmp_path, inbound_gateway_token="gw-test")
+    running = System(settings, directory, sink, ("intake", "referral"))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def a_referral(system: System, broker: BrokerClient) -> tuple[str, str, str]:
+    """A Bengkayang case referred to dinsos-bengkayang: (case id, referral id, the referral's SMS code)."""
+    response = await system.report(a_case_report_body(victims=[A_GIRL]))
+    assert response.status_code == 202
+    [issued] = await broker.take(f"agency.{AGENCY}.inbox")
+    body = json.loads(issued.body)
+    return response.json()["case_id"], body["referral_id"], body["ack_code"]
+
+
+def link_for(system: System, referral_id: str, *, officer: str = "piket-pagi", agency: str = AGENCY,
+             expires_in: timedelta = timedelta(hours=1)) -> str:  # fmt: skip
+    signer = LinkSigner(load_link_key(system.settings))
+    claim = LinkClaim(str(uuid.uuid4()), uuid.UUID(referral_id), agency, officer, datetime.now(UTC) + expires_in)
+    return signer.issue(claim)
+
+
+async def status_of(system: System, referral_id: str) -> str:
+    response = await system.http.get(
+        system.url("referral", f"/v1/referrals/{referral_id}"), headers=system.token(AGENCY)
+    )
+    return str(response.json()["status"])
+
+
+async def timeline(system: System, case_id: str) -> list[dict[str, Any]]:
+    return list((await system.case(case_id)).json()["timeline"])
+
+
+def officer_browser(system: System) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=system.url("referral", ""), timeout=15)
+
+
+async def test_a_one_click_link_acknowledges_once_and_refuses_reuse(desk_system: System, broker: BrokerClient) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    token = link_for(desk_system, referral_id)
+
+    async with officer_browser(desk_system) as phone, officer_browser(desk_system) as other:
+        page = await phone.get(f"/o/{token}")
+        assert page.status_code == 200
+        assert "Terima / konfirmasi rujukan" in page.text
+        assert "Siti Aminah" not in page.text
+
+        acknowledged = await phone.post(f"/o/{token}/acknowledge")
+        assert acknowledged.status_code == 303
+        assert await status_of(desk_system, referral_id) == "acknowledged"
+
+        assert (await other.post(f"/o/{token}/acknowledge")).status_code == 410
+        assert (await other.get(f"/o/{token}")).status_code == 410
+        # The device that used the link carries on: the officer can now accept.
+        assert (await phone.post(f"/o/{token}/accept")).status_code == 303
+    assert await status_of(desk_system, referral_id) == "accepted"
+
+
+async def test_an_expired_or_forged_link_moves_nothing(desk_system: System, broker: BrokerClient) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    expired = link_for(desk_system, referral_id, expires_in=timedelta(seconds=-1))
+    forged = link_for(desk_system, referral_id)[:-4] + "AAAA"
+
+    async with officer_browser(desk_system) as phone:
+        assert (await phone.get(f"/o/{expired}")).status_code == 410
+        assert (await phone.post(f"/o/{expired}/acknowledge")).status_code == 410
+        assert (await phone.post(f"/o/{forged}/acknowledge")).status_code == 404
+    assert await status_of(desk_system, referral_id) == "requested"
+
+
+async def test_a_decline_from_the_page_needs_a_coded_reason(desk_system: System, broker: BrokerClient) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    token = link_for(desk_system, referral_id)
+
+    async with officer_browser(desk_system) as phone:
+        assert (await phone.post(f"/o/{token}/decline", data={"reason": "other"})).status_code == 422
+        declined = await phone.post(f"/o/{token}/decline", data={"reason": "no_capacity", "note": "rumah aman penuh"})
+        assert declined.status_code == 303
+    assert await status_of(desk_system, referral_id) == "declined"
+
+
+async def test_victim_identity_appears_only_after_the_right_pin_and_each_view_is_on_the_timeline(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    case_id, referral_id, _ = await a_referral(desk_system, broker)
+    token = link_for(desk_system, referral_id)
+
+    async with officer_browser(desk_system) as phone:
+        wrong = await phone.post(f"/o/{token}", data={"pin": "0000"})
+        assert wrong.status_code == 403
+        assert "Siti Aminah" not in wrong.text
+        right = await phone.post(f"/o/{token}", data={"pin": "1234"})
+        assert right.status_code == 200
+        assert "Siti Aminah" in right.text
+
+    reads = [e for e in await timeline(desk_system, case_id) if e["event"] == "identity_read"]
+    assert [(e["actor"], e["detail"]["officer"], e["detail"]["via"]) for e in reads] == [
+        (AGENCY, "piket-pagi", "officer_page")
+    ]
+
+
+async def test_five_wrong_pins_lock_the_identity_even_for_the_right_pin(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    token = link_for(desk_system, referral_id)
+
+    async with officer_browser(desk_system) as phone:
+        answers = [(await phone.post(f"/o/{token}", data={"pin": "0000"})).status_code for _ in range(5)]
+        assert answers == [403, 403, 403, 403, 423]
+        locked = await phone.post(f"/o/{token}", data={"pin": "1234"})
+    assert locked.status_code == 423
+    assert "Siti Aminah" not in locked.text
+
+
+async def test_an_officer_of_another_agency_sees_the_summary_but_cannot_act_or_see_identity(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    token = link_for(desk_system, referral_id, agency="dinsos-kalbar", officer="kepala-bidang")
+
+    async with officer_browser(desk_system) as phone:
+        page = await phone.get(f"/o/{token}")
+        assert page.status_code == 200
+        assert "Terima / konfirmasi rujukan" not in page.text
+        assert (await phone.post(f"/o/{token}/acknowledge")).status_code == 403
+        assert (await phone.post(f"/o/{token}", data={"pin": "1234"})).status_code == 403
+    assert await status_of(desk_system, referral_id) == "requested"
+
+
+async def sms(system: System, sender: str, text: str, headers: dict[str, str] = GATEWAY) -> httpx.Response:
+    return await system.http.post(
+        system.url("referral", "/v1/inbound/sms"), json={"from": sender, "text": text}, headers=headers
+    )
+
+
+async def test_an_sms_reply_terima_with_the_code_acknowledges_and_the_code_cannot_be_reused(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    case_id, referral_id, code = await a_referral(desk_system, broker)
+
+    first = await sms(desk_system, ON_DUTY_PHONE, f"terima {code}")
+    again = await sms(desk_system, ON_DUTY_PHONE, f"TERIMA {code}")
+
+    assert first.status_code == again.status_code == 200
+    assert first.json()["accepted"] is True
+    assert first.json()["referral_id"] == referral_id
+    assert again.json()["accepted"] is False
+    assert "sudah dipakai" in again.json()["reply"]
+    assert await status_of(desk_system, referral_id) == "acknowledged"
+    [ack] = [e for e in await timeline(desk_system, case_id) if e["event"] == "acknowledged"]
+    assert (ack["detail"]["via"], ack["detail"]["officer"]) == ("sms", "piket-pagi")
+
+
+async def test_a_wrong_code_or_an_unknown_number_acknowledges_nothing(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    _, referral_id, code = await a_referral(desk_system, broker)
+    wrong_code = f"{(int(code) + 1) % 10000:04d}"
+
+    answers = [
+        await sms(desk_system, ON_DUTY_PHONE, f"TERIMA {wrong_code}"),
+        await sms(desk_system, "+628199999999", f"TERIMA {code}"),
+        await sms(desk_system, ON_DUTY_PHONE, f"OK {code}"),
+    ]
+
+    assert [a.json()["accepted"] for a in answers] == [False, False, False]
+    assert (await sms(desk_system, ON_DUTY_PHONE, f"TERIMA {code}", headers={})).status_code == 401
+    assert await status_of(desk_system, referral_id) == "requested"
