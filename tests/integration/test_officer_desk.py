@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -200,3 +202,51 @@ async def test_a_wrong_code_or_an_unknown_number_acknowledges_nothing(
     assert [a.json()["accepted"] for a in answers] == [False, False, False]
     assert (await sms(desk_system, ON_DUTY_PHONE, f"TERIMA {code}", headers={})).status_code == 401
     assert await status_of(desk_system, referral_id) == "requested"
+
+
+@pytest.fixture
+async def full_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> AsyncIterator[System]:
+    directory = directory_for(sink)
+    sink.directory = directory
+    settings = settings_for(amqp_url, tmp_path, inbound_gateway_token="gw-test")
+    running = System(settings, directory, sink, ("intake", "referral", "notifier"))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def officers_text(system: System, case_code: str) -> Any:
+    """The text the on-duty officer of the referral's agency got for this case."""
+    for _ in range(150):
+        texts = [t for t in system.gateway.texts if case_code in t.text and "/o/" in t.text]
+        if texts:
+            return texts[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no officer text for {case_code}: {[t.text for t in system.gateway.texts]}")
+
+
+async def test_the_link_in_an_officers_text_opens_the_page_and_acknowledges(full_system: System) -> None:
+    response = await full_system.report(a_case_report_body(victims=[a_victim(sex="male", age_years=40)]))
+    text = await officers_text(full_system, response.json()["case_code"])
+    link = re.search(r"http://\S+/o/\S+", text.text)
+    assert link is not None
+
+    async with httpx.AsyncClient(timeout=15) as phone:
+        assert (await phone.get(link[0])).status_code == 200
+        assert (await phone.post(f"{link[0]}/acknowledge")).status_code == 303
+
+    case = await full_system.case(response.json()["case_id"])
+    [referral_id] = [r["referral_id"] for r in case.json()["referrals"]]
+    assert await status_of(full_system, referral_id) == "acknowledged"
+
+
+async def test_replying_terima_with_the_code_from_the_text_acknowledges(full_system: System) -> None:
+    response = await full_system.report(a_case_report_body(victims=[a_victim(sex="male", age_years=40)]))
+    text = await officers_text(full_system, response.json()["case_code"])
+    code = re.search(r"TERIMA ([0-9]{4})", text.text)
+    assert code is not None
+
+    answer = await sms(full_system, text.to, f"TERIMA {code[1]}")
+
+    assert answer.json()["accepted"] is True
+    assert await status_of(full_system, answer.json()["referral_id"]) == "acknowledged"
