@@ -3,12 +3,15 @@ notifier against a fresh vhost with the test's clock, its sinks, and its reports
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import httpx
 
 from services.notifier.app import build_notifier
 from shared.contracts.base import Contract, Priority
@@ -102,6 +105,17 @@ def a_taking(issued: ReferralIssued) -> ReferralTaken:
     )
 
 
+def without_shifts(directory: Directory, agency_id: str) -> Directory:
+    """The directory with nobody on the agency's roster ever on duty by shift."""
+    agency = directory.agency(agency_id)
+    assert agency is not None
+    assert agency.roster is not None
+    officers = tuple(officer.model_copy(update={"shifts": ()}) for officer in agency.roster.officers)
+    roster = agency.roster.model_copy(update={"officers": officers})
+    agencies = tuple(a.model_copy(update={"roster": roster}) if a.id == agency_id else a for a in directory.agencies)
+    return directory.model_copy(update={"agencies": agencies})
+
+
 _ROUTING: dict[type[Contract], str] = {
     ReferralIssued: "issued",
     ReferralEscalated: "escalated",
@@ -172,6 +186,16 @@ class NotifierRig:
         return await self.broker.publish(
             "rujukan.events", routing_key, body, message_type=event.TYPE, message_id=message_id
         )
+
+    async def acked(self, queue: str) -> int:
+        """Messages of ``queue`` the notifier has handled and acked so far (its Prometheus counter)."""
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{self.settings.notifier_port}/metrics")).text
+        labels = rf'handler="default\.{re.escape(queue)}",status="acked"'
+        found = re.search(
+            rf"^faststream_received_processed_messages_total{{[^}}]*{labels}}} (\S+)$", metrics, re.MULTILINE
+        )
+        return int(float(found[1])) if found else 0
 
     async def reports(self, count: int, *, timeout: float = 10) -> list[Report]:
         """The next ``count`` delivery reports, in the order they were published."""

@@ -9,6 +9,7 @@ import email.policy
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -149,10 +150,12 @@ class Identities:
                 self.other |= {str(victim[f]) for f in IDENTITY_FIELDS - {"full_name"} if victim.get(f)}
 
     def leaks(self, texts: Iterable[str]) -> list[str]:
-        # A name is looked for whole and by each part (a message might say "Siti"); other identity whole.
-        forbidden = {part for name in self.names for part in (name, *name.split()) if len(part) >= 4}
-        forbidden = {value.casefold() for value in forbidden | self.other}
-        return [value for text in texts for value in forbidden if value in text.casefold()]
+        # A name is looked for whole and by each part (a message might say "Siti"), other identity whole, each
+        # as a word of its own outside links (a signed token is random letters and may spell anything).
+        forbidden = {part for name in self.names for part in (name, *name.split()) if len(part) >= 4} | self.other
+        patterns = {value: re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE) for value in forbidden}
+        prose = [re.sub(r"https?://\S+", " ", text) for text in texts]
+        return [value for text in prose for value, pattern in patterns.items() if pattern.search(text)]
 
 
 @dataclass
@@ -181,7 +184,13 @@ class _SmtpHandler:
         body = message.get_body(preferencelist=("plain",))
         assert body is not None
         self._sink.mails.append(
-            Mail(tuple(envelope.rcpt_tos), str(message["Subject"]), body.get_content(), str(message["Message-ID"]))
+            Mail(
+                tuple(envelope.rcpt_tos),
+                # A long subject is folded right after "Subject:"; the fold's whitespace is no part of it.
+                str(message["Subject"]).strip(),
+                body.get_content(),
+                str(message["Message-ID"]),
+            )
         )
         return "250 OK"
 

@@ -6,11 +6,16 @@ import pytest
 
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import System, delivered_everywhere
+from tests.system import System, agency_deliveries, delivered_everywhere
 
 pytestmark = pytest.mark.rabbit
 
 AN_ADULT_MAN = a_victim(sex="male", age_years=40, full_name="Andi Wijaya")
+DESK = "meja.dinsos-bengkayang@example.org"
+
+
+def delivered_by_email(case: dict[str, object]) -> bool:
+    return any(e["detail"]["channel"] == "email" for e in agency_deliveries(case))  # type: ignore[arg-type]
 
 
 async def test_webhook_failing_twice_then_succeeding_is_delivered_once_with_one_webhook_id(system: System) -> None:
@@ -21,22 +26,22 @@ async def test_webhook_failing_twice_then_succeeding_is_delivered_once_with_one_
 
     assert system.sink.requests["dinsos-bengkayang"] == 3
     [delivery] = system.sink.deliveries
-    [delivered] = [e for e in case["timeline"] if e["event"] == "delivered"]
+    [delivered] = agency_deliveries(case)
     assert delivered["detail"]["attempts"] == 3
     assert delivered["detail"]["notification_id"] == delivery.webhook_id
 
 
-async def test_permanent_webhook_failure_marks_the_referral_failed_with_the_reason(system: System) -> None:
+async def test_permanent_webhook_failure_falls_back_to_the_agencys_email_at_once(system: System) -> None:
     system.sink.fail_next("dinsos-bengkayang", 410)
     response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
 
-    case = await system.case_when(
-        response.json()["case_id"], lambda c: any(r["status"] == "failed" for r in c["referrals"])
-    )
+    case = await system.case_when(response.json()["case_id"], delivered_by_email)
 
-    [failure] = [e for e in case["timeline"] if e["event"] == "delivery_failed"]
-    assert failure["detail"]["reason"] == "webhook answered HTTP 410"
     assert system.sink.requests["dinsos-bengkayang"] == 1
+    [mail] = system.smtp.to(DESK)
+    [delivered] = agency_deliveries(case)
+    assert mail.message_id.startswith(f"<{delivered['detail']['notification_id']}@")
+    assert not [e for e in case["timeline"] if e["event"] == "delivery_failed"]
 
 
 async def test_endpoint_down_past_quick_retries_is_retried_from_a_wait_queue_with_the_same_id(
@@ -47,23 +52,21 @@ async def test_endpoint_down_past_quick_retries_is_retried_from_a_wait_queue_wit
 
     case = await system.case_when(response.json()["case_id"], delivered_everywhere, timeout=20)
 
-    [delivered] = [e for e in case["timeline"] if e["event"] == "delivered"]
+    [delivered] = agency_deliveries(case)
     assert delivered["detail"]["attempts"] == 5
     assert len(system.sink.distinct_ids("dinsos-bengkayang")) == 1
     assert await broker.depth("agency.dinsos-bengkayang.inbox") == 1
 
 
-async def test_endpoint_down_for_the_whole_retry_schedule_fails_the_referral(system: System) -> None:
+async def test_endpoint_down_for_the_whole_retry_schedule_falls_back_to_email(system: System) -> None:
     system.sink.fail_next("dinsos-bengkayang", *([503] * 9))
     response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
 
-    case = await system.case_when(
-        response.json()["case_id"], lambda c: any(r["status"] == "failed" for r in c["referrals"]), timeout=25
-    )
+    case = await system.case_when(response.json()["case_id"], delivered_by_email, timeout=25)
 
-    [failure] = [e for e in case["timeline"] if e["event"] == "delivery_failed"]
-    assert failure["detail"]["reason"].startswith("retry schedule spent")
-    assert failure["detail"]["attempts"] == system.sink.requests["dinsos-bengkayang"]
+    assert system.sink.distinct_ids("dinsos-bengkayang") == set()
+    assert len(system.smtp.to(DESK)) == 1
+    assert [e["detail"]["channel"] for e in agency_deliveries(case)] == ["email"]
 
 
 async def test_a_dead_endpoint_is_not_hammered_and_other_agencies_are_still_notified(system: System) -> None:
@@ -75,7 +78,7 @@ async def test_a_dead_endpoint_is_not_hammered_and_other_agencies_are_still_noti
 
     await system.case_when(elsewhere.json()["case_id"], delivered_everywhere, agency_id="polresta-pontianak")
     for case_id in doomed:
-        await system.case_when(case_id, lambda c: c["referrals"][0]["status"] == "failed", timeout=25)
+        await system.case_when(case_id, delivered_by_email, timeout=25)
 
     # Without the circuit breaker six referrals would cost 6 x 3 requests in the first round alone.
     assert system.sink.requests["dinsos-bengkayang"] < 6 * 3

@@ -1,0 +1,96 @@
+"""A flaky endpoint still delivers each referral once; a dead one falls back to email; when every channel is
+spent the failure is reported with its whole history and the notification is parked for operators."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.notifier.messages import Notification
+from shared.consuming import REASON_HEADER
+from tests.builders import a_case_report_body, a_victim
+from tests.rabbit import BrokerClient
+from tests.system import System, WebhookSink, agency_deliveries, delivered_everywhere, directory_for, settings_for
+
+pytestmark = pytest.mark.rabbit
+
+AN_ADULT_MAN = a_victim(sex="male", age_years=40, full_name="Andi Wijaya")
+DESK = "meja.dinsos-bengkayang@example.org"
+
+
+@pytest.fixture
+async def patient_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> AsyncIterator[System]:
+    """Six short wait rounds and no circuit breaker: a coin-flip endpoint gets 21 tries before any fallback."""
+    directory = directory_for(sink)
+    sink.directory = directory
+    settings = settings_for(amqp_url, tmp_path, retry_schedule=(0.3,) * 6, webhook_circuit_failures=1000)
+    running = System(settings, directory, sink, ("intake", "referral", "notifier"))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def failed_for_the_agency(case: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in case["timeline"] if e["event"] == "delivery_failed" and e["detail"]["recipient"] == "agency"]
+
+
+async def test_a_webhook_failing_half_the_time_ends_with_every_referral_delivered_once(patient_system: System) -> None:
+    system = patient_system
+    system.sink.failure_rate = 0.5
+    case_ids = [(await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))).json()["case_id"] for _ in range(12)]
+
+    cases = [await system.case_when(case_id, delivered_everywhere, timeout=60) for case_id in case_ids]
+
+    ids_per_referral: dict[str, set[str]] = defaultdict(set)
+    for delivery in system.sink.deliveries:
+        ids_per_referral[delivery.payload["referral_id"]].add(delivery.webhook_id)
+    assert len(ids_per_referral) == 12
+    assert all(len(ids) == 1 for ids in ids_per_referral.values())
+    assert len(system.sink.deliveries) == 12  # accepted once each: no copy was sent after a success
+    assert system.sink.requests["dinsos-bengkayang"] > 12  # and the coin did fail on the way
+    for case in cases:
+        [delivered] = agency_deliveries(case)
+        [referral_id] = [leg["referral_id"] for leg in case["referrals"]]
+        assert ids_per_referral[referral_id] == {delivered["detail"]["notification_id"]}
+        assert delivered["detail"]["channel"] == "webhook"
+
+
+async def test_an_agency_system_whose_webhook_always_fails_is_reached_by_email(system: System) -> None:
+    system.sink.fail_next("dinsos-bengkayang", *([503] * 100))
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(response.json()["case_id"], lambda c: bool(agency_deliveries(c)), timeout=25)
+
+    [delivered] = agency_deliveries(case)
+    assert delivered["detail"]["channel"] == "email"
+    [mail] = system.smtp.to(DESK)
+    assert mail.message_id.startswith(f"<{delivered['detail']['notification_id']}@")
+    assert mail.subject == f"[Rujukan TPPO] Rujukan baru {case['case_code']} - Bengkayang"
+    assert f"Kode kasus: {case['case_code']}" in mail.body
+    assert f"/v1/referrals/{delivered['referral_id']}" in mail.body
+
+
+async def test_when_email_fails_too_delivery_is_reported_failed_with_its_history_and_parked(
+    system: System, broker: BrokerClient
+) -> None:
+    system.sink.fail_next("dinsos-bengkayang", *([503] * 100))
+    system.smtp.refuse(DESK)
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(response.json()["case_id"], lambda c: bool(failed_for_the_agency(c)), timeout=25)
+
+    [failed] = failed_for_the_agency(case)
+    history = failed["detail"]["reason"].split("; ")
+    assert [entry.split(":")[0] for entry in history] == ["webhook", "email"]
+    assert history[0].startswith("webhook: retry schedule spent after ")
+    assert history[1] == "email: email recipient refused (SMTP 550)"
+    [parked] = await broker.take("notifier.notifications.dead", 1)
+    assert parked.headers[REASON_HEADER] == failed["detail"]["reason"]
+    note = Notification.model_validate_json(parked.body)
+    assert (note.recipient.id, note.address.kind, note.history) == ("agency", "email", (history[0],))
+    assert "Andi" not in parked.body.decode()
+    assert system.smtp.mails == []

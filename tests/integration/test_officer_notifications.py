@@ -1,0 +1,180 @@
+"""Duty officers, backups, supervisors, the unit above and the coordinator are told on their own channels, at
+the moment and level the roster says; nobody is told twice, and an acknowledgement stops every reminder."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from structlog.testing import capture_logs
+
+from services.notifier.store import notifications
+from shared.contracts.referrals import ReferralDelivered
+from shared.database import make_engine
+from shared.links import LinkSigner
+from shared.sealing import load_link_key
+from tests.notifying import (
+    WEDNESDAY_10_WIB,
+    Clock,
+    NotifierRig,
+    a_taking,
+    an_escalation,
+    an_issued_referral,
+    without_shifts,
+)
+from tests.system import eventually
+
+pytestmark = pytest.mark.rabbit
+
+PIKET_PAGI = "+628125502001"
+"""dinsos-bengkayang's morning duty officer (07:00-15:00 WIB), first by SMS."""
+
+
+@pytest.fixture
+async def rig(amqp_url: str, tmp_path: Path) -> AsyncIterator[NotifierRig]:
+    running = NotifierRig(amqp_url, tmp_path, clock=Clock(WEDNESDAY_10_WIB))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def delivered_to(reports: list[ReferralDelivered]) -> dict[str, ReferralDelivered]:
+    return {report.recipient: report for report in reports}
+
+
+async def test_the_officer_on_duty_gets_an_sms_with_a_one_click_link_and_the_reply_code(rig: NotifierRig) -> None:
+    issued = an_issued_referral()
+
+    await rig.publish(issued)
+
+    reports = delivered_to(await rig.reports(2))  # type: ignore[arg-type]
+    assert set(reports) == {"agency", "piket-pagi"}
+    [text] = rig.gateway.to(PIKET_PAGI)
+    assert text.channel == "sms"
+    assert text.text.endswith(" Balas TERIMA 4821 untuk konfirmasi.")
+    assert text.id == text.idempotency_key == reports["piket-pagi"].notification_id
+    link = re.search(rf"{re.escape(rig.settings.public_referral_url)}/o/(\S+)", text.text)
+    assert link is not None
+    claim = LinkSigner(load_link_key(rig.settings)).verify(link[1], now=WEDNESDAY_10_WIB)
+    assert (claim.token_id, claim.referral_id) == (text.id, issued.referral_id)
+    assert (claim.agency_id, claim.officer_id) == ("dinsos-bengkayang", "piket-pagi")
+    assert reports["piket-pagi"].level == 0
+    assert not reports["piket-pagi"].nobody_on_duty
+
+
+async def test_escalation_level_2_reaches_the_supervisor(rig: NotifierRig) -> None:
+    await rig.publish(an_escalation(an_issued_referral(), 2))
+
+    [report] = await rig.reports(1)
+
+    assert (report.recipient, report.level, report.channel) == ("kepala-bidang", 2, "sms")
+    [text] = rig.gateway.to("+628125502201")
+    assert text.text.startswith("PERINGATAN level 2: rujukan TPPO KB-26-7QK2M9 (MENDESAK)")
+    assert "TERIMA 4821" in text.text
+    assert rig.gateway.to(PIKET_PAGI) == []
+
+
+async def test_level_3_of_a_provincial_unit_reaches_the_coordinator(rig: NotifierRig) -> None:
+    await rig.publish(an_escalation(an_issued_referral("uptd-ppa-kalbar"), 3, escalated_to=None))
+
+    [report] = await rig.reports(1)
+
+    assert (report.recipient, report.level, report.channel) == ("gugus-tugas-tppo-kalbar", 3, "email")
+    [mail] = rig.smtp.to("sekretariat.gugus-tugas-tppo@example.org")
+    assert mail.subject == "[Rujukan TPPO] PERINGATAN level 3: KB-26-7QK2M9 (MENDESAK) - Bengkayang"
+    assert "UPTD Perlindungan Perempuan dan Anak Provinsi Kalimantan Barat belum dikonfirmasi" in mail.body
+    assert "/o/" not in mail.body
+
+
+async def test_level_3_of_a_district_unit_reaches_the_provincial_units_system_and_its_officer_on_duty(
+    rig: NotifierRig,
+) -> None:
+    await rig.publish(an_escalation(an_issued_referral(), 3, escalated_to="dinsos-kalbar"))
+
+    reports = delivered_to(await rig.reports(2))  # type: ignore[arg-type]
+
+    assert set(reports) == {"dinsos-kalbar", "dinsos-kalbar/piket-pagi"}
+    [webhook] = rig.sink.deliveries
+    assert webhook.agency_id == "dinsos-kalbar"
+    assert (webhook.payload["type"], webhook.payload["level"]) == ("referral.escalated", 3)
+    [text] = rig.gateway.to("+628125501001")
+    assert "untuk Dinas Sosial Kabupaten Bengkayang belum dikonfirmasi" in text.text
+    assert "TERIMA" not in text.text  # only the referral's own officers can acknowledge it
+    assert "/o/" not in text.text
+
+
+async def test_with_nobody_on_duty_the_backup_is_told_and_every_report_says_so(amqp_url: str, tmp_path: Path) -> None:
+    rig = NotifierRig(
+        amqp_url,
+        tmp_path,
+        clock=Clock(WEDNESDAY_10_WIB),
+        adjust=lambda directory: without_shifts(directory, "dinsos-bengkayang"),
+    )
+    with capture_logs() as logs:
+        await rig.start()
+    try:
+        await rig.publish(an_issued_referral())
+
+        reports = delivered_to(await rig.reports(2))  # type: ignore[arg-type]
+    finally:
+        await rig.stop()
+
+    assert set(reports) == {"agency", "cadangan"}
+    assert all(report.nobody_on_duty for report in reports.values())
+    [text] = rig.gateway.to("+628125502101")
+    assert text.channel == "whatsapp"
+    assert "TERIMA 4821" in text.text
+    [warning] = [entry for entry in logs if entry["event"] == "roster_gaps"]
+    assert warning["gaps"] == {"dinsos-bengkayang": "the whole week"}
+
+
+async def test_a_redelivered_event_notifies_nobody_twice(rig: NotifierRig) -> None:
+    issued = an_issued_referral()
+    message_id = await rig.publish(issued)
+    await rig.reports(2)
+
+    await rig.publish(issued, message_id=message_id)
+
+    async def copies_handled() -> bool:
+        return await rig.acked("notifier.notifications") == 4
+
+    await eventually(copies_handled, timeout=10)
+
+    assert len(rig.gateway.to(PIKET_PAGI)) == 1
+    assert len(rig.sink.deliveries) == 1
+    assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
+
+
+async def test_a_reminder_waiting_in_a_wait_queue_is_dropped_once_the_referral_is_taken(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    rig = NotifierRig(amqp_url, tmp_path, clock=Clock(WEDNESDAY_10_WIB), retry_schedule=(2.0,))
+    await rig.start()
+    try:
+        rig.gateway.fail_next(PIKET_PAGI, 503, 503, 503)
+        issued = an_issued_referral()
+        await rig.publish(issued)
+        [system] = await rig.reports(1)
+        await eventually(lambda: rig.gateway.requests[PIKET_PAGI] == 3)  # quick retries spent: now it waits
+
+        await rig.publish(a_taking(issued))
+
+        engine = make_engine(rig.settings.notifier_database_url)
+        query = select(notifications.c.status).where(notifications.c.recipient == "piket-pagi")
+
+        async def dropped() -> bool:
+            async with engine.connect() as connection:
+                return await connection.scalar(query) == "dropped"
+
+        await eventually(dropped, timeout=10)
+        await engine.dispose()
+        assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
+    finally:
+        await rig.stop()
+
+    assert system.recipient == "agency"
+    assert rig.gateway.requests[PIKET_PAGI] == 3
+    assert rig.gateway.to(PIKET_PAGI) == []
