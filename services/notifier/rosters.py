@@ -91,7 +91,7 @@ def roster_gaps(roster: Roster) -> tuple[Gap, ...]:
         gaps.append((covered_until, _WEEK))
     # A gap running to Sunday midnight and one from Monday 00:00 are one stretch of the week.
     if len(gaps) > 1 and gaps[0][0] == 0 and gaps[-1][1] == _WEEK:
-        gaps = [(gaps[-1][0], gaps[0][1] + _WEEK), *gaps[1:-1]]
+        gaps = [*gaps[1:-1], (gaps[-1][0], gaps[0][1] + _WEEK)]
     return tuple(Gap(_at(start), _at(end)) for start, end in gaps)
 
 

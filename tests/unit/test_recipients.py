@@ -8,7 +8,7 @@ import pytest
 from services.notifier.messages import Address, Notification, Recipient
 from services.notifier.recipients import recipients_for
 from shared.directory import Directory, load_directory
-from tests.notifying import WEDNESDAY_10_WIB, a_cancellation, an_escalation, an_issued_referral
+from tests.notifying import WEDNESDAY_10_WIB, a_cancellation, an_escalation, an_issued_referral, without_shifts
 
 DIRECTORY_FILE = Path(__file__).resolve().parents[2] / "config" / "kalbar.yaml"
 
@@ -20,16 +20,6 @@ def directory() -> Directory:
 
 def described(recipients: tuple[Recipient, ...]) -> list[tuple[str, str, list[str]]]:
     return [(r.role, r.id, [f"{a.kind}:{a.to}" for a in r.channels]) for r in recipients]
-
-
-def without_shifts(directory: Directory, agency_id: str) -> Directory:
-    agency = directory.agency(agency_id)
-    assert agency is not None
-    assert agency.roster is not None
-    officers = tuple(o.model_copy(update={"shifts": ()}) for o in agency.roster.officers)
-    roster = agency.roster.model_copy(update={"officers": officers})
-    agencies = tuple(a.model_copy(update={"roster": roster}) if a.id == agency_id else a for a in directory.agencies)
-    return directory.model_copy(update={"agencies": agencies})
 
 
 def test_a_new_referral_goes_to_the_agency_system_by_webhook_then_email_and_to_the_officer_on_duty(
