@@ -9,7 +9,7 @@ import pytest
 from shared.ids import case_id_for
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import System, delivered_everywhere
+from tests.system import System, agency_deliveries, delivered_everywhere
 
 pytestmark = pytest.mark.rabbit
 
@@ -40,7 +40,7 @@ async def test_a_victim_added_opens_a_new_leg_and_widens_the_existing_one(system
     [child] = [leg for leg in case["referrals"] if leg["agency_id"] == "uptd-ppa-kalbar"]
     assert child["priority"] == "urgent"
     assert "victims_added" in [e["event"] for e in case["timeline"]]
-    await system.case_when(case_id, lambda c: sum(e["event"] == "delivered" for e in c["timeline"]) == 3)
+    await system.case_when(case_id, lambda c: len(agency_deliveries(c)) == 3)
     assert len(system.sink.distinct_ids("dinsos-bengkayang")) == 2
     assert "Siti" not in str([d.body for d in system.sink.deliveries])
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.builders import a_case_report_body, the_sample_victims
 from tests.rabbit import BrokerClient
-from tests.system import System, delivered_everywhere
+from tests.system import System, agency_deliveries, delivered_everywhere
 
 pytestmark = pytest.mark.rabbit
 
@@ -48,7 +48,7 @@ async def test_withdrawal_cancels_open_legs_tells_each_agency_and_spares_complet
         issued, cancelled = await broker.take(f"agency.{agency_id}.inbox", 2)
         assert (issued.type, cancelled.type) == ("referral.issued.v1", "referral.cancelled.v1")
     assert await broker.depth("agency.bp3mi-kalbar.inbox") == 1
-    await system.case_when(case_id, lambda c: sum(e["event"] == "delivered" for e in c["timeline"]) == 5)
+    await system.case_when(case_id, lambda c: len(agency_deliveries(c)) == 5)
     told = {d.agency_id for d in system.sink.deliveries if d.payload["type"] == "referral.cancelled"}
     assert told == {"dinsos-bengkayang", "uptd-ppa-kalbar"}
 
