@@ -1,12 +1,15 @@
 """``rujukan demo``: a sample case flows through all three services, and agencies acknowledge it.
 
 It plays every outside party itself: the police unit (POST /v1/cases), each agency's webhook endpoint
-(verifying signatures) and each duty officer (acknowledging through the referral API).
+(verifying signatures), the SMS/WhatsApp gateway and the mail server the duty officers are reached through,
+and each agency's desk (acknowledging through the referral API).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook
 
 from shared.directory import Directory, load_directory
@@ -62,7 +66,18 @@ class AgencyDesks:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/webhooks/{agency_id}", self._receive)
+        app.router.add_post("/gateway/messages", self._text)
         return app
+
+    async def _text(self, request: web.Request) -> web.Response:
+        """The SMS/WhatsApp gateway: shows each text as the officer's phone would."""
+        body = await request.json()
+        if request.headers["Idempotency-Key"] not in self.seen:
+            self.seen.add(request.headers["Idempotency-Key"])
+            found = self._directory.officer_by_phone(body["to"])
+            who = f"{found[0].id}/{found[1].id}" if found else body["to"]
+            print(f"  [{who}] {body['channel'].upper()}: {body['text']}")
+        return web.json_response({"id": body["id"], "status": "queued"}, status=202)
 
     async def _receive(self, request: web.Request) -> web.Response:
         agency = self._directory.agency(request.match_info["agency_id"])
@@ -91,6 +106,16 @@ class AgencyDesks:
             response.raise_for_status()
 
 
+class Mailroom:
+    """The mail server officers' email goes through: shows each mail's recipient and subject."""
+
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        print(f"  [{', '.join(envelope.rcpt_tos)}] EMAIL: {str(message['Subject']).strip()}")
+        return "250 OK"
+
+
 def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
     detail = entry["detail"]
     agency = agencies.get(entry["referral_id"] or "", "")
@@ -101,7 +126,9 @@ def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
             return (f"referral issued to {detail['agency_id']} ({detail['priority']}) for "
                     f"{', '.join(detail['victim_refs'])} because {', '.join(detail['rules'])}")  # fmt: skip
         case "delivered":
-            return f"delivered to {agency} by {detail['channel']} after {detail['attempts']} attempt(s)"
+            recipient = detail.get("recipient", "agency")
+            to = agency if recipient == "agency" else f"{agency} ({recipient})"
+            return f"delivered to {to} by {detail['channel']} after {detail['attempts']} attempt(s)"
         case "acknowledged":
             return f"acknowledged by {agency}: {detail['officer']}"
         case "identity_read":
@@ -127,14 +154,45 @@ async def run_demo(settings: Settings, *, timeout: float) -> int:
         await runner.setup()
         for port in ports:
             await web.TCPSite(runner, "127.0.0.1", port).start()
+        await _open_gateway(runner, settings, ports)
+        mailroom = await _open_mailroom(settings)
         ports_text = f"{settings.intake_port}, {settings.referral_port}, {settings.notifier_port}"
-        print(f"Rujukan demo: services on {ports_text}; webhooks on {sorted(ports)}; broker {settings.amqp_url.host}")
+        print(
+            f"Rujukan demo: services on {ports_text}; webhooks on {sorted(ports)}; SMS gateway "
+            f"{settings.sms_gateway_url}; mail on {settings.smtp_port}; broker {settings.amqp_url.host}"
+        )
         await running.start()
         try:
             return await _send_and_follow(session, settings, referral_url, timeout)
         finally:
             await running.stop()
             await runner.cleanup()
+            if mailroom is not None:
+                mailroom.close()
+                await mailroom.wait_closed()
+
+
+async def _open_gateway(runner: web.AppRunner, settings: Settings, webhook_ports: set[int]) -> None:
+    """The desks' server answers the gateway's API too; on its own port when the gateway's is another. If that
+    port is taken the demo goes on, and officers' texts wait for their retries."""
+    gateway = urlsplit(settings.sms_gateway_url)
+    if gateway.hostname not in ("127.0.0.1", "localhost") or not gateway.port or gateway.port in webhook_ports:
+        return
+    try:
+        await web.TCPSite(runner, "127.0.0.1", gateway.port).start()
+    except OSError as exc:
+        print(f"(no demo SMS gateway: port {gateway.port} is taken: {exc.strerror})")
+
+
+async def _open_mailroom(settings: Settings) -> asyncio.Server | None:
+    """The demo's SMTP server; if its port is taken the demo goes on, and officers' mail waits for retries."""
+    try:
+        return await asyncio.get_running_loop().create_server(
+            lambda: SMTP(Mailroom(), hostname="localhost"), settings.smtp_host, settings.smtp_port
+        )
+    except OSError as exc:
+        print(f"(no demo mail server: port {settings.smtp_port} is taken: {exc.strerror})")
+        return None
 
 
 async def _send_and_follow(
