@@ -55,6 +55,8 @@ class Status(StrEnum):
 class Record:
     status: Status
     attempts: int
+    history: tuple[str, ...]
+    """Why each channel tried for this recipient failed, this one's last."""
     referral_settled: bool
 
 
@@ -91,7 +93,7 @@ class NotificationStore:
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
-                    select(notifications.c.status, notifications.c.attempts).where(
+                    select(notifications.c.status, notifications.c.attempts, notifications.c.history).where(
                         notifications.c.notification_id == note.notification_id
                     )
                 )
@@ -99,7 +101,8 @@ class NotificationStore:
             taken = await connection.scalar(
                 select(settled.c.referral_id).where(settled.c.referral_id == str(note.event.referral_id))
             )
-        return Record(Status(row.status), row.attempts, referral_settled=taken is not None)
+        history = tuple(json.loads(row.history))
+        return Record(Status(row.status), row.attempts, history, referral_settled=taken is not None)
 
     async def count_attempts(self, notification_id: str, attempts: int, now: datetime) -> int:
         """Adds requests sent; returns the notification's total so far."""
