@@ -111,27 +111,28 @@ class Notifier:
             log.info("notification_copy_dropped", status=record.status.value)
             return Done()
         if record.referral_settled and note.is_reminder:
-            await self._store.finish(note.notification_id, Status.DROPPED, now)
+            await self._store.update(note.notification_id, now, attempts=record.attempts, status=Status.DROPPED)
             log.info("notification_dropped_referral_taken", recipient=note.recipient.id)
             return Done()
         kind = note.address.kind
         try:
             attempts = await self._channels[kind].deliver(self._outgoing(note))
         except TransientChannelError as exc:
-            total = await self._store.count_attempts(note.notification_id, exc.attempts, now)
+            total = record.attempts + exc.attempts
             if round_ < self._retry_rounds:
+                await self._store.update(note.notification_id, now, attempts=total)
                 log.warning("notification_retry_later", channel=kind, reason=exc.reason, attempt=round_ + 1)
                 return RetryLater(round=round_ + 1)
             await self._give_up(note, f"{kind}: retry schedule spent after {total} attempts: {exc.reason}", total, park)
             return Done()
         except PermanentChannelError as exc:
-            total = await self._store.count_attempts(note.notification_id, exc.attempts, now)
+            total = record.attempts + exc.attempts
             await self._give_up(note, f"{kind}: {exc.reason}", total, park)
             return Done()
-        total = await self._store.count_attempts(note.notification_id, attempts, now)
+        total = record.attempts + attempts
         await self._delivered(note, total)
         # Recorded last: a crash before this resends under the same id, and the receiver drops the copy.
-        await self._store.finish(note.notification_id, Status.SENT, now)
+        await self._store.update(note.notification_id, now, attempts=total, status=Status.SENT)
         return Done()
 
     async def _give_up(
@@ -145,7 +146,9 @@ class Notifier:
         else:
             await self._failed(note, history, note.earlier_attempts + attempts)
             await park("; ".join(history))
-        await self._store.finish(note.notification_id, Status.FAILED, self._clock(), history=history)
+        await self._store.update(
+            note.notification_id, self._clock(), attempts=attempts, status=Status.FAILED, history=history
+        )
 
     def _outgoing(self, note: Notification) -> Outgoing:
         directory = self._directory()

@@ -70,57 +70,57 @@ class NotificationStore:
 
     async def open(self, note: Notification, now: datetime) -> Record:
         """The notification's record, made pending the first time it is seen; and whether its referral is
-        settled (taken or cancelled) already."""
-        values = {
-            "notification_id": note.notification_id,
-            "event_id": note.event_id,
-            "referral_id": str(note.event.referral_id),
-            "agency_id": note.event.agency_id,
-            "recipient": note.recipient.id,
-            "channel": note.address.kind,
-            "level": note.level,
-            "status": Status.PENDING.value,
-            "attempts": 0,
-            "history": json.dumps(list(note.history)),
-            "created_at": now,
-            "updated_at": now,
-        }
+        settled (taken or cancelled) already. One transaction: this runs for every notification."""
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(notifications.insert().values(**values))
+            return await self._open(note, now)
         except IntegrityError:
-            pass  # seen before: a retry from a wait queue, or a copy
-        async with self._engine.connect() as connection:
+            # Another replica recorded it between our read and our insert: read theirs.
+            return await self._open(note, now)
+
+    async def _open(self, note: Notification, now: datetime) -> Record:
+        referral_id = str(note.event.referral_id)
+        async with self._engine.begin() as connection:
             row = (
                 await connection.execute(
                     select(notifications.c.status, notifications.c.attempts, notifications.c.history).where(
                         notifications.c.notification_id == note.notification_id
                     )
                 )
-            ).one()
-            taken = await connection.scalar(
-                select(settled.c.referral_id).where(settled.c.referral_id == str(note.event.referral_id))
-            )
-        history = tuple(json.loads(row.history))
-        return Record(Status(row.status), row.attempts, history, referral_settled=taken is not None)
+            ).one_or_none()
+            taken = await connection.scalar(select(settled.c.referral_id).where(settled.c.referral_id == referral_id))
+            if row is None:
+                await connection.execute(
+                    notifications.insert().values(
+                        notification_id=note.notification_id,
+                        event_id=note.event_id,
+                        referral_id=referral_id,
+                        agency_id=note.event.agency_id,
+                        recipient=note.recipient.id,
+                        channel=note.address.kind,
+                        level=note.level,
+                        status=Status.PENDING.value,
+                        attempts=0,
+                        history=json.dumps(list(note.history)),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                return Record(Status.PENDING, 0, note.history, referral_settled=taken is not None)
+        return Record(Status(row.status), row.attempts, tuple(json.loads(row.history)), taken is not None)
 
-    async def count_attempts(self, notification_id: str, attempts: int, now: datetime) -> int:
-        """Adds requests sent; returns the notification's total so far."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(notifications)
-                .where(notifications.c.notification_id == notification_id)
-                .values(attempts=notifications.c.attempts + attempts, updated_at=now)
-            )
-            total = await connection.scalar(
-                select(notifications.c.attempts).where(notifications.c.notification_id == notification_id)
-            )
-        return int(total or 0)
-
-    async def finish(
-        self, notification_id: str, status: Status, now: datetime, *, history: tuple[str, ...] | None = None
+    async def update(
+        self,
+        notification_id: str,
+        now: datetime,
+        *,
+        attempts: int,
+        status: Status | None = None,
+        history: tuple[str, ...] | None = None,
     ) -> None:
-        values: dict[str, object] = {"status": status.value, "updated_at": now}
+        """Records the requests sent so far and, when it ended, how and why."""
+        values: dict[str, object] = {"attempts": attempts, "updated_at": now}
+        if status is not None:
+            values["status"] = status.value
         if history is not None:
             values["history"] = json.dumps(list(history))
         async with self._engine.begin() as connection:

@@ -52,13 +52,13 @@ async def test_a_notification_is_recorded_once_and_a_copy_sees_how_it_ended(stor
     note, _ = notifications_of_a_referral()
 
     first = await store.open(note, WEDNESDAY_10_WIB)
-    attempts = await store.count_attempts(note.notification_id, 2, WEDNESDAY_10_WIB)
-    attempts = await store.count_attempts(note.notification_id, 1, WEDNESDAY_10_WIB)
-    await store.finish(note.notification_id, Status.SENT, WEDNESDAY_10_WIB)
+    await store.update(note.notification_id, WEDNESDAY_10_WIB, attempts=2)
+    retried = await store.open(note, WEDNESDAY_10_WIB)
+    await store.update(note.notification_id, WEDNESDAY_10_WIB, attempts=3, status=Status.SENT)
     copy = await store.open(note, WEDNESDAY_10_WIB)
 
     assert (first.status, first.attempts, first.referral_settled) == (Status.PENDING, 0, False)
-    assert attempts == 3
+    assert (retried.status, retried.attempts) == (Status.PENDING, 2)
     assert (copy.status, copy.attempts) == (Status.SENT, 3)
 
 
@@ -79,7 +79,13 @@ async def test_a_failed_notification_keeps_the_history_of_why(store: Notificatio
     note, _ = notifications_of_a_referral()
     await store.open(note, WEDNESDAY_10_WIB)
 
-    await store.finish(note.notification_id, Status.FAILED, WEDNESDAY_10_WIB, history=("webhook: gone", "email: 550"))
+    await store.update(
+        note.notification_id,
+        WEDNESDAY_10_WIB,
+        attempts=1,
+        status=Status.FAILED,
+        history=("webhook: gone", "email: 550"),
+    )
 
     record = await store.open(note, WEDNESDAY_10_WIB)
     assert (record.status, record.history) == (Status.FAILED, ("webhook: gone", "email: 550"))
