@@ -9,14 +9,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.notifier.messages import Event
 from shared.contracts.base import Priority
 from shared.contracts.cases import VictimFacts
 from shared.contracts.referrals import DeadlineKind, ReferralCancelled, ReferralEscalated, ReferralIssued
 from shared.directory import Directory, Language
 
-Event = ReferralIssued | ReferralEscalated | ReferralCancelled
-
-_NEEDS = {
+_NEEDS = {  # (Bahasa Indonesia, English)
     "shelter": ("rumah aman", "shelter"),
     "medical": ("medis", "medical care"),
     "psychosocial": ("psikososial", "psychosocial support"),
@@ -73,7 +72,7 @@ def _victims(victims: tuple[VictimFacts, ...], reader: Reader) -> str:
 
 def _needs(victims: tuple[VictimFacts, ...], reader: Reader) -> str:
     needs = sorted({need.value for victim in victims for need in victim.needs})
-    return ", ".join(_NEEDS[need][reader.english] for need in needs) or "-"
+    return ", ".join(_NEEDS[need][1 if reader.english else 0] for need in needs) or "-"
 
 
 def _urgent(priority: Priority, reader: Reader) -> str:
