@@ -66,11 +66,9 @@ def build_referral(
         await ledger.migrate()
         await broker.connect()
         await topology.declare(broker)
-        tasks = [
-            asyncio.create_task(relay.run(), name="outbox-relay"),
-            asyncio.create_task(sweeper.run(), name="deadline-sweeper"),
-        ]
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         await broker.start()
+        tasks = [relay_task, asyncio.create_task(sweeper.run(), name="deadline-sweeper")]
         log.info("service_started", port=settings.referral_port)
         try:
             yield

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from services.referral.ledger import Deadline, Ledger, LedgerTx, Referral
-from services.referral.lifecycle import deadline_met
+from services.referral.lifecycle import AWAITING_ACK, deadline_met
 from services.referral.working_time import WorkingCalendar
 from shared.broker import Envelope
 from shared.contracts.referrals import DeadlineKind, ReferralEscalated
@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 SYSTEM = "rujukan"
 TOP_LEVEL = 3
+_RETRY_BROKEN = timedelta(minutes=5)
 
 _MISSED = {DeadlineKind.ACKNOWLEDGE: "not acknowledged in time", DeadlineKind.ACCEPT: "not accepted in time"}
 
@@ -65,8 +66,11 @@ class DeadlineSweeper:
         self._wake.set()
 
     async def run(self) -> None:
-        # The first sweep runs at once: deadlines that passed while the service was down fire now.
+        # The first sweep waits one interval after start, so acknowledgements that queued up on the broker while
+        # the service was down are taken first; deadlines that passed meanwhile fire then.
         while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
             try:
                 await self.sweep(self._clock())
@@ -75,8 +79,6 @@ class DeadlineSweeper:
                 raise
             except Exception as exc:  # the database is away: the rows wait, the next sweep tries again
                 log.warning("deadline_sweep_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
 
     async def sweep(self, now: datetime) -> int:
         """Handles every deadline due by ``now``, a small batch per transaction; returns the levels fired.
@@ -98,7 +100,14 @@ class DeadlineSweeper:
                     # Normally closed by the move that met it; this catches a row from before that was so.
                     await tx.advance_deadline(deadline, now, due_at=None)
                     continue
-                await _escalate(tx, directory, deadline, referral, now)
+                try:
+                    await _escalate(tx, directory, deadline, referral, now)
+                except ValueError as exc:
+                    # Nothing is written before the message validates: put this one row off and log it rather
+                    # than let it roll back, at the head of every batch, the escalation of every other referral.
+                    log.error("escalation_failed", referral_id=str(referral.referral_id), error=str(exc)[:200])
+                    await tx.postpone_deadline(deadline, now, due_at=now + _RETRY_BROKEN)
+                    continue
                 fired += 1
         if fired:
             self._on_commit()
@@ -130,7 +139,9 @@ async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, refe
         due_at=due_at or deadline.due_at,
         reason=reason,
         escalated_to=escalated_to,
-        ack_code=referral.ack_code,
+        ack_code=referral.ack_code
+        if deadline.kind is DeadlineKind.ACKNOWLEDGE and referral.status in AWAITING_ACK
+        else None,
         escalated_at=now,
     )
     await tx.set_escalation_level(referral.referral_id, level, now)
@@ -156,7 +167,9 @@ async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, refe
         deadlines = agency.deadlines if agency is not None else Deadlines()
         zone = directory.zone_of(agency) if agency is not None else directory.timezone
         span = deadlines.escalate_every.for_priority(referral.priority)
-        next_due = WorkingCalendar(directory.calendar).due(deadline.due_at, span, zone)
+        # Counted from now when the sweep is late (the service was down): the levels it missed do not all
+        # fire in one sweep; each next one still gets its interval to be answered.
+        next_due = WorkingCalendar(directory.calendar).due(max(deadline.due_at, now), span, zone)
         await tx.advance_deadline(deadline, now, due_at=next_due)
     else:
         await tx.advance_deadline(deadline, now, due_at=None)

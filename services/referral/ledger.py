@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    case,
     select,
     text,
     update,
@@ -335,7 +336,13 @@ class LedgerTx:
             if due_at is not None:
                 await self._c.execute(
                     update(deadlines)
-                    .where(_deadline_key(referral.referral_id, kind), _open_deadline, deadlines.c.next_level == 1)
+                    .where(
+                        _deadline_key(referral.referral_id, kind),
+                        _open_deadline,
+                        deadlines.c.next_level == 1,
+                        # Only ever earlier: a level 1 already brought forward (nobody on duty) stays so.
+                        deadlines.c.due_at > due_at,
+                    )
                     .values(due_at=due_at, updated_at=now)
                 )
 
@@ -383,10 +390,13 @@ class LedgerTx:
             ],
         )
 
-    async def ack_codes_in_use(self, agency_id: str) -> set[str]:
-        """The codes of the agency's referrals awaiting acknowledgement: a new one must differ from each."""
+    async def ack_codes_in_use(self, agency_id: str, *, issued_since: datetime) -> set[str]:
+        """The codes of the agency's referrals awaiting acknowledgement, or issued since ``issued_since`` (a late
+        SMS reply with a recent code must never land on another referral): a new code differs from each."""
         query = select(referrals.c.ack_code).where(
-            referrals.c.agency_id == agency_id, _awaiting_ack, referrals.c.ack_code.is_not(None)
+            referrals.c.agency_id == agency_id,
+            _awaiting_ack | (referrals.c.issued_at >= issued_since),
+            referrals.c.ack_code.is_not(None),
         )
         return set((await self._c.execute(query)).scalars())
 
@@ -439,6 +449,11 @@ class LedgerTx:
             .values(next_level=deadline.next_level + 1, due_at=due_at, reason=None, updated_at=now)
         )
 
+    async def postpone_deadline(self, deadline: Deadline, now: datetime, *, due_at: datetime) -> None:
+        """The same level, later: it could not fire now."""
+        key = _deadline_key(deadline.referral_id, deadline.kind)
+        await self._c.execute(update(deadlines).where(key).values(due_at=due_at, updated_at=now))
+
     async def close_deadlines(self, referral_id: UUID, kinds: Iterable[DeadlineKind], now: datetime) -> None:
         """The deadlines are met (or no longer matter): no level of them fires again."""
         await self._c.execute(
@@ -465,7 +480,13 @@ class LedgerTx:
         await self._c.execute(
             update(referrals)
             .where(referrals.c.referral_id == str(referral_id))
-            .values(escalation_level=level, updated_at=now)
+            # The highest level reached shows, whichever deadline reached it.
+            .values(
+                escalation_level=case(
+                    (referrals.c.escalation_level < level, level), else_=referrals.c.escalation_level
+                ),
+                updated_at=now,
+            )
         )
 
     async def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -504,10 +504,14 @@ def accept_due(directory: Directory, agency: Agency, priority: Priority, now: da
     return WorkingCalendar(directory.calendar).due(now, span, directory.zone_of(agency))
 
 
-async def _ack_code(tx: LedgerTx, agency_id: str) -> str | None:
-    """Four random digits no other referral of the agency awaiting acknowledgement holds; None in the (absurd)
-    case that all ten thousand are taken: the signed link still acknowledges."""
-    in_use = await tx.ack_codes_in_use(agency_id)
+ACK_CODE_RESERVED = timedelta(days=7)
+"""A code is not given again for this long after its referral was issued, however soon it was acknowledged."""
+
+
+async def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
+    """Four random digits no other referral of the agency awaiting acknowledgement, or issued recently, holds;
+    None in the (absurd) case that all ten thousand are taken: the signed link still acknowledges."""
+    in_use = await tx.ack_codes_in_use(agency_id, issued_since=now - ACK_CODE_RESERVED)
     if len(in_use) >= 10_000:
         log.warning("ack_codes_exhausted", agency_id=agency_id)
         return None
@@ -537,7 +541,7 @@ async def _new_referral(
         issued_at=now,
         ack_due_at=ack_due(directory, agency, priority, now),
         accept_due_at=accept_due(directory, agency, priority, now),
-        ack_code=await _ack_code(tx, agency.id),
+        ack_code=await _ack_code(tx, agency.id, now),
     )
 
 

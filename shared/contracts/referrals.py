@@ -66,13 +66,17 @@ class ReferralEscalated(Contract):
     agency_id: AgencyId
     regency_code: RegencyCode
     priority: Priority
-    victims: tuple[VictimFacts, ...] = Field(min_length=1)
+    victims: tuple[VictimFacts, ...] = Field(
+        default=(), description="The leg's victims as the case now stands (an amendment may have removed them all)."
+    )
     level: int = Field(ge=1, le=3)
     deadline: DeadlineKind
     due_at: datetime
     reason: str = Field(description="Why now: the deadline passed, nobody is on duty, or delivery failed.")
     escalated_to: AgencyId | None = None
-    ack_code: AckCode | None = None
+    ack_code: AckCode | None = Field(
+        default=None, description="Only while the referral still awaits acknowledgement (acknowledge deadline)."
+    )
     escalated_at: datetime
 
 

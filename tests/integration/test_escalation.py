@@ -178,17 +178,19 @@ async def test_an_unacknowledged_urgent_child_referral_escalates_through_levels_
     assert (await service.leg(case, "uptd-ppa-kalbar")).escalation_level == 3
 
 
-async def test_level_3_of_a_district_unit_names_its_provincial_unit(
+async def test_levels_missed_while_down_fire_an_interval_apart_and_level_3_names_the_provincial_unit(
     service: ReferralService, broker: BrokerClient
 ) -> None:
     case = await service.open(AN_ADULT_MAN)
     social = await service.leg(case, "dinsos-bengkayang")
 
-    # Thursday 18:01 WIB: one working day and two 4-hour steps later, swept only now (the service was down).
-    fired = await service.another_sweeper().sweep(service.clock.at(days=1, hours=8, minutes=1))
+    # Thursday 18:01 WIB, long past the deadline, swept only now (the service was down): the missed levels
+    # do not all fire at once; each next one still gets its four hours to be answered.
+    sweeper = service.another_sweeper()
+    fired = [await sweeper.sweep(service.clock.at(days=1, hours=hours, minutes=1)) for hours in (8, 8, 11, 12, 16)]
     await service.publish_outbox()
 
-    assert fired == 3
+    assert fired == [1, 0, 0, 1, 1]
     messages = await escalated_messages(broker, "dinsos-bengkayang", 3)
     assert [(m["level"], m["escalated_to"]) for m in messages] == [(1, None), (2, None), (3, "dinsos-kalbar")]
     entries = await service.escalations(case, social.referral_id)
@@ -360,22 +362,40 @@ async def test_a_withdrawn_case_never_escalates(service: ReferralService) -> Non
     assert await service.sweeper.sweep(service.clock.at(days=30)) == 0
 
 
-async def test_an_ack_code_differs_from_every_code_the_agency_still_waits_on(
+async def test_an_ack_code_is_never_given_again_while_awaited_or_within_a_week_of_its_issue(
     service: ReferralService, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    draws = iter([4821, 4821, 4821, 1234, 4821])
+    draws = iter([4821, 4821, 1234, 4821, 5555, 4821])
     monkeypatch.setattr("services.referral.referrals.secrets.randbelow", lambda _: next(draws))
 
     first = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     second = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     await service.acknowledge(first)
+    # A late `TERIMA 4821` about the first referral must not land on a new one.
     third = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
+    service.clock.at(days=8)
+    fourth = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     await service.publish_outbox()
 
-    assert (first.ack_code, second.ack_code, third.ack_code) == ("4821", "1234", "4821")
-    issued = [json.loads(m.body) for m in await broker.take("agency.dinsos-bengkayang.inbox", 3)]
-    assert [m["ack_code"] for m in issued] == ["4821", "1234", "4821"]
+    codes = (first.ack_code, second.ack_code, third.ack_code, fourth.ack_code)
+    assert codes == ("4821", "1234", "5555", "4821")
+    issued = [json.loads(m.body) for m in await broker.take("agency.dinsos-bengkayang.inbox", 4)]
+    assert [m["ack_code"] for m in issued] == list(codes)
 
 
 async def _escalated(service: ReferralService, case: CaseReported, referral: Referral, count: int) -> bool:
     return len(await service.escalations(case, referral.referral_id)) == count
+
+
+async def test_a_leg_whose_victims_an_amendment_removed_still_escalates_and_holds_up_no_other(
+    service: ReferralService,
+) -> None:
+    first = await service.open(A_GIRL)
+    await service.amend(first, a_victim(victim_ref="V2", sex="male", age_years=40, full_name="Andi Wijaya"))
+    other = await service.open(A_GIRL)
+
+    await service.sweeper.sweep(service.clock.at(minutes=61))
+
+    for case in (first, other):
+        child = await service.leg(case, "uptd-ppa-kalbar")
+        assert [e.detail["level"] for e in await service.escalations(case, child.referral_id)] == [1]

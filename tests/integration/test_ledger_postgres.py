@@ -136,8 +136,9 @@ async def test_two_replicas_sweeping_together_fire_every_escalation_level_exactl
         sweepers = [DeadlineSweeper(ledger, lambda: directory, interval_seconds=1, batch=4) for ledger in ledgers]
 
         fired: list[int] = [0, 0]
-        # Urgent levels fall after 1h, 1h30 and 2h; working-day ones a day or three later: many due at once.
-        for hours in (1.01, 1.6, 2.1, 26, 30, 34, 80, 240):
+        # Urgent levels fall after 1h, 1h30 and 2h; working-day ones a day or three later, then every 4 hours
+        # (30 minutes for urgent ones) from when the one before fired: many due at each sweep.
+        for hours in (1.01, 1.6, 2.1, *(24 + 4.5 * step for step in range(30))):
             now = start + timedelta(hours=hours)
             counts = await asyncio.gather(*(sweeper.sweep(now) for sweeper in sweepers))
             fired = [total + count for total, count in zip(fired, counts, strict=True)]
