@@ -59,7 +59,8 @@ class LinkSigner:
 
     def verify(self, token: str, *, now: datetime) -> LinkClaim:
         body, _, signature = token.partition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body)):
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a link is whatever a browser sends.
+        if not body or not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             raise LinkError("tautan tidak sah (invalid link)")
         try:
             payload = json.loads(_unb64(body))

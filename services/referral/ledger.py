@@ -566,15 +566,26 @@ class LedgerTx:
         )
         return bool((await self._c.execute(statement)).rowcount)
 
-    async def lockout(self, agency_id: str, officer_id: str, purpose: str) -> tuple[int, datetime | None]:
-        """Wrong tries in a row, and until when the officer is locked out (``pin`` or ``sms``)."""
-        query = select(officer_lockouts).where(
+    async def locked_until(self, agency_id: str, officer_id: str, purpose: str) -> datetime | None:
+        """Until when the officer is locked out of ``pin`` or ``sms``, if ever."""
+        query = select(officer_lockouts.c.locked_until).where(
             officer_lockouts.c.agency_id == agency_id,
             officer_lockouts.c.officer_id == officer_id,
             officer_lockouts.c.purpose == purpose,
         )
-        row = (await self._c.execute(query.with_for_update())).one_or_none()
-        return (row.failures, row.locked_until) if row else (0, None)
+        return (await self._c.execute(query)).scalar_one_or_none()
+
+    async def count_failure(self, agency_id: str, officer_id: str, purpose: str) -> int:
+        """Adds one wrong try in a single statement and returns the count so far."""
+        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(officer_lockouts).values(
+            agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=1, locked_until=None
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["agency_id", "officer_id", "purpose"],
+            set_={"failures": officer_lockouts.c.failures + 1},
+        ).returning(officer_lockouts.c.failures)
+        return int((await self._c.execute(statement)).scalar_one())
 
     async def set_lockout(
         self, agency_id: str, officer_id: str, purpose: str, *, failures: int, until: datetime | None

@@ -14,10 +14,10 @@ from uuid import UUID
 import structlog
 
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral
-from services.referral.lifecycle import Reply
+from services.referral.lifecycle import AWAITING_ACK, Reply
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.directory import Agency, Directory, Officer
-from shared.errors import NotPermittedError, RujukanError
+from shared.errors import IllegalTransitionError, NotPermittedError, RujukanError
 from shared.links import LinkClaim, LinkError, LinkSigner
 
 log = structlog.get_logger(__name__)
@@ -36,6 +36,15 @@ class DeskRefusalError(RujukanError):
 
 class PinLockedError(DeskRefusalError):
     pass
+
+
+class RefusedAfterSpendingError(RujukanError):
+    """An action was refused after it spent the link: the officer keeps the session on this device."""
+
+    def __init__(self, cause: Exception, session: str | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.session = session
 
 
 @dataclass(frozen=True)
@@ -110,17 +119,21 @@ class OfficerDesk:
         """Acknowledge, accept or decline as the officer the link was sent to."""
         claim, agency, officer = self._verify(token)
         fresh = await self._spend(claim, session)
-        await self._referrals.reply(
-            ReplyCommand(
-                referral_id=claim.referral_id,
-                agency_id=agency.id,
-                reply=reply,
-                via="officer_page",
-                officer=officer.id,
-                note=note,
-                detail=detail or {},
+        try:
+            await self._referrals.reply(
+                ReplyCommand(
+                    referral_id=claim.referral_id,
+                    agency_id=agency.id,
+                    reply=reply,
+                    via="officer_page",
+                    officer=officer.id,
+                    note=note,
+                    detail=detail or {},
+                )
             )
-        )
+        except IllegalTransitionError as exc:
+            # E.g. the backup taps "Terima" after the duty officer already did: they may still accept or decline.
+            raise RefusedAfterSpendingError(exc, fresh) from exc
         async with self._ledger.transaction() as tx:
             return await self._visit(tx, claim, agency, officer, session=fresh)
 
@@ -128,7 +141,10 @@ class OfficerDesk:
         """Victim identity of this referral's own victims, after the officer's PIN; the read is on the timeline."""
         claim, agency, officer = self._verify(token)
         fresh = await self._spend(claim, session)
-        refusal = await self._check_pin(claim, agency, officer, pin)
+        try:
+            refusal = await self._check_pin(claim, agency, officer, pin)
+        except PinLockedError as exc:
+            raise RefusedAfterSpendingError(exc, fresh) from exc
         identity = None
         if refusal is None:
             view = await self._referrals.referral_view(
@@ -144,16 +160,14 @@ class OfficerDesk:
         now = self._clock()
         async with self._ledger.transaction() as tx:
             referral = (await self._visit(tx, claim, agency, officer, session=None)).referral
-            failures, locked_until = await tx.lockout(agency.id, officer.id, "pin")
+            locked_until = await tx.locked_until(agency.id, officer.id, "pin")
             locked = locked_until is not None and now < locked_until
             if not locked and officer.pin_matches(pin):
                 await tx.set_lockout(agency.id, officer.id, "pin", failures=0, until=None)
                 return None
             if not locked:
-                failures += 1
+                failures = await self._count_failure(tx, agency, officer, "pin", now)
                 locked = failures >= self._pin_attempts
-                until = now + self._pin_lockout if locked else None
-                await tx.set_lockout(agency.id, officer.id, "pin", failures=0 if locked else failures, until=until)
                 tx.record(
                     referral.case_id,
                     "officer_pin_refused",
@@ -180,30 +194,41 @@ class OfficerDesk:
             return SmsOutcome(False, "Format: TERIMA <kode 4 angka>, mis. TERIMA 4821.")
         now = self._clock()
         async with self._ledger.transaction() as tx:
-            failures, locked_until = await tx.lockout(agency.id, officer.id, "sms")
+            locked_until = await tx.locked_until(agency.id, officer.id, "sms")
             if locked_until is not None and now < locked_until:
                 return SmsOutcome(False, "Terlalu banyak kode salah; coba lagi nanti atau buka tautan di pesan.")
             candidates = await tx.referrals_by_code(agency.id, match[1])
-            waiting = [r for r in candidates if r.acknowledged_at is None]
+            waiting = [r for r in candidates if r.status in AWAITING_ACK]
             if not waiting:
-                failures += 1
-                lock = now + self._pin_lockout if failures >= self._pin_attempts else None
-                await tx.set_lockout(agency.id, officer.id, "sms", failures=0 if lock else failures, until=lock)
+                await self._count_failure(tx, agency, officer, "sms", now)
                 if candidates:
-                    return SmsOutcome(False, f"Kode {match[1]} sudah dipakai; rujukan itu sudah dikonfirmasi.")
+                    return SmsOutcome(False, f"Kode {match[1]} sudah dipakai atau tidak berlaku lagi.")
                 return SmsOutcome(False, f"Kode {match[1]} tidak dikenal untuk {agency.name}.")
             await tx.set_lockout(agency.id, officer.id, "sms", failures=0, until=None)
             referral = waiting[0]
-        await self._referrals.reply(
-            ReplyCommand(
-                referral_id=referral.referral_id,
-                agency_id=agency.id,
-                reply=Reply.ACKNOWLEDGED,
-                via="sms",
-                officer=officer.id,
+        try:
+            await self._referrals.reply(
+                ReplyCommand(
+                    referral_id=referral.referral_id,
+                    agency_id=agency.id,
+                    reply=Reply.ACKNOWLEDGED,
+                    via="sms",
+                    officer=officer.id,
+                )
             )
-        )
+        except IllegalTransitionError:
+            # Taken by someone else between the lookup and now (the link, the agency's system).
+            return SmsOutcome(False, f"Kode {match[1]} sudah dipakai atau tidak berlaku lagi.")
         return SmsOutcome(True, f"Terima kasih, {officer.name}: rujukan dikonfirmasi.", referral.referral_id)
+
+    async def _count_failure(self, tx: LedgerTx, agency: Agency, officer: Officer, purpose: str, now: datetime) -> int:
+        """One more wrong try, counted atomically (concurrent guesses cannot each read the old count); the
+        officer is locked out for a while at ``pin_attempts``."""
+        failures = await tx.count_failure(agency.id, officer.id, purpose)
+        if failures >= self._pin_attempts:
+            await tx.set_lockout(agency.id, officer.id, purpose, failures=0, until=now + self._pin_lockout)
+            log.warning("officer_locked_out", agency_id=agency.id, purpose=purpose)
+        return failures
 
     def _verify(self, token: str) -> tuple[LinkClaim, Agency, Officer]:
         claim = self._links.verify(token, now=self._clock())

@@ -16,6 +16,7 @@ from services.referral.officer_desk import (
     LinkUsedError,
     OfficerDesk,
     PinLockedError,
+    RefusedAfterSpendingError,
     Visit,
 )
 from shared.contracts.base import Priority
@@ -59,12 +60,13 @@ _DONE_WORDS = {
 def build_officer_page(desk: OfficerDesk, directory: Callable[[], Directory], *, secure_cookie: bool) -> APIRouter:
     router = APIRouter(prefix="/o", include_in_schema=False)
 
-    def keep_session(response: Response, token: str, visit: Visit) -> Response:
-        if visit.session:
-            # Scoped to this link's own path, so one link's session never opens another referral.
+    def keep_session(response: Response, token: str, session: str | None) -> Response:
+        if session:
+            # Scoped to this link's own path, so one link's session never opens another referral. Lax, not
+            # Strict: reopening the link from WhatsApp Web or webmail is a cross-site navigation, and GET only reads.
             response.set_cookie(
-                COOKIE, visit.session, max_age=SESSION_HOURS * 3600, path=f"/o/{token}",
-                httponly=True, samesite="strict", secure=secure_cookie,
+                COOKIE, session, max_age=SESSION_HOURS * 3600, path=f"/o/{token}",
+                httponly=True, samesite="lax", secure=secure_cookie,
             )  # fmt: skip
         return response
 
@@ -73,7 +75,7 @@ def build_officer_page(desk: OfficerDesk, directory: Callable[[], Directory], *,
         response = _templates.TemplateResponse(
             request, "officer.html", {"token": token, **_page(visit, directory(), **extra)}, status_code=status_code
         )
-        return keep_session(response, token, visit)
+        return keep_session(response, token, visit.session)
 
     def refusal(request: Request, error: Exception) -> Response:
         status_code = 410 if isinstance(error, LinkUsedError | ExpiredLinkError) else 404
@@ -118,9 +120,11 @@ def build_officer_page(desk: OfficerDesk, directory: Callable[[], Directory], *,
             detail["reason"] = reason.value
         try:
             visit = await desk.act(token, session, reply, note=note or None, detail=detail)
+        except RefusedAfterSpendingError as exc:
+            return keep_session(refusal(request, exc.cause), token, exc.session)
         except (LinkError, DeskRefusalError, NotPermittedError, IllegalTransitionError) as exc:
             return refusal(request, exc)
-        return keep_session(RedirectResponse(f"/o/{token}?done={reply.value}", status_code=303), token, visit)
+        return keep_session(RedirectResponse(f"/o/{token}?done={reply.value}", status_code=303), token, visit.session)
 
     @router.post("/{token}", response_class=HTMLResponse)
     async def reveal_identity(
@@ -131,11 +135,16 @@ def build_officer_page(desk: OfficerDesk, directory: Callable[[], Directory], *,
     ) -> Response:
         try:
             revealed = await desk.reveal(token, session, pin)
+        except RefusedAfterSpendingError as exc:
+            return keep_session(refusal(request, exc.cause), token, exc.session)
         except (LinkError, PinLockedError, NotPermittedError) as exc:
             return refusal(request, exc)
         if revealed.refusal:
             return render(request, revealed.visit, status_code=403, pin_error=revealed.refusal)
-        return render(request, revealed.visit, identity=revealed.identity)
+        response = render(request, revealed.visit, identity=revealed.identity)
+        # Identity must not linger in a shared phone's browser cache or history.
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     return router
 

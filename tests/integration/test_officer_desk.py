@@ -18,7 +18,7 @@ from shared.links import LinkClaim, LinkSigner
 from shared.sealing import load_link_key
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import System, WebhookSink, directory_for, settings_for
+from tests.system import System, WebhookSink, directory_for, eventually, settings_for
 
 pytestmark = pytest.mark.rabbit
 
@@ -250,3 +250,53 @@ async def test_replying_terima_with_the_code_from_the_text_acknowledges(full_sys
 
     assert answer.json()["accepted"] is True
     assert await status_of(full_system, answer.json()["referral_id"]) == "acknowledged"
+
+
+async def test_a_second_officer_tapping_acknowledge_too_late_can_still_accept_from_that_phone(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    duty, backup = link_for(desk_system, referral_id), link_for(desk_system, referral_id, officer="cadangan")
+
+    async with officer_browser(desk_system) as duty_phone, officer_browser(desk_system) as backup_phone:
+        assert (await duty_phone.post(f"/o/{duty}/acknowledge")).status_code == 303
+        too_late = await backup_phone.post(f"/o/{backup}/acknowledge")
+        assert too_late.status_code == 409
+        assert "acknowledged" in too_late.text
+        assert (await backup_phone.post(f"/o/{backup}/accept")).status_code == 303
+    assert await status_of(desk_system, referral_id) == "accepted"
+
+
+async def test_the_identity_page_is_never_cached_and_a_garbled_link_is_simply_not_found(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    _, referral_id, _ = await a_referral(desk_system, broker)
+    token = link_for(desk_system, referral_id)
+
+    async with officer_browser(desk_system) as phone:
+        shown = await phone.post(f"/o/{token}", data={"pin": "1234"})
+        garbled = await phone.get(f"/o/{token[:-3]}%C3%A9")
+    assert shown.headers["cache-control"] == "no-store"
+    assert "samesite=lax" in shown.headers["set-cookie"].lower()
+    assert "httponly" in shown.headers["set-cookie"].lower()
+    assert garbled.status_code == 404
+
+
+async def test_the_code_of_a_withdrawn_referral_acknowledges_nothing(desk_system: System, broker: BrokerClient) -> None:
+    case_id, referral_id, code = await a_referral(desk_system, broker)
+    withdrawn = await desk_system.http.post(
+        desk_system.url("intake", f"/v1/cases/{case_id}/withdraw"),
+        json={"reason": "reported_in_error"},
+        headers=desk_system.token("polres-bengkayang"),
+    )
+    assert withdrawn.status_code == 202
+
+    async def cancelled() -> bool:
+        return await status_of(desk_system, referral_id) == "cancelled"
+
+    await eventually(cancelled)
+    answer = await sms(desk_system, ON_DUTY_PHONE, f"TERIMA {code}")
+
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] is False
+    assert await status_of(desk_system, referral_id) == "cancelled"
