@@ -56,6 +56,7 @@ cases = Table(
     # Sealed exactly as intake sealed it: identity rests encrypted, opened only for an authorised read.
     Column("identity", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("withdrawn_at", UtcDateTime, nullable=True),
     Index("ix_cases_report_number", "reporting_agency", "police_report_number"),
 )
 
@@ -177,6 +178,7 @@ class CaseRecord:
     exploitation_types: tuple[ExploitationType, ...]
     victims: tuple[VictimFacts, ...]
     identity: SealedBox
+    withdrawn_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def _case(row: Any) -> CaseRecord:
         exploitation_types=tuple(ExploitationType(t) for t in row.exploitation_types),
         victims=tuple(VictimFacts.model_validate(v) for v in row.victims),
         identity=SealedBox.model_validate(row.identity),
+        withdrawn_at=row.withdrawn_at,
     )
 
 
@@ -279,9 +282,15 @@ class LedgerTx:
         result = await self._c.execute(statement)
         return bool(result.rowcount)
 
-    async def case(self, case_id: UUID) -> CaseRecord | None:
-        row = (await self._c.execute(select(cases).where(cases.c.case_id == str(case_id)))).one_or_none()
+    async def case(self, case_id: UUID, *, for_update: bool = False) -> CaseRecord | None:
+        """``for_update`` takes the case's lock, always before its referrals' (one order, no deadlock): whoever
+        changes the set of a case's legs (an amendment, a withdrawal, a reply) holds it."""
+        query = select(cases).where(cases.c.case_id == str(case_id))
+        row = (await self._c.execute(query.with_for_update() if for_update else query)).one_or_none()
         return _case(row) if row else None
+
+    async def mark_withdrawn(self, case_id: UUID, now: datetime) -> None:
+        await self._c.execute(update(cases).where(cases.c.case_id == str(case_id)).values(withdrawn_at=now))
 
     async def add_case(self, event: CaseReported, now: datetime) -> None:
         await self._c.execute(
@@ -400,14 +409,14 @@ class LedgerTx:
         )
         return set((await self._c.execute(query)).scalars())
 
-    async def referral(self, referral_id: UUID) -> Referral | None:
-        query = select(referrals).where(referrals.c.referral_id == str(referral_id)).with_for_update()
-        row = (await self._c.execute(query)).one_or_none()
+    async def referral(self, referral_id: UUID, *, lock: bool = True) -> Referral | None:
+        query = select(referrals).where(referrals.c.referral_id == str(referral_id))
+        row = (await self._c.execute(query.with_for_update() if lock else query)).one_or_none()
         return _referral(row) if row else None
 
-    async def referrals_of(self, case_id: UUID) -> list[Referral]:
+    async def referrals_of(self, case_id: UUID, *, for_update: bool = False) -> list[Referral]:
         query = select(referrals).where(referrals.c.case_id == str(case_id)).order_by(referrals.c.issued_at)
-        return [_referral(row) for row in await self._c.execute(query)]
+        return [_referral(row) for row in await self._c.execute(query.with_for_update() if for_update else query)]
 
     async def due_deadlines(self, now: datetime, limit: int) -> list[tuple[Deadline, Referral]]:
         """Open deadlines due by ``now``, earliest first, each with its referral; both rows stay locked until the

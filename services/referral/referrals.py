@@ -177,6 +177,9 @@ class Referrals:
             case = await _followed_case(tx, event.case_id, message_id=message_id, now=now)
             if case is None or case.fingerprint == event.fingerprint:
                 return
+            if case.withdrawn_at is not None:
+                self._refuse_after_withdrawal(tx, case, event, now=now, message_id=message_id)
+                return
             await tx.amend_case(event)
             tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
                       detail={"victim_count": len(event.victims), "regency_code": event.regency_code})  # fmt: skip
@@ -254,8 +257,9 @@ class Referrals:
                 return
             tx.record(case.case_id, "case_withdrawn", at=now, actor=event.reporting_agency,
                       detail={"reason": event.reason.value, "note": event.note})  # fmt: skip
+            await tx.mark_withdrawn(case.case_id, now)
             cancelled = []
-            for referral in await tx.referrals_of(case.case_id):
+            for referral in await tx.referrals_of(case.case_id, for_update=True):
                 if referral.status in CLOSED_LEGS or referral.status is Status.COMPLETED:
                     continue
                 await tx.set_status(referral.referral_id, Status.CANCELLED, now)
@@ -297,6 +301,36 @@ class Referrals:
                 )
         self._on_commit()
         log.info("case_withdrawn", case_id=str(event.case_id), referrals=len(cancelled))
+
+    def _refuse_after_withdrawal(
+        self, tx: LedgerTx, case: CaseRecord, event: CaseAmended, *, now: datetime, message_id: str
+    ) -> None:
+        """A withdrawn case stays withdrawn: its amendment refers no one; the reporter is told."""
+        reason = f"case {case.case_id} was withdrawn; report it again to reopen it"
+        tx.record(case.case_id, "amendment_refused", at=now, actor=event.reporting_agency,
+                  detail={"reason": reason, "message_id": message_id})  # fmt: skip
+        receipt = CaseReceipt(
+            event="rejected",
+            reporting_agency=case.reporting_agency,
+            case_id=case.case_id,
+            case_code=case.case_code,
+            police_report_number=case.police_report_number,
+            reason=reason,
+            source_message_id=message_id,
+            at=now,
+        )
+        tx.enqueue(
+            Envelope.of(
+                receipt,
+                exchange=EVENTS,
+                routing_key=f"case.{case.reporting_agency}.receipt",
+                message_id=derived_id(message_id, "receipt-rejected"),
+                correlation_id=str(case.case_id),
+                causation_id=message_id,
+            ),
+            now,
+        )
+        log.warning("amendment_after_withdrawal_refused", case_id=str(case.case_id))
 
     def _refuse_conflict(self, tx: LedgerTx, event: CaseReported, *, now: datetime, message_id: str) -> None:
         """Other content under a case already open: kept off the case, on its timeline, and the reporter told."""
@@ -372,8 +406,11 @@ class Referrals:
         async with self._ledger.transaction() as tx:
             if command.message_id and not await tx.first_time("referral.replies", command.message_id, now):
                 return await self._referral_of(tx, command.referral_id, command.agency_id)
+            # The case's lock first, as an amendment or a withdrawal takes it: a referral sent onward while the
+            # case is withdrawn is then either cancelled with the others or refused, never left open.
+            peek = await tx.referral(command.referral_id, lock=False)
+            case = await tx.case(peek.case_id, for_update=True) if peek else None
             referral = await self._referral_of(tx, command.referral_id, command.agency_id)
-            case = await tx.case(referral.case_id)
             assert case is not None  # referrals reference their case (foreign key)
             status = apply_reply(referral.referral_id, referral.status, command.reply)
             # Whoever decides has taken it: the acknowledgement clock stops at the first reply of any kind.
@@ -486,7 +523,7 @@ async def _followed_case(tx: LedgerTx, case_id: UUID, *, message_id: str, now: d
     """The case an amendment or withdrawal is about; None when this message was handled before."""
     if not await tx.first_time("referral.cases", message_id, now):
         return None
-    case = await tx.case(case_id)
+    case = await tx.case(case_id, for_update=True)
     if case is None:
         # Intake follows up only on a report the broker confirmed: the report is still on its way (or being
         # processed), so try again rather than lose what follows it.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import a_case_report_body, the_sample_victims
+from tests.builders import a_case_report_body, a_victim, the_sample_victims
 from tests.rabbit import BrokerClient
 from tests.system import System, agency_deliveries, delivered_everywhere
 
@@ -96,3 +96,28 @@ async def test_withdrawal_over_amqp_cancels_the_case(system: System, broker: Bro
     assert withdrawn["detail"]["reason"] == "no_longer_needed"
     receipts = [json.loads(m.body) for m in await broker.take("agency.polres-bengkayang.receipts", 2)]
     assert {leg["status"] for leg in receipts[-1]["legs"]} == {"cancelled"}
+
+
+async def test_an_amendment_after_the_withdrawal_refers_no_one_and_the_reporter_is_told(
+    system: System, broker: BrokerClient
+) -> None:
+    body = a_case_report_body(victims=[a_victim(sex="male", age_years=40, full_name="Andi Wijaya")])
+    case_id = (await system.report(body)).json()["case_id"]
+    await system.case_when(case_id, delivered_everywhere)
+    assert (await withdraw(system, case_id)).status_code == 202
+    await system.case_when(case_id, cancelled_everywhere)
+
+    a_returned_worker = a_victim(victim_ref="V2", age_years=30, migrant_worker_status="returned")
+    amended = await system.http.post(
+        system.url("intake", f"/v1/cases/{case_id}/amend"),
+        json={**body, "victims": [*body["victims"], a_returned_worker]},
+        headers=system.token("polres-bengkayang"),
+    )
+
+    assert amended.status_code == 202
+    case = await system.case_when(case_id, lambda c: any(e["event"] == "amendment_refused" for e in c["timeline"]))
+    assert [leg["agency_id"] for leg in case["referrals"]] == ["dinsos-bengkayang"]
+    receipts = [json.loads(m.body) for m in await broker.drain("agency.polres-bengkayang.receipts", at_least=3)]
+    assert [r["reason"] for r in receipts if r["event"] == "rejected"] == [
+        f"case {case_id} was withdrawn; report it again to reopen it"
+    ]
