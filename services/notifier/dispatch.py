@@ -110,7 +110,7 @@ class Notifier:
         if record.status is not Status.PENDING:
             log.info("notification_copy_dropped", status=record.status.value)
             return Done()
-        if record.referral_settled and note.is_reminder:
+        if note.moot_once(record.referral_status):
             await self._store.update(note.notification_id, now, attempts=record.attempts, status=Status.DROPPED)
             log.info("notification_dropped_referral_taken", recipient=note.recipient.id)
             return Done()

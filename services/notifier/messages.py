@@ -8,13 +8,15 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from shared.contracts.base import AgencyId, Contract
-from shared.contracts.referrals import ReferralCancelled, ReferralEscalated, ReferralIssued
+from shared.contracts.referrals import DeadlineKind, ReferralCancelled, ReferralEscalated, ReferralIssued
 from shared.ids import derived_id
 
 ChannelKind = Literal["webhook", "email", "sms", "whatsapp"]
 Event = ReferralIssued | ReferralEscalated | ReferralCancelled
 
 SYSTEM = "agency"
+ACKNOWLEDGED = "acknowledged"
+"""The status a ``referral.<agency>.taken`` carries when an officer took the referral but nobody decided yet."""
 """The recipient id of the referral's own agency system (its webhook, then its desk's email)."""
 
 
@@ -73,10 +75,15 @@ class Notification(Contract):
     def level(self) -> int:
         return self.event.level if isinstance(self.event, ReferralEscalated) else 0
 
-    @property
-    def is_reminder(self) -> bool:
-        """Issued and escalated ask someone to act, so an acknowledgement makes them moot; a cancellation does not."""
-        return not isinstance(self.event, ReferralCancelled)
+    def moot_once(self, referral_status: str | None) -> bool:
+        """Whether the referral, as far as it got, makes this notification pointless. The referral itself and an
+        acknowledgement escalation ask for an acknowledgement: any word from the agency settles them. An
+        acceptance escalation asks for a decision: an acknowledgement alone does not. A cancellation is news."""
+        if referral_status is None or isinstance(self.event, ReferralCancelled):
+            return False
+        if isinstance(self.event, ReferralEscalated) and self.event.deadline is DeadlineKind.ACCEPT:
+            return referral_status != ACKNOWLEDGED
+        return True
 
     def next_channel(self, *, history: tuple[str, ...], attempts: int) -> Notification | None:
         """The recipient's next channel, a notification of its own (its own id), or None when all are spent."""

@@ -13,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.notifier.messages import Notification
+from services.notifier.messages import ACKNOWLEDGED, Notification
 from shared.database import UtcDateTime
 
 metadata = MetaData()
@@ -57,7 +57,8 @@ class Record:
     attempts: int
     history: tuple[str, ...]
     """Why each channel tried for this recipient failed, this one's last."""
-    referral_settled: bool
+    referral_status: str | None
+    """How far the referral got when it was last settled (``acknowledged``, ``accepted``, ``cancelled``, …)."""
 
 
 class NotificationStore:
@@ -87,7 +88,7 @@ class NotificationStore:
                     )
                 )
             ).one_or_none()
-            taken = await connection.scalar(select(settled.c.referral_id).where(settled.c.referral_id == referral_id))
+            taken = await connection.scalar(select(settled.c.status).where(settled.c.referral_id == referral_id))
             if row is None:
                 await connection.execute(
                     notifications.insert().values(
@@ -105,8 +106,8 @@ class NotificationStore:
                         updated_at=now,
                     )
                 )
-                return Record(Status.PENDING, 0, note.history, referral_settled=taken is not None)
-        return Record(Status(row.status), row.attempts, tuple(json.loads(row.history)), taken is not None)
+                return Record(Status.PENDING, 0, note.history, referral_status=taken)
+        return Record(Status(row.status), row.attempts, tuple(json.loads(row.history)), taken)
 
     async def update(
         self,
@@ -129,14 +130,20 @@ class NotificationStore:
             )
 
     async def settle(self, referral_id: UUID, status: str, at: datetime) -> None:
-        """The referral needs no more reminders: every one still pending or waiting is dropped when it comes up."""
+        """The referral was taken (or decided, or cancelled): reminders it made moot are dropped when they come
+        up. A later word (accepted after acknowledged) replaces an acknowledgement; nothing replaces the rest."""
         try:
             async with self._engine.begin() as connection:
                 await connection.execute(
                     settled.insert().values(referral_id=str(referral_id), status=status, settled_at=at)
                 )
         except IntegrityError:
-            pass  # settled already; the first word stands
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    update(settled)
+                    .where(settled.c.referral_id == str(referral_id), settled.c.status == ACKNOWLEDGED)
+                    .values(status=status, settled_at=at)
+                )
 
     async def statuses(self, referral_id: UUID) -> dict[tuple[str, str], Status]:
         """(recipient, channel) -> status of every notification of a referral, for operators and tests."""

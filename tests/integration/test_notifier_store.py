@@ -57,22 +57,25 @@ async def test_a_notification_is_recorded_once_and_a_copy_sees_how_it_ended(stor
     await store.update(note.notification_id, WEDNESDAY_10_WIB, attempts=3, status=Status.SENT)
     copy = await store.open(note, WEDNESDAY_10_WIB)
 
-    assert (first.status, first.attempts, first.referral_settled) == (Status.PENDING, 0, False)
+    assert (first.status, first.attempts, first.referral_status) == (Status.PENDING, 0, None)
     assert (retried.status, retried.attempts) == (Status.PENDING, 2)
     assert (copy.status, copy.attempts) == (Status.SENT, 3)
 
 
-async def test_once_a_referral_is_settled_every_notification_of_it_knows(store: NotificationStore) -> None:
+async def test_once_a_referral_is_settled_every_notification_of_it_knows_how_far_it_got(
+    store: NotificationStore,
+) -> None:
     waiting, later = notifications_of_a_referral()
     await store.open(waiting, WEDNESDAY_10_WIB)
 
     await store.settle(waiting.event.referral_id, "acknowledged", WEDNESDAY_10_WIB)
-    await store.settle(waiting.event.referral_id, "cancelled", WEDNESDAY_10_WIB)  # the first word stands
+    await store.settle(waiting.event.referral_id, "accepted", WEDNESDAY_10_WIB)  # a decision replaces it
+    await store.settle(waiting.event.referral_id, "acknowledged", WEDNESDAY_10_WIB)  # a late copy does not
 
-    assert (await store.open(waiting, WEDNESDAY_10_WIB)).referral_settled
-    assert (await store.open(later, WEDNESDAY_10_WIB)).referral_settled
+    assert (await store.open(waiting, WEDNESDAY_10_WIB)).referral_status == "accepted"
+    assert (await store.open(later, WEDNESDAY_10_WIB)).referral_status == "accepted"
     other, _ = notifications_of_a_referral()
-    assert not (await store.open(other, WEDNESDAY_10_WIB)).referral_settled
+    assert (await store.open(other, WEDNESDAY_10_WIB)).referral_status is None
 
 
 async def test_a_failed_notification_keeps_the_history_of_why(store: NotificationStore) -> None:

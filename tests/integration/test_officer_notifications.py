@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from services.notifier.store import notifications
-from shared.contracts.referrals import ReferralDelivered
+from services.notifier.store import notifications, settled
+from shared.contracts.referrals import DeadlineKind, ReferralDelivered, ReferralEscalated
 from shared.database import make_engine
 from shared.links import LinkSigner
 from shared.sealing import load_link_key
@@ -178,3 +178,42 @@ async def test_a_reminder_waiting_in_a_wait_queue_is_dropped_once_the_referral_i
     assert system.recipient == "agency"
     assert rig.gateway.requests[PIKET_PAGI] == 3
     assert rig.gateway.to(PIKET_PAGI) == []
+
+
+async def test_an_acceptance_escalation_reaches_the_supervisor_after_an_acknowledgement_but_not_after_a_decision(
+    rig: NotifierRig,
+) -> None:
+    issued = an_issued_referral()
+    engine = make_engine(rig.settings.notifier_database_url)
+
+    async def settled_as(status: str) -> bool:
+        async with engine.connect() as connection:
+            return await connection.scalar(select(settled.c.status)) == status
+
+    def not_accepted(level: int) -> ReferralEscalated:
+        return an_escalation(issued, level, deadline=DeadlineKind.ACCEPT, ack_code=None, reason="not accepted in time")
+
+    try:
+        await rig.publish(a_taking(issued))
+        await eventually(lambda: settled_as("acknowledged"))
+        await rig.publish(not_accepted(2))
+        [report] = await rig.reports(1)
+
+        await rig.publish(a_taking(issued).model_copy(update={"status": "accepted"}))
+        await eventually(lambda: settled_as("accepted"))
+        await rig.publish(not_accepted(3))
+        query = select(notifications.c.status).where(notifications.c.level == 3)
+
+        async def level_3_dropped() -> bool:
+            async with engine.connect() as connection:
+                statuses = set((await connection.execute(query)).scalars())
+            return statuses == {"dropped"}
+
+        await eventually(level_3_dropped)
+    finally:
+        await engine.dispose()
+
+    assert (report.recipient, report.level) == ("kepala-bidang", 2)
+    [text] = rig.gateway.to("+628125502201")
+    assert "TERIMA" not in text.text
+    assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
