@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from services.intake.app import build_intake
-from services.notifier.app import build_notifier
+from services.notifier.app import build_notifier, warn_of_roster_gaps
+from services.notifier.rosters import uncovered_agencies
 from services.referral.app import build_referral
 from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
@@ -63,6 +64,8 @@ def _directory_command(action: str, settings: Settings) -> int:
         print("rujukan: nothing reloaded; the running services keep the directory in force", file=sys.stderr)
         return 2
     print(f"{settings.config}: valid ({len(directory.agencies)} agencies, {len(directory.rules)} rules)")
+    for agency_id, uncovered in uncovered_agencies(directory).items():
+        print(f"warning: {agency_id} has nobody on duty {uncovered}", file=sys.stderr)
     if action == "check":
         return 0
     signalled = signal_running(settings.data_dir)
@@ -91,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = SERVICES if args.command == "run" else (args.command,)
     configure_logging(settings.log_level, service=args.command)
     try:
-        directory = LiveDirectory(settings.config)
+        directory = LiveDirectory(
+            settings.config, on_reload=warn_of_roster_gaps if "notifier" in names else lambda _: None
+        )
         services = build_services(names, settings, directory, load_sealer(settings))
     except ConfigurationError as exc:
         print(f"rujukan: {exc}", file=sys.stderr)

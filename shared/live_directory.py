@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import structlog
@@ -24,9 +24,17 @@ PID_GLOB = "rujukan-*.pid"
 
 
 class LiveDirectory:
-    def __init__(self, path: Path, directory: Directory | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        directory: Directory | None = None,
+        *,
+        on_reload: Callable[[Directory], object] = lambda _: None,
+    ) -> None:
+        """``on_reload`` sees each new directory once it is in force (e.g. to warn of roster gaps)."""
         self._path = path
         self._current = directory or load_directory(path)
+        self._on_reload = on_reload
 
     def __call__(self) -> Directory:
         return self._current
@@ -40,6 +48,7 @@ class LiveDirectory:
             return False
         self._current = directory
         log.info("directory_reloaded", config=str(self._path), agencies=len(directory.agencies))
+        self._on_reload(directory)
         return True
 
 

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from services.cli import main
 from shared.live_directory import LiveDirectory, pid_file, signal_running
 from tests.system import CONFIG
 
@@ -73,3 +75,31 @@ def test_a_serving_process_leaves_a_pid_file_only_while_it_runs(tmp_path: Path) 
     with pid_file(tmp_path, "intake") as path:
         assert path.read_text().strip() == str(os.getpid())
     assert not path.exists()
+
+
+def test_a_reload_tells_its_listener_of_the_directory_now_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "directory.yaml"
+    _write(path, yaml.safe_load(CONFIG.read_text()))
+    seen: list[object] = []
+    live = LiveDirectory(path, on_reload=seen.append)
+
+    assert live.reload()
+
+    assert seen == [live()]
+
+
+def test_directory_check_names_an_agency_whose_roster_leaves_hours_uncovered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = yaml.safe_load(CONFIG.read_text())
+    for officer in _agency(document, "bp3mi-kalbar")["roster"]["officers"]:
+        if officer["id"] == "piket-malam":
+            officer["shifts"] = []
+    _write(tmp_path / "directory.yaml", document)
+    monkeypatch.setenv("RUJUKAN_CONFIG", str(tmp_path / "directory.yaml"))
+
+    assert main(["directory", "check"]) == 0
+
+    assert (
+        "warning: bp3mi-kalbar has nobody on duty mon 23:00-tue 07:00, tue 23:00-wed 07:00" in capsys.readouterr().err
+    )
