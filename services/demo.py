@@ -2,7 +2,8 @@
 
 It plays every outside party itself: the police unit (POST /v1/cases), each agency's webhook endpoint
 (verifying signatures), the SMS/WhatsApp gateway and the mail server the duty officers are reached through,
-and each agency's desk (acknowledging through the referral API).
+and the people who acknowledge: Dinas Sosial's system through the referral API, UPTD PPA's duty officer by
+tapping the one-click link in the text message, and BP3MI's by texting back ``TERIMA <code>``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import email
 import email.policy
 import random
+import re
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,8 +29,13 @@ from shared.service import Running
 from shared.settings import Settings
 
 REPORTER = "polres-bengkayang"
-OFFICERS = {"dinsos-bengkayang": "Rina (Dinas Sosial)", "uptd-ppa-kalbar": "Yuliana (UPTD PPA)",
-            "bp3mi-kalbar": "Agus (BP3MI)"}  # fmt: skip
+BY_API = {"dinsos-bengkayang": "Rina (Dinas Sosial)"}
+"""Agencies whose own system acknowledges through the API; the others' duty officers do it from their phone."""
+BY_LINK = "uptd-ppa-kalbar"
+BY_SMS_REPLY = "bp3mi-kalbar"
+GATEWAY_TOKEN = "demo-gateway"  # noqa: S105 - the demo plays the gateway itself
+_LINK = re.compile(r"https?://\S+/o/\S+")
+_CODE = re.compile(r"TERIMA ([0-9]{4})")
 _ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
 
 
@@ -77,7 +85,37 @@ class AgencyDesks:
             found = self._directory.officer_by_phone(body["to"])
             who = f"{found[0].id}/{found[1].id}" if found else body["to"]
             print(f"  [{who}] {body['channel'].upper()}: {body['text']}")
+            agency_id = found[0].id if found else ""
+            if agency_id == BY_LINK and (link := _LINK.search(body["text"])):
+                self._later(self._tap(link[0]))
+            elif agency_id == BY_SMS_REPLY and (code := _CODE.search(body["text"])):
+                self._later(self._reply(body["to"], f"TERIMA {code[1]}"))
         return web.json_response({"id": body["id"], "status": "queued"}, status=202)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tap(self, link: str) -> None:
+        """The officer opens the link on their phone and taps the acknowledge button."""
+        await asyncio.sleep(0.5)
+        async with self._session.get(link) as page:
+            page.raise_for_status()
+        async with self._session.post(f"{link}/acknowledge", allow_redirects=False) as response:
+            assert response.status == 303, response.status
+
+    async def _reply(self, phone: str, text: str) -> None:
+        """The officer texts back; the gateway forwards the reply to the referral service."""
+        await asyncio.sleep(0.5)
+        async with self._session.post(
+            f"{self._referral_url}/v1/inbound/sms",
+            json={"from": phone, "text": text},
+            headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"},
+        ) as response:
+            response.raise_for_status()
+            answer = await response.json()
+        print(f"  [gateway] {phone} texted {text!r}; reply sent back: {answer['reply']}")
 
     async def _receive(self, request: web.Request) -> web.Response:
         agency = self._directory.agency(request.match_info["agency_id"])
@@ -91,16 +129,15 @@ class AgencyDesks:
         if request.headers["webhook-id"] not in self.seen:
             self.seen.add(request.headers["webhook-id"])
             print(f"  [{agency.id}] notifikasi: {payload['text']}")
-            task = asyncio.create_task(self._acknowledge(agency.id, payload["referral_id"]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if agency.id in BY_API and payload["type"] == "referral.issued":
+                self._later(self._acknowledge(agency.id, payload["referral_id"]))
         return web.Response(status=204)
 
     async def _acknowledge(self, agency_id: str, referral_id: str) -> None:
         await asyncio.sleep(0.5)  # a person reads the notification first
         async with self._session.post(
             f"{self._referral_url}/v1/referrals/{referral_id}/acknowledge",
-            json={"officer": OFFICERS.get(agency_id, "petugas piket")},
+            json={"officer": BY_API[agency_id]},
             headers={"Authorization": f"Bearer dev-{agency_id}"},
         ) as response:
             response.raise_for_status()
@@ -130,7 +167,7 @@ def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
             to = agency if recipient == "agency" else f"{agency} ({recipient})"
             return f"delivered to {to} by {detail['channel']} after {detail['attempts']} attempt(s)"
         case "acknowledged":
-            return f"acknowledged by {agency}: {detail['officer']}"
+            return f"acknowledged by {agency}: {detail['officer']} via {detail['via']}"
         case "identity_read":
             return f"{entry['actor']} read the identity of {', '.join(detail['victim_refs'])}"
         case other:
@@ -140,6 +177,7 @@ def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
 async def run_demo(settings: Settings, *, timeout: float) -> int:
     from services.cli import build_services
 
+    settings = settings.model_copy(update={"inbound_gateway_token": GATEWAY_TOKEN})
     directory = load_directory(settings.config)
     sealer = load_sealer(settings)
     webhook_urls = {urlsplit(str(a.webhook.url)) for a in directory.receiving_agencies() if a.webhook}
