@@ -21,7 +21,15 @@ import httpx
 
 from tests.builders import a_case_report_body, the_sample_victims
 from tests.rabbit import fresh_vhost
-from tests.system import ServiceProcess, WebhookSink, directory_for, settings_for
+from tests.system import (
+    GatewaySink,
+    ServiceProcess,
+    SmtpSink,
+    WebhookSink,
+    directory_for,
+    settings_for,
+    with_sinks,
+)
 
 SERVICES = ("intake", "referral", "notifier")
 
@@ -58,7 +66,10 @@ async def _ledger_caught_up(database: Path, expected: int, timeout: float) -> fl
     deadline = time.monotonic() + timeout
     while True:
         with sqlite3.connect(database) as connection:
-            (recorded,) = connection.execute("SELECT count(*) FROM timeline WHERE event = 'delivered'").fetchone()
+            (recorded,) = connection.execute(
+                "SELECT count(*) FROM timeline"
+                " WHERE event = 'delivered' AND json_extract(detail, '$.recipient') = 'agency'"
+            ).fetchone()
         if recorded >= expected:
             return time.monotonic()
         if time.monotonic() > deadline:
@@ -77,11 +88,14 @@ def _peak_rss_mb(process: ServiceProcess) -> float:
 async def run(burst: int, paced: int, rate: float, concurrency: int) -> None:
     async with fresh_vhost() as amqp_url:
         sink = WebhookSink(arrivals={})
-        await sink.start()
+        smtp, gateway = SmtpSink(), GatewaySink()
+        for server in (sink, smtp, gateway):
+            await server.start()
         data_dir = Path(tempfile.mkdtemp(prefix="rujukan-bench-"))
         directory = directory_for(sink)
         sink.directory = directory
-        settings = settings_for(amqp_url, data_dir, retry_schedule=(30.0,))
+        # Duty officers' texts and mails go to local sinks too, as they would to a real gateway and relay.
+        settings = with_sinks(settings_for(amqp_url, data_dir, retry_schedule=(30.0,)), smtp, gateway)
         processes = [ServiceProcess(name, settings, directory, data_dir) for name in SERVICES]
         for process in processes:
             await process.start()
@@ -123,7 +137,8 @@ async def run(burst: int, paced: int, rate: float, concurrency: int) -> None:
         finally:
             for process in processes:
                 await process.stop()
-            await sink.stop()
+            for server in (sink, smtp, gateway):
+                await server.stop()
 
 
 def main() -> None:

@@ -70,7 +70,9 @@ def build_notifier(
     dead_letters = DeadLetters(publisher)
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=dead_letters))
     topology = build_topology(directory(), settings.retry_schedule)
-    engine = make_engine(settings.notifier_database_url)
+    # The store dedups and drops reminders; losing its last writes to a machine crash costs at most a resend
+    # under the same notification id, which receivers drop. Not worth an fsync per notification.
+    engine = make_engine(settings.notifier_database_url, survive_power_loss=False)
     store = NotificationStore(engine)
     channels = build_channels(settings)
     notifier = Notifier(
