@@ -159,3 +159,57 @@ async def test_two_replicas_sweeping_together_fire_every_escalation_level_exactl
     assert len(messages) == expected
     assert sum(fired) == expected
     assert all(fired), f"both replicas should have fired some levels: {fired}"
+
+
+async def test_an_acknowledgement_racing_a_sweep_on_another_replica_is_never_followed_by_an_escalation(
+    database_url: str,
+) -> None:
+    """A duty officer acknowledges on one replica while the other sweeps the same overdue referrals: a level may
+    fire before the acknowledgement, never after it."""
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    start = datetime(2026, 9, 2, 3, 0, tzinfo=UTC)
+    overdue = start + timedelta(hours=1, minutes=1)
+    ledgers = [Ledger(make_engine(database_url)) for _ in range(2)]
+    try:
+        await ledgers[0].migrate()
+        opening = Referrals(ledgers[0], lambda: directory, sealer, clock=lambda: start)
+        for n in range(20):
+            event, _ = _case_reported(sealer)
+            await opening.open_case(event, message_id=f"m-{n}")
+        acknowledging = Referrals(ledgers[1], lambda: directory, sealer, clock=lambda: overdue)
+        sweeper = DeadlineSweeper(ledgers[0], lambda: directory, interval_seconds=1, batch=2)
+        async with ledgers[0].engine.connect() as connection:
+            urgent = (
+                await connection.execute(
+                    select(timeline.c.referral_id).where(
+                        timeline.c.event == "referral_issued", timeline.c.detail["priority"].as_string() == "urgent"
+                    )
+                )
+            ).scalars()
+            legs = [(uuid.UUID(referral_id), "uptd-ppa-kalbar") for referral_id in urgent]
+
+        async def acknowledge_all() -> None:
+            for referral_id, agency_id in legs:
+                command = ReplyCommand(referral_id, agency_id, Reply.ACKNOWLEDGED, via="http")
+                await acknowledging.reply(command)
+
+        await asyncio.gather(acknowledge_all(), sweeper.sweep(overdue))
+        for later in (2, 3, 30):  # every further level of every acknowledge deadline is long past
+            await sweeper.sweep(start + timedelta(hours=later))
+        async with ledgers[0].engine.connect() as connection:
+            entries = (await connection.execute(select(timeline).order_by(timeline.c.id))).all()
+    finally:
+        for ledger in ledgers:
+            await ledger.engine.dispose()
+
+    assert len(legs) == 20
+    for referral_id, _ in legs:
+        events = [
+            (e.event, e.detail.get("deadline"))
+            for e in entries
+            if e.referral_id == str(referral_id) and e.event in ("acknowledged", "escalated")
+        ]
+        acknowledged_at = events.index(("acknowledged", None))
+        assert ("escalated", "acknowledge") not in events[acknowledged_at:], events
+        assert events.count(("escalated", "acknowledge")) <= 1
