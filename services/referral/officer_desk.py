@@ -23,6 +23,9 @@ from shared.links import LinkClaim, LinkError, LinkSigner
 log = structlog.get_logger(__name__)
 
 SESSION_HOURS = 12
+AGENCY_WIDE = "*"
+AGENCY_WIDE_FACTOR = 3
+"""Wrong SMS codes from all of an agency's numbers together may be this many times one officer's allowance."""
 _SMS_REPLY = re.compile(r"^\s*TERIMA\s+([0-9]{4})\s*$", re.IGNORECASE)
 
 
@@ -166,7 +169,7 @@ class OfficerDesk:
                 await tx.set_lockout(agency.id, officer.id, "pin", failures=0, until=None)
                 return None
             if not locked:
-                failures = await self._count_failure(tx, agency, officer, "pin", now)
+                failures = await self._count_failure(tx, agency.id, officer.id, "pin", now)
                 locked = failures >= self._pin_attempts
                 tx.record(
                     referral.case_id,
@@ -194,13 +197,15 @@ class OfficerDesk:
             return SmsOutcome(False, "Format: TERIMA <kode 4 angka>, mis. TERIMA 4821.")
         now = self._clock()
         async with self._ledger.transaction() as tx:
-            locked_until = await tx.locked_until(agency.id, officer.id, "sms")
-            if locked_until is not None and now < locked_until:
+            locks = [await tx.locked_until(agency.id, who, "sms") for who in (officer.id, AGENCY_WIDE)]
+            if any(until is not None and now < until for until in locks):
                 return SmsOutcome(False, "Terlalu banyak kode salah; coba lagi nanti atau buka tautan di pesan.")
             candidates = await tx.referrals_by_code(agency.id, match[1])
             waiting = [r for r in candidates if r.status in AWAITING_ACK]
             if not waiting:
-                await self._count_failure(tx, agency, officer, "sms", now)
+                await self._count_failure(tx, agency.id, officer.id, "sms", now)
+                # Sender numbers can be spoofed: guesses spread over an agency's officers are capped too.
+                await self._count_failure(tx, agency.id, AGENCY_WIDE, "sms", now, limit=AGENCY_WIDE_FACTOR)
                 if candidates:
                     return SmsOutcome(False, f"Kode {match[1]} sudah dipakai atau tidak berlaku lagi.")
                 return SmsOutcome(False, f"Kode {match[1]} tidak dikenal untuk {agency.name}.")
@@ -221,13 +226,17 @@ class OfficerDesk:
             return SmsOutcome(False, f"Kode {match[1]} sudah dipakai atau tidak berlaku lagi.")
         return SmsOutcome(True, f"Terima kasih, {officer.name}: rujukan dikonfirmasi.", referral.referral_id)
 
-    async def _count_failure(self, tx: LedgerTx, agency: Agency, officer: Officer, purpose: str, now: datetime) -> int:
-        """One more wrong try, counted atomically (concurrent guesses cannot each read the old count); the
-        officer is locked out for a while at ``pin_attempts``."""
-        failures = await tx.count_failure(agency.id, officer.id, purpose)
-        if failures >= self._pin_attempts:
-            await tx.set_lockout(agency.id, officer.id, purpose, failures=0, until=now + self._pin_lockout)
-            log.warning("officer_locked_out", agency_id=agency.id, purpose=purpose)
+    async def _count_failure(
+        self, tx: LedgerTx, agency_id: str, officer_id: str, purpose: str, now: datetime, *, limit: int = 1
+    ) -> int:
+        """One more wrong try, counted atomically (concurrent guesses cannot each read the old count); locked out
+        for a while at ``limit`` times ``pin_attempts``."""
+        failures = await tx.count_failure(agency_id, officer_id, purpose)
+        if failures >= self._pin_attempts * limit:
+            await tx.set_lockout(agency_id, officer_id, purpose, failures=0, until=now + self._pin_lockout)
+            log.warning(
+                "officer_locked_out", agency_id=agency_id, purpose=purpose, agency_wide=officer_id == AGENCY_WIDE
+            )
         return failures
 
     def _verify(self, token: str) -> tuple[LinkClaim, Agency, Officer]:

@@ -300,3 +300,19 @@ async def test_the_code_of_a_withdrawn_referral_acknowledges_nothing(desk_system
     assert answer.status_code == 200
     assert answer.json()["accepted"] is False
     assert await status_of(desk_system, referral_id) == "cancelled"
+
+
+async def test_wrong_codes_spread_over_an_agencys_numbers_lock_sms_replies_for_the_whole_agency(
+    desk_system: System, broker: BrokerClient
+) -> None:
+    _, referral_id, code = await a_referral(desk_system, broker)
+    wrong_code = f"{(int(code) + 1) % 10000:04d}"
+
+    for phone in ("+628125502001", "+628125502002", "+628125502003"):  # five wrong tries from each
+        for _ in range(5):
+            await sms(desk_system, phone, f"TERIMA {wrong_code}")
+    from_the_supervisor = await sms(desk_system, "+628125502201", f"TERIMA {code}")
+
+    assert from_the_supervisor.json()["accepted"] is False
+    assert "Terlalu banyak" in from_the_supervisor.json()["reply"]
+    assert await status_of(desk_system, referral_id) == "requested"
