@@ -30,6 +30,11 @@ class ReplyRequest(BaseModel):
         return self.model_dump(mode="json", exclude={"officer", "note"})
 
 
+class EnteredInErrorRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=2000, description="why the referral was a mistake")
+
+
 class DeclineRequest(ReplyRequest):
     reason: DeclineReason
 
@@ -210,6 +215,13 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     ) -> JSONResponse:
         """Declined here but sent on to another agency, which gets a referral of its own."""
         return await move(referral_id, agency, Reply.REFERRED_ONWARD, body, key)
+
+    @router.post("/referrals/{referral_id}/entered-in-error", responses={403: {}, 404: {}, **moves})
+    async def entered_in_error(referral_id: UUID, agency: Caller, body: EnteredInErrorRequest) -> JSONResponse:
+        """The reporting agency: this referral was sent by mistake. It is kept for audit and left out of
+        statistics; its agency is told to stand down."""
+        referral = await referrals.enter_in_error(referral_id, agency_id=agency.id, note=body.note)
+        return JSONResponse(_referral_summary(referral, referrals.now()))
 
     return router
 

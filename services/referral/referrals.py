@@ -20,6 +20,7 @@ from services.referral.lifecycle import (
     apply_reply,
     deadline_met,
     deadlines_met_by,
+    move,
 )
 from services.referral.routing import route
 from services.referral.working_time import WorkingCalendar
@@ -225,10 +226,14 @@ class Referrals:
                     await tx.widen_referral(referral, now)
                     event_name = "victims_added"
                 _record_leg(tx, referral, event_name, actor=SYSTEM, reasons=decision.reasons, now=now)
+                widened = event_name == "victims_added"
                 issued = _issued_envelope(
-                    referral, event.model_copy(update={"case_code": case.case_code}), causation_id=message_id
+                    referral,
+                    event.model_copy(update={"case_code": case.case_code}),
+                    causation_id=message_id,
+                    amended_at=now if widened else None,
                 )
-                if event_name == "victims_added":
+                if widened:
                     # The agency hears of its widened referral as a new notification of its own.
                     issued = replace(issued, message_id=derived_id(referral.referral_id, f"issued:{event.fingerprint}"))
                 tx.enqueue(issued, now)
@@ -266,26 +271,7 @@ class Referrals:
                 await tx.close_deadlines(referral.referral_id, DeadlineKind, now)
                 tx.record(case.case_id, "cancelled", at=now, actor=event.reporting_agency,
                           referral_id=referral.referral_id, detail={"reason": event.reason.value})  # fmt: skip
-                notice = ReferralCancelled(
-                    referral_id=referral.referral_id,
-                    case_id=case.case_id,
-                    case_code=case.case_code,
-                    agency_id=referral.agency_id,
-                    regency_code=case.regency_code,
-                    reason=event.reason.value,
-                    cancelled_at=now,
-                )
-                tx.enqueue(
-                    Envelope.of(
-                        notice,
-                        exchange=EVENTS,
-                        routing_key=f"referral.{referral.agency_id}.cancelled",
-                        message_id=derived_id(referral.referral_id, "cancelled"),
-                        correlation_id=str(case.case_id),
-                        causation_id=message_id,
-                    ),
-                    now,
-                )
+                tx.enqueue(_cancellation(referral, case, event.reason.value, now=now, causation_id=message_id), now)
                 cancelled.append(replace(referral, status=Status.CANCELLED))
             if cancelled:
                 tx.enqueue(
@@ -480,6 +466,36 @@ class Referrals:
         tx.enqueue(_issued_envelope(onward, case, causation_id=command.message_id or str(referral.referral_id)), now)
         return onward
 
+    async def enter_in_error(self, referral_id: UUID, *, agency_id: str, note: str) -> Referral:
+        """The reporting agency says a referral was sent by mistake: it is kept for audit, left out of statistics,
+        its deadlines stop, and its agency is told to stand down."""
+        now = self._clock()
+        async with self._ledger.transaction() as tx:
+            peek = await tx.referral(referral_id, lock=False)
+            if peek is None:
+                raise UnknownReferralError(referral_id)
+            case = await tx.case(peek.case_id, for_update=True)
+            referral = await tx.referral(referral_id)
+            assert case is not None  # referrals reference their case (foreign key)
+            assert referral is not None  # it was there a moment ago, and referrals are never deleted
+            if case.reporting_agency != agency_id:
+                raise NotPermittedError(f"only the reporting agency may mark referral {referral_id} entered in error")
+            status = move(referral_id, referral.status, Status.ENTERED_IN_ERROR)
+            await tx.set_status(referral_id, status, now)
+            await tx.close_deadlines(referral_id, DeadlineKind, now)
+            tx.record(case.case_id, "entered_in_error", at=now, actor=agency_id, referral_id=referral_id,
+                      detail={"note": note, "was": referral.status.value})  # fmt: skip
+            if referral.status not in CLOSED_LEGS and referral.status is not Status.COMPLETED:
+                notice = _cancellation(referral, case, "entered_in_error", now=now, causation_id=str(referral_id))
+                tx.enqueue(replace(notice, message_id=derived_id(referral_id, "entered_in_error")), now)
+            moved = replace(referral, status=status)
+            tx.enqueue(
+                _receipt("progress", case, legs=[moved], now=now, causation_id=None, step="entered_in_error"), now
+            )
+        self._on_commit()
+        log.info("referral_entered_in_error", referral_id=str(referral_id))
+        return moved
+
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
         async with self._ledger.transaction() as tx:
             case = await tx.case(case_id)
@@ -635,8 +651,15 @@ def _record_leg(
     )
 
 
-def _issued_envelope(referral: Referral, case: CaseReported | CaseRecord, *, causation_id: str) -> Envelope:
-    """``referral.<agency>.issued``: the facts of the referral's own victims, never their identity."""
+def _issued_envelope(
+    referral: Referral,
+    case: CaseReported | CaseRecord,
+    *,
+    causation_id: str,
+    amended_at: datetime | None = None,
+) -> Envelope:
+    """``referral.<agency>.issued``: the facts of the referral's own victims, never their identity; with
+    ``amended_at`` when an amendment widened it."""
     refs = set(referral.victim_refs)
     message = ReferralIssued(
         referral_id=referral.referral_id,
@@ -652,6 +675,7 @@ def _issued_envelope(referral: Referral, case: CaseReported | CaseRecord, *, cau
         issued_at=referral.issued_at,
         ack_due_at=referral.ack_due_at,
         ack_code=referral.ack_code,
+        amended_at=amended_at,
     )
     return Envelope.of(
         message,
@@ -659,6 +683,27 @@ def _issued_envelope(referral: Referral, case: CaseReported | CaseRecord, *, cau
         routing_key=f"referral.{referral.agency_id}.issued",
         message_id=derived_id(referral.referral_id, "issued"),
         correlation_id=str(referral.case_id),
+        causation_id=causation_id,
+    )
+
+
+def _cancellation(referral: Referral, case: CaseRecord, reason: str, *, now: datetime, causation_id: str) -> Envelope:
+    """``referral.<agency>.cancelled``: the agency stands down (its inbox, its system and its officers are told)."""
+    notice = ReferralCancelled(
+        referral_id=referral.referral_id,
+        case_id=case.case_id,
+        case_code=case.case_code,
+        agency_id=referral.agency_id,
+        regency_code=case.regency_code,
+        reason=reason,
+        cancelled_at=now,
+    )
+    return Envelope.of(
+        notice,
+        exchange=EVENTS,
+        routing_key=f"referral.{referral.agency_id}.cancelled",
+        message_id=derived_id(referral.referral_id, "cancelled"),
+        correlation_id=str(case.case_id),
         causation_id=causation_id,
     )
 

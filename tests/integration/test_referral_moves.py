@@ -133,3 +133,28 @@ async def test_an_unknown_referral_or_case_gets_404(system: System) -> None:
 
     assert referral.status_code == 404
     assert case.status_code == 404
+
+
+async def test_the_reporting_unit_marks_a_referral_sent_by_mistake_and_its_agency_stands_down(
+    system: System, broker: BrokerClient
+) -> None:
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+    url = system.url("referral", f"/v1/referrals/{referral_id}/entered-in-error")
+
+    by_the_agency = await system.http.post(url, json={"note": "salah"}, headers=system.token("dinsos-bengkayang"))
+    without_note = await system.http.post(url, json={}, headers=system.token("polres-bengkayang"))
+    marked = await system.http.post(url, json={"note": "salah wilayah"}, headers=system.token("polres-bengkayang"))
+    again = await system.http.post(url, json={"note": "lagi"}, headers=system.token("polres-bengkayang"))
+
+    assert (by_the_agency.status_code, without_note.status_code) == (403, 422)
+    assert marked.status_code == 200
+    assert marked.json()["status"] == "entered_in_error"
+    assert again.status_code == 409
+    issued, stand_down = await broker.take("agency.dinsos-bengkayang.inbox", 2)
+    assert (issued.type, stand_down.type) == ("referral.issued.v1", "referral.cancelled.v1")
+    assert json.loads(stand_down.body)["reason"] == "entered_in_error"
+    case = (await system.case(case["case_id"])).json()
+    [entry] = [e for e in case["timeline"] if e["event"] == "entered_in_error"]
+    assert (entry["actor"], entry["detail"]["note"]) == ("polres-bengkayang", "salah wilayah")
+    assert case["status"]["open_legs"] == 0
