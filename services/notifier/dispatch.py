@@ -49,7 +49,7 @@ def _utcnow() -> datetime:
 
 def _event_time(event: Event) -> datetime:
     if isinstance(event, ReferralIssued):
-        return event.issued_at
+        return event.amended_at or event.issued_at
     if isinstance(event, ReferralEscalated):
         return event.escalated_at
     return event.cancelled_at

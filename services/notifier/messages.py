@@ -78,8 +78,11 @@ class Notification(Contract):
     def moot_once(self, referral_status: str | None) -> bool:
         """Whether the referral, as far as it got, makes this notification pointless. The referral itself and an
         acknowledgement escalation ask for an acknowledgement: any word from the agency settles them. An
-        acceptance escalation asks for a decision: an acknowledgement alone does not. A cancellation is news."""
+        acceptance escalation asks for a decision: an acknowledgement alone does not. A cancellation, and victims
+        added to a referral already taken, are news."""
         if referral_status is None or isinstance(self.event, ReferralCancelled):
+            return False
+        if isinstance(self.event, ReferralIssued) and self.event.amended_at is not None:
             return False
         if isinstance(self.event, ReferralEscalated) and self.event.deadline is DeadlineKind.ACCEPT:
             return referral_status != ACKNOWLEDGED

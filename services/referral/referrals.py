@@ -293,57 +293,14 @@ class Referrals:
     ) -> None:
         """A withdrawn case stays withdrawn: its amendment refers no one; the reporter is told."""
         reason = f"case {case.case_id} was withdrawn; report it again to reopen it"
-        tx.record(case.case_id, "amendment_refused", at=now, actor=event.reporting_agency,
-                  detail={"reason": reason, "message_id": message_id})  # fmt: skip
-        receipt = CaseReceipt(
-            event="rejected",
-            reporting_agency=case.reporting_agency,
-            case_id=case.case_id,
-            case_code=case.case_code,
-            police_report_number=case.police_report_number,
-            reason=reason,
-            source_message_id=message_id,
-            at=now,
-        )
-        tx.enqueue(
-            Envelope.of(
-                receipt,
-                exchange=EVENTS,
-                routing_key=f"case.{case.reporting_agency}.receipt",
-                message_id=derived_id(message_id, "receipt-rejected"),
-                correlation_id=str(case.case_id),
-                causation_id=message_id,
-            ),
-            now,
-        )
+        _refuse(tx, case, "amendment_refused", reason, actor=event.reporting_agency, now=now, message_id=message_id)
         log.warning("amendment_after_withdrawal_refused", case_id=str(case.case_id))
 
     def _refuse_conflict(self, tx: LedgerTx, event: CaseReported, *, now: datetime, message_id: str) -> None:
         """Other content under a case already open: kept off the case, on its timeline, and the reporter told."""
         reason = str(ReportConflictError(event.case_id))
-        tx.record(event.case_id, "conflicting_report_refused", at=now, actor=event.reporting_agency,
-                  detail={"reason": reason, "message_id": message_id})  # fmt: skip
-        receipt = CaseReceipt(
-            event="rejected",
-            reporting_agency=event.reporting_agency,
-            case_id=event.case_id,
-            case_code=event.case_code,
-            police_report_number=event.police_report_number,
-            reason=reason,
-            source_message_id=message_id,
-            at=now,
-        )
-        tx.enqueue(
-            Envelope.of(
-                receipt,
-                exchange=EVENTS,
-                routing_key=f"case.{event.reporting_agency}.receipt",
-                message_id=derived_id(message_id, "receipt-rejected"),
-                correlation_id=str(event.case_id),
-                causation_id=message_id,
-            ),
-            now,
-        )
+        _refuse(tx, event, "conflicting_report_refused", reason, actor=event.reporting_agency, now=now,
+                message_id=message_id)  # fmt: skip
         log.warning("conflicting_report_refused", case_id=str(event.case_id), message_id=message_id)
 
     async def record_delivery(self, report: ReferralDelivered | ReferralDeliveryFailed, *, message_id: str) -> None:
@@ -684,6 +641,41 @@ def _issued_envelope(
         message_id=derived_id(referral.referral_id, "issued"),
         correlation_id=str(referral.case_id),
         causation_id=causation_id,
+    )
+
+
+def _refuse(
+    tx: LedgerTx,
+    case: CaseReported | CaseRecord,
+    event: str,
+    reason: str,
+    *,
+    actor: str,
+    now: datetime,
+    message_id: str,
+) -> None:
+    """A message about the case that changes nothing: on the timeline, and a ``rejected`` receipt to the reporter."""
+    tx.record(case.case_id, event, at=now, actor=actor, detail={"reason": reason, "message_id": message_id})
+    receipt = CaseReceipt(
+        event="rejected",
+        reporting_agency=case.reporting_agency,
+        case_id=case.case_id,
+        case_code=case.case_code,
+        police_report_number=case.police_report_number,
+        reason=reason,
+        source_message_id=message_id,
+        at=now,
+    )
+    tx.enqueue(
+        Envelope.of(
+            receipt,
+            exchange=EVENTS,
+            routing_key=f"case.{case.reporting_agency}.receipt",
+            message_id=derived_id(message_id, "receipt-rejected"),
+            correlation_id=str(case.case_id),
+            causation_id=message_id,
+        ),
+        now,
     )
 
 

@@ -46,6 +46,9 @@ class ReferralIssued(Contract):
     ack_code: AckCode | None = Field(
         default=None, description="Four digits a duty officer texts back (``TERIMA 4821``) to acknowledge."
     )
+    amended_at: datetime | None = Field(
+        default=None, description="Set when an amendment added victims to the referral: news even once it is taken."
+    )
 
 
 class DeadlineKind(StrEnum):

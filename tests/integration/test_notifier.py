@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared.contracts.referrals import ReferralIssued
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import System, agency_deliveries, delivered_everywhere
+from tests.system import System, agency_deliveries, delivered_everywhere, eventually
 
 pytestmark = pytest.mark.rabbit
 
@@ -82,3 +83,27 @@ async def test_a_dead_endpoint_is_not_hammered_and_other_agencies_are_still_noti
 
     # Without the circuit breaker six referrals would cost 6 x 3 requests in the first round alone.
     assert system.sink.requests["dinsos-bengkayang"] < 6 * 3
+
+
+async def test_a_victim_added_after_the_agency_acknowledged_still_reaches_its_system(
+    system: System, broker: BrokerClient
+) -> None:
+    a_girl = a_victim(victim_ref="V2", sex="female", age_years=15, full_name="Siti Aminah")
+    body = a_case_report_body(victims=[AN_ADULT_MAN])
+    case_id = (await system.report(body)).json()["case_id"]
+    case = await system.case_when(case_id, delivered_everywhere)
+    [referral_id] = [leg["referral_id"] for leg in case["referrals"] if leg["agency_id"] == "dinsos-bengkayang"]
+    assert (await system.acknowledge(referral_id, "dinsos-bengkayang")).status_code == 200
+
+    amended = await system.http.post(
+        system.url("intake", f"/v1/cases/{case_id}/amend"),
+        json={**body, "victims": [AN_ADULT_MAN, a_girl]},
+        headers=system.token("polres-bengkayang"),
+    )
+
+    assert amended.status_code == 202
+    await eventually(lambda: len(system.sink.distinct_ids("dinsos-bengkayang")) == 2)
+    widened = [d for d in system.sink.deliveries if d.agency_id == "dinsos-bengkayang"][-1]
+    assert widened.payload["victim_count"] == 2
+    issued = [m for m in await broker.take("agency.dinsos-bengkayang.inbox", 2) if m.type == ReferralIssued.TYPE]
+    assert [ReferralIssued.model_validate_json(m.body).amended_at is None for m in issued] == [True, False]

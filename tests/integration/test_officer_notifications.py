@@ -4,7 +4,9 @@ the moment and level the roster says; nobody is told twice, and an acknowledgeme
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -217,3 +219,32 @@ async def test_an_acceptance_escalation_reaches_the_supervisor_after_an_acknowle
     [text] = rig.gateway.to("+628125502201")
     assert "TERIMA" not in text.text
     assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
+
+
+async def test_victims_added_to_a_referral_already_taken_are_news_and_their_link_lasts_from_the_amendment(
+    rig: NotifierRig,
+) -> None:
+    issued = an_issued_referral()
+    await rig.publish(a_taking(issued))
+    engine = make_engine(rig.settings.notifier_database_url)
+    try:
+
+        async def taken() -> bool:
+            async with engine.connect() as connection:
+                return await connection.scalar(select(settled.c.status)) == "acknowledged"
+
+        await eventually(taken)
+    finally:
+        await engine.dispose()
+    amended_at = WEDNESDAY_10_WIB + timedelta(days=2)
+    widened = issued.model_copy(update={"amended_at": amended_at})
+
+    await rig.publish(widened, message_id=f"issued:{uuid.uuid4()}")
+
+    reports = delivered_to(await rig.reports(2))  # type: ignore[arg-type]
+    assert set(reports) == {"agency", "piket-pagi"}
+    [text] = rig.gateway.to(PIKET_PAGI)
+    link = re.search(rf"{re.escape(rig.settings.public_referral_url)}/o/(\S+)", text.text)
+    assert link is not None
+    claim = LinkSigner(load_link_key(rig.settings)).verify(link[1], now=WEDNESDAY_10_WIB + timedelta(days=4))
+    assert claim.expires_at == amended_at + timedelta(hours=rig.settings.link_ttl_hours)
