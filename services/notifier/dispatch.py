@@ -12,7 +12,7 @@ import structlog
 from services.notifier.channels import Channel, Outgoing, PermanentChannelError, TransientChannelError
 from services.notifier.messages import Event, Notification
 from services.notifier.recipients import recipients_for
-from services.notifier.store import NotificationStore, Status
+from services.notifier.store import ENDED, NotificationStore, Record, Status
 from services.notifier.templates import Reader, api_link, email_message, reader_for, short_message, webhook_payload
 from shared.broker import Envelope, MessagePublisher
 from shared.contracts.referrals import (
@@ -31,16 +31,19 @@ from shared.topology import EVENTS
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class RetryLater:
-    """Transient failure after the in-process retries: wait ``round`` of the schedule, then try again."""
-
-    round: int
+CLAIM_LEASE = timedelta(minutes=5)
+"""How long one consumer holds a notification it is sending: far longer than the quick retries and timeouts of
+one send; a holder that crashed is relieved once it lapses."""
 
 
 @dataclass(frozen=True)
-class Done:
-    pass
+class Onward:
+    """Where the message being handled goes next, besides being acked."""
+
+    wait: Callable[[int, int], Awaitable[None]]
+    """``wait(step, round)``: republish it to wait queue ``step`` (0-based) carrying ``round``."""
+    park: Callable[[str], Awaitable[None]]
+    """Into the dead-letter queue with its reason: every channel of the recipient is spent."""
 
 
 def _utcnow() -> datetime:
@@ -69,6 +72,7 @@ class Notifier:
         link_ttl: timedelta,
         retry_rounds: int,
         clock: Callable[[], datetime] | None = None,
+        lease: timedelta = CLAIM_LEASE,
     ) -> None:
         self._directory = directory
         self._channels = {kind: channel for channel in channels for kind in channel.kinds}
@@ -80,6 +84,7 @@ class Notifier:
         self._link_ttl = link_ttl
         self._retry_rounds = retry_rounds
         self._clock = clock or _utcnow
+        self._lease = lease
 
     async def fan_out(self, event: Event, *, event_id: str) -> None:
         """One notification message per recipient, each on its first channel, decided now; a redelivered event
@@ -100,55 +105,82 @@ class Notifier:
         """Someone took the referral: every reminder still pending or waiting in a wait queue is dropped."""
         await self._store.settle(taken.referral_id, taken.status, self._clock())
 
-    async def deliver(
-        self, note: Notification, *, round_: int, park: Callable[[str], Awaitable[None]]
-    ) -> RetryLater | Done:
-        """Sends ``note`` on its channel. ``park`` puts the message in the dead-letter queue with its reason,
-        for when every channel of the recipient is spent."""
+    async def deliver(self, note: Notification, *, round_: int, onward: Onward, replay: bool = False) -> None:
+        """Sends ``note`` on its channel if this copy claims it; waits and retries after a transient failure, moves
+        to the recipient's next channel, or gives up and parks it."""
         now = self._clock()
-        record = await self._store.open(note, now)
-        if record.status is not Status.PENDING:
-            log.info("notification_copy_dropped", status=record.status.value)
-            return Done()
+        claim = await self._store.claim(note, now, round_=round_, lease=self._lease, replay=replay)
+        record = claim.record
+        if not claim.claimed:
+            await self._unclaimed(note, record, round_=round_, onward=onward)
+            return
         if note.moot_once(record.referral_status):
-            await self._store.update(note.notification_id, now, attempts=record.attempts, status=Status.DROPPED)
+            await self._store.end(note.notification_id, now, status=Status.DROPPED, attempts=record.attempts)
             log.info("notification_dropped_referral_taken", recipient=note.recipient.id)
-            return Done()
+            return
         kind = note.address.kind
         try:
             attempts = await self._channels[kind].deliver(self._outgoing(note))
         except TransientChannelError as exc:
             total = record.attempts + exc.attempts
             if round_ < self._retry_rounds:
-                await self._store.update(note.notification_id, now, attempts=total)
+                # Published before the record says so: if the store fails now, the claim lapses and a copy sends.
+                await onward.wait(round_, round_ + 1)
+                await self._store.wait(note.notification_id, now, attempts=total, round_=round_ + 1)
                 log.warning("notification_retry_later", channel=kind, reason=exc.reason, attempt=round_ + 1)
-                return RetryLater(round=round_ + 1)
-            await self._give_up(note, f"{kind}: retry schedule spent after {total} attempts: {exc.reason}", total, park)
-            return Done()
+                return
+            why = f"{kind}: retry schedule spent after {total} attempts: {exc.reason}"
+            await self._give_up(note, (*note.history, why), total, onward)
+            return
         except PermanentChannelError as exc:
             total = record.attempts + exc.attempts
-            await self._give_up(note, f"{kind}: {exc.reason}", total, park)
-            return Done()
+            await self._give_up(note, (*note.history, f"{kind}: {exc.reason}"), total, onward)
+            return
         total = record.attempts + attempts
-        await self._delivered(note, total)
-        # Recorded last: a crash before this resends under the same id, and the receiver drops the copy.
-        await self._store.update(note.notification_id, now, attempts=total, status=Status.SENT)
-        return Done()
+        # Recorded before the report: a report lost to a broker hiccup is published again by the next copy, never
+        # the send. The report's own id makes the repeat harmless.
+        await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total)
+        await self._delivered(note, note.earlier_attempts + total)
+        await self._store.reported(note.notification_id)
 
-    async def _give_up(
-        self, note: Notification, why: str, attempts: int, park: Callable[[str], Awaitable[None]]
-    ) -> None:
-        history = (*note.history, why)
-        following = note.next_channel(history=history, attempts=note.earlier_attempts + attempts)
+    async def _unclaimed(self, note: Notification, record: Record, *, round_: int, onward: Onward) -> None:
+        """Another copy holds it, held it, or ended it."""
+        if record.status in ENDED:
+            if not record.reported:
+                await self._follow_up(note, record, onward)
+            log.info("notification_copy_dropped", status=record.status.value)
+        elif record.round > round_:
+            log.info("notification_stale_copy_dropped", round=round_, current=record.round)
+        else:
+            # Its holder may still crash: this copy comes back after the first wait instead of being dropped.
+            await onward.wait(0, round_)
+            log.info("notification_copy_delayed", status=record.status.value)
+
+    async def _follow_up(self, note: Notification, record: Record, onward: Onward) -> None:
+        """Publishes again what should have followed an end its holder recorded but never saw confirmed."""
+        if record.status is Status.SENT:
+            await self._delivered(note, note.earlier_attempts + record.attempts)
+        elif record.status is Status.FAILED:
+            await self._after_failure(note, record.history, record.attempts, onward)
+        await self._store.reported(note.notification_id)
+
+    async def _give_up(self, note: Notification, history: tuple[str, ...], attempts: int, onward: Onward) -> None:
+        await self._store.end(
+            note.notification_id, self._clock(), status=Status.FAILED, attempts=attempts, history=history
+        )
+        await self._after_failure(note, history, attempts, onward)
+        await self._store.reported(note.notification_id)
+
+    async def _after_failure(self, note: Notification, history: tuple[str, ...], attempts: int, onward: Onward) -> None:
+        """The recipient's next channel, or, with none left, the failure reported and the message parked."""
+        everything = note.earlier_attempts + attempts
+        following = note.next_channel(history=history, attempts=everything)
         if following is not None:
             await self._enqueue(following)
-            log.warning("notification_next_channel", channel=following.address.kind, reason=why)
+            log.warning("notification_next_channel", channel=following.address.kind, reason=history[-1])
         else:
-            await self._failed(note, history, note.earlier_attempts + attempts)
-            await park("; ".join(history))
-        await self._store.update(
-            note.notification_id, self._clock(), attempts=attempts, status=Status.FAILED, history=history
-        )
+            await self._failed(note, history, everything)
+            await onward.park("; ".join(history))
 
     def _outgoing(self, note: Notification) -> Outgoing:
         directory = self._directory()
@@ -241,6 +273,11 @@ class Notifier:
         )
         await self._report(event, failed, "delivery_failed", note.notification_id)
         log.warning("notification_failed", recipient=note.recipient.id, history=list(history))
+
+    async def failed_for_good(self, note: Notification, reason: str) -> None:
+        """Reports ``note`` failed for a reason outside its channels (it is about to be parked): nothing fails
+        silently."""
+        await self._failed(note, (*note.history, reason), note.earlier_attempts)
 
     async def _nobody_to_notify(self, event: Event, event_id: str) -> None:
         """Nothing fails silently: an event nobody can be told of is reported failed (the directory lost the

@@ -4,18 +4,32 @@ retried from a wait queue, moved to the recipient's next channel, or parked with
 from __future__ import annotations
 
 import structlog
+from aio_pika import IncomingMessage
+from aiormq.exceptions import AMQPError
 from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
+from sqlalchemy.exc import SQLAlchemyError
 
-from services.notifier.dispatch import Notifier, RetryLater
+from services.notifier.dispatch import Notifier, Onward
 from services.notifier.messages import Notification
 from shared.broker import MessagePublisher, consumer_channel
 from shared.consuming import DeadLetters, decode, message_id_of, raw, republish
 from shared.contracts.referrals import ReferralCancelled, ReferralEscalated, ReferralIssued, ReferralTaken
+from shared.errors import PermanentError
 from shared.settings import Settings
-from shared.topology import Topology
+from shared.topology import DELIVERY_LIMIT, Topology
 
 ROUND_HEADER = "x-rujukan-retry-round"
+REPLAY_HEADER = "x-rujukan-replay"
+"""``true`` on a dead letter an operator republishes to ``notifier.notifications``: its record starts afresh."""
+INFRASTRUCTURE_ERRORS = (SQLAlchemyError, AMQPError, TimeoutError, ConnectionError)
+log = structlog.get_logger(__name__)
+
+
+def _last_delivery(message: IncomingMessage) -> bool:
+    """Whether a failure now hands the message to the delivery-limit backstop (quorum queues count earlier
+    deliveries in ``x-delivery-count``)."""
+    return int(str((message.headers or {}).get("x-delivery-count", 0))) + 1 >= DELIVERY_LIMIT
 
 
 def build_router(
@@ -43,9 +57,17 @@ def build_router(
 
     @router.subscriber(topology.notifier_notifications, channel=consumer_channel(settings))
     async def on_notification(msg: RabbitMessage) -> None:
-        """Send one notification; after a transient failure park it in the next wait queue, then ack."""
+        """Send one notification; after a transient failure it waits in a wait queue, then comes back."""
         note = decode(msg, Notification)
         message = raw(msg)
+        headers = message.headers or {}
+        replay = str(headers.get(REPLAY_HEADER, "")).lower() == "true"
+        # A replayed dead letter starts the schedule afresh, whatever round it was parked in.
+        round_ = 0 if replay else int(str(headers.get(ROUND_HEADER, 0)))
+
+        async def wait(step: int, round_: int) -> None:
+            queue = topology.notifier_waits[step].name
+            await republish(publisher, message, queue=queue, headers={ROUND_HEADER: round_, REPLAY_HEADER: False})
 
         async def park(reason: str) -> None:
             await dead_letters.send(message, queue=notifications, reason=reason)
@@ -53,11 +75,18 @@ def build_router(
         with structlog.contextvars.bound_contextvars(
             referral_id=str(note.event.referral_id), agency_id=note.event.agency_id, message_id=message_id_of(msg)
         ):
-            outcome = await notifier.deliver(
-                note, round_=int(str((message.headers or {}).get(ROUND_HEADER, 0))), park=park
-            )
-            if isinstance(outcome, RetryLater):
-                wait_queue = topology.notifier_waits[outcome.round - 1]
-                await republish(publisher, message, queue=wait_queue.name, headers={ROUND_HEADER: outcome.round})
+            try:
+                try:
+                    await notifier.deliver(note, round_=round_, onward=Onward(wait, park), replay=replay)
+                except INFRASTRUCTURE_ERRORS as exc:
+                    # The store or the broker failed us, not the channel: try again after the first wait, without
+                    # spending a round (an immediate requeue would spin and then be parked by the delivery limit).
+                    log.warning("notification_delayed_by_infrastructure", error=type(exc).__name__)
+                    await wait(0, round_)
+            except Exception as exc:
+                if not isinstance(exc, PermanentError) and _last_delivery(message):
+                    # The delivery-limit backstop parks it next: say so, with what is known, before it does.
+                    await notifier.failed_for_good(note, f"gave up after repeated errors: {type(exc).__name__}")
+                raise
 
     return router

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from services.notifier.messages import ACKNOWLEDGED, Notification
 from shared.database import UtcDateTime
@@ -31,6 +33,9 @@ notifications = Table(
     Column("status", String(10), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("history", Text, nullable=False),
+    Column("round", Integer, nullable=False, server_default="0"),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("reported", Boolean, nullable=False, server_default="0"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -46,19 +51,36 @@ settled = Table(
 
 class Status(StrEnum):
     PENDING = "pending"
+    SENDING = "sending"
+    """Claimed by one consumer until ``claimed_until``; a copy that finds the lease live waits and comes back."""
     SENT = "sent"
     FAILED = "failed"
     DROPPED = "dropped"
+
+
+ENDED = (Status.SENT, Status.FAILED, Status.DROPPED)
 
 
 @dataclass(frozen=True)
 class Record:
     status: Status
     attempts: int
+    """Requests sent on this notification's channel so far, over every round."""
     history: tuple[str, ...]
     """Why each channel tried for this recipient failed, this one's last."""
     referral_status: str | None
     """How far the referral got when it was last settled (``acknowledged``, ``accepted``, ``cancelled``, …)."""
+    round: int = 0
+    """The retry round of the copy that last claimed it, or that waits for its next try."""
+    reported: bool = False
+    """Whether what followed an end (a report, the next channel, the parking) was confirmed by the broker."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool
+    """True for exactly one copy: the one that may send now."""
+    record: Record
 
 
 class NotificationStore:
@@ -69,61 +91,101 @@ class NotificationStore:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
 
-    async def open(self, note: Notification, now: datetime) -> Record:
-        """The notification's record, made pending the first time it is seen; and whether its referral is
-        settled (taken or cancelled) already. One transaction: this runs for every notification."""
-        try:
-            return await self._open(note, now)
-        except IntegrityError:
-            # Another replica recorded it between our read and our insert: read theirs.
-            return await self._open(note, now)
-
-    async def _open(self, note: Notification, now: datetime) -> Record:
-        referral_id = str(note.event.referral_id)
+    async def claim(
+        self, note: Notification, now: datetime, *, round_: int, lease: timedelta, replay: bool = False
+    ) -> Claim:
+        """Records the notification the first time it is seen, then claims it for ``lease`` in one atomic
+        update: only a pending record, or one whose earlier claim lapsed (its holder crashed), and never for a
+        copy of an older round than the record's. Two copies, two replicas: one of them sends. ``replay`` (an
+        operator's) first puts a record that ended or waits back to pending at round 0."""
+        record_id = notifications.c.notification_id == note.notification_id
         async with self._engine.begin() as connection:
-            row = (
+            await connection.execute(self._insert_new(note, now, round_))
+            if replay:
                 await connection.execute(
-                    select(notifications.c.status, notifications.c.attempts, notifications.c.history).where(
-                        notifications.c.notification_id == note.notification_id
-                    )
+                    update(notifications)
+                    .where(record_id, notifications.c.status.in_([Status.PENDING.value, Status.FAILED.value,
+                                                                  Status.DROPPED.value]))
+                    .values(status=Status.PENDING.value, round=0, claimed_until=None, reported=False, updated_at=now)
+                )  # fmt: skip
+            claimed = await connection.execute(
+                update(notifications)
+                .where(
+                    record_id,
+                    notifications.c.round <= round_,
+                    or_(
+                        notifications.c.status == Status.PENDING.value,
+                        and_(notifications.c.status == Status.SENDING.value, notifications.c.claimed_until < now),
+                    ),
                 )
-            ).one_or_none()
-            taken = await connection.scalar(select(settled.c.status).where(settled.c.referral_id == referral_id))
-            if row is None:
-                await connection.execute(
-                    notifications.insert().values(
-                        notification_id=note.notification_id,
-                        event_id=note.event_id,
-                        referral_id=referral_id,
-                        agency_id=note.event.agency_id,
-                        recipient=note.recipient.id,
-                        channel=note.address.kind,
-                        level=note.level,
-                        status=Status.PENDING.value,
-                        attempts=0,
-                        history=json.dumps(list(note.history)),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                return Record(Status.PENDING, 0, note.history, referral_status=taken)
-        return Record(Status(row.status), row.attempts, tuple(json.loads(row.history)), taken)
+                .values(status=Status.SENDING.value, claimed_until=now + lease, round=round_, updated_at=now)
+            )
+            record = await self._record(connection, note)
+        return Claim(claimed.rowcount == 1, record)
 
-    async def update(
-        self,
-        notification_id: str,
-        now: datetime,
-        *,
-        attempts: int,
-        status: Status | None = None,
-        history: tuple[str, ...] | None = None,
+    def _insert_new(self, note: Notification, now: datetime, round_: int) -> Executable:
+        values = {
+            "notification_id": note.notification_id,
+            "event_id": note.event_id,
+            "referral_id": str(note.event.referral_id),
+            "agency_id": note.event.agency_id,
+            "recipient": note.recipient.id,
+            "channel": note.address.kind,
+            "level": note.level,
+            "status": Status.PENDING.value,
+            "attempts": 0,
+            "history": json.dumps(list(note.history)),
+            "round": round_,
+            "reported": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # Insert-or-nothing in the same transaction as the claim: no read-then-insert race between replicas.
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        statement: Executable = dialect.insert(notifications).values(**values).on_conflict_do_nothing()
+        return statement
+
+    async def _record(self, connection: AsyncConnection, note: Notification) -> Record:
+        row = (
+            await connection.execute(
+                select(
+                    notifications.c.status,
+                    notifications.c.attempts,
+                    notifications.c.history,
+                    notifications.c.round,
+                    notifications.c.reported,
+                ).where(notifications.c.notification_id == note.notification_id)
+            )
+        ).one()
+        taken = await connection.scalar(
+            select(settled.c.status).where(settled.c.referral_id == str(note.event.referral_id))
+        )
+        return Record(
+            Status(row.status), row.attempts, tuple(json.loads(row.history)), taken, row.round, bool(row.reported)
+        )
+
+    async def wait(self, notification_id: str, now: datetime, *, attempts: int, round_: int) -> None:
+        """The notification waits in a wait queue for ``round_``: pending again, so its copy from there claims it,
+        and a copy of an earlier round is known as stale."""
+        await self._set(
+            notification_id, status=Status.PENDING.value, attempts=attempts, round=round_, claimed_until=None,
+            updated_at=now,
+        )  # fmt: skip
+
+    async def end(
+        self, notification_id: str, now: datetime, *, status: Status, attempts: int, history: tuple[str, ...] = ()
     ) -> None:
-        """Records the requests sent so far and, when it ended, how and why."""
-        values: dict[str, object] = {"attempts": attempts, "updated_at": now}
-        if status is not None:
-            values["status"] = status.value
-        if history is not None:
+        """How it ended, recorded before anything that follows is published (``reported`` false until then)."""
+        values: dict[str, object] = {"status": status.value, "attempts": attempts, "claimed_until": None}
+        if history:
             values["history"] = json.dumps(list(history))
+        await self._set(notification_id, **values, reported=status is Status.DROPPED, updated_at=now)
+
+    async def reported(self, notification_id: str) -> None:
+        """What followed its end was confirmed: a copy from now on is simply dropped."""
+        await self._set(notification_id, reported=True)
+
+    async def _set(self, notification_id: str, **values: object) -> None:
         async with self._engine.begin() as connection:
             await connection.execute(
                 update(notifications).where(notifications.c.notification_id == notification_id).values(**values)

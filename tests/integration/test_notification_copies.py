@@ -1,0 +1,75 @@
+"""Copies of one notification (a redelivered fan-out, a second replica, an operator's replay) send it at most
+once; a copy finds out what its original did and finishes only what was left undone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services.notifier.messages import Notification
+from services.notifier.recipients import recipients_for
+from services.notifier.store import NotificationStore, Status
+from shared.database import make_engine
+from tests.notifying import WEDNESDAY_10_WIB, Clock, NotifierRig, an_issued_referral
+from tests.system import eventually
+
+pytestmark = pytest.mark.rabbit
+
+PIKET_PAGI = "+628125502001"
+
+
+@pytest.fixture
+async def rig(amqp_url: str, tmp_path: Path) -> AsyncIterator[NotifierRig]:
+    running = NotifierRig(amqp_url, tmp_path, clock=Clock(WEDNESDAY_10_WIB), retry_schedule=(2.0,))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_a_redelivered_fan_out_while_the_original_waits_in_a_wait_queue_starts_no_second_send(
+    rig: NotifierRig,
+) -> None:
+    rig.gateway.fail_next(PIKET_PAGI, 503, 503, 503)
+    issued = an_issued_referral()
+    event_id = await rig.publish(issued)
+    await rig.reports(1)  # the agency system's
+    await eventually(lambda: rig.gateway.requests[PIKET_PAGI] == 3)  # quick retries spent: now it waits
+    handled = await rig.acked("notifier.notifications")
+
+    await rig.publish(issued, message_id=event_id)
+
+    async def copies_handled() -> bool:
+        return await rig.acked("notifier.notifications") == handled + 2
+
+    await eventually(copies_handled, timeout=5)
+    assert rig.gateway.requests[PIKET_PAGI] == 3  # the copy of round 0 was dropped, not sent
+    [report] = await rig.reports(1)
+    assert (report.recipient, report.attempts) == ("piket-pagi", 4)
+    assert len(rig.gateway.to(PIKET_PAGI)) == 1
+
+
+async def test_a_copy_of_a_notification_sent_but_never_reported_reports_it_without_sending_again(
+    rig: NotifierRig,
+) -> None:
+    issued = an_issued_referral()
+    event_id = "issued-event-1"
+    [agency, officer] = recipients_for(issued, rig.directory, WEDNESDAY_10_WIB).recipients
+    note = Notification.first(event_id, issued, officer, nobody_on_duty=False)
+    engine = make_engine(rig.settings.notifier_database_url)
+    store = NotificationStore(engine)
+    # The original sent the text, recorded it, and lost its report to a broker hiccup.
+    await store.claim(note, WEDNESDAY_10_WIB, round_=0, lease=timedelta(minutes=5))
+    await store.end(note.notification_id, WEDNESDAY_10_WIB, status=Status.SENT, attempts=2)
+
+    await rig.publish(issued, message_id=event_id)
+
+    reports = {report.recipient: report for report in await rig.reports(2)}
+    assert set(reports) == {agency.id, "piket-pagi"}
+    assert (reports["piket-pagi"].notification_id, reports["piket-pagi"].attempts) == (note.notification_id, 2)
+    assert rig.gateway.requests[PIKET_PAGI] == 0
+    claim = await store.claim(note, WEDNESDAY_10_WIB, round_=0, lease=timedelta(minutes=5))
+    await engine.dispose()
+    assert claim.record.reported
