@@ -118,6 +118,10 @@ class DeadLetters:
         await republish(self._publisher, message, queue=dead_letter_queue_name(queue), headers=headers, body=body)
 
 
+_BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-exchange", "x-first-death-queue",
+                             "x-first-death-reason"})  # fmt: skip
+
+
 async def republish(
     publisher: MessagePublisher,
     message: IncomingMessage,
@@ -126,7 +130,10 @@ async def republish(
     headers: dict[str, Any],
     body: bytes | None = None,
 ) -> None:
-    """The same message (body, id, type) to one queue through the default exchange, with extra headers."""
+    """The same message (body, id, type) to one queue through the default exchange, with extra headers. The
+    broker's own delivery bookkeeping stays behind: a copied ``x-delivery-count`` would have a later round parked
+    early by the last-delivery check."""
+    kept = {key: value for key, value in (message.headers or {}).items() if key not in _BROKER_HEADERS}
     properties = {
         "message_id": message.message_id,
         "correlation_id": message.correlation_id,
@@ -138,7 +145,7 @@ async def republish(
         queue,
         body=message.body if body is None else body,
         properties=properties,
-        headers={**(message.headers or {}), **headers},
+        headers={**kept, **headers},
     )
 
 
