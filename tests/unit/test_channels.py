@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from aiosmtplib import (
     SMTPConnectError,
@@ -11,8 +12,19 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
-from services.notifier.channels import PermanentChannelError, TransientChannelError, classify_status
+from services.notifier.channels import (
+    CircuitBreakers,
+    Outgoing,
+    PermanentChannelError,
+    QuickRetries,
+    TransientChannelError,
+    classify_status,
+)
 from services.notifier.channels.email import classify_smtp_error
+from services.notifier.channels.gateway import GatewayChannel
+from services.notifier.channels.webhook import WebhookChannel
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.mark.parametrize("status", [200, 202, 204])
@@ -65,3 +77,34 @@ def test_a_mailbox_that_does_not_exist_is_not_retried_but_a_full_or_greylisting_
 )
 def test_smtp_failures_are_transient_unless_the_server_refuses_for_good(error: SMTPException, transient: bool) -> None:
     assert isinstance(classify_smtp_error(error), TransientChannelError) is transient
+
+
+class _BrokenSession:
+    """An HTTP session whose every answer breaks off mid-body."""
+
+    def post(self, *_: object, **__: object) -> _BrokenSession:
+        return self
+
+    async def __aenter__(self) -> None:
+        raise aiohttp.ClientPayloadError("Response payload is not completed")
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("kind", ["webhook", "gateway"])
+async def test_an_answer_broken_off_mid_body_is_worth_retrying(kind: str) -> None:
+    retries = QuickRetries(attempts=2, breakers=CircuitBreakers(threshold=10, cool_down=30), max_wait_seconds=0)
+    channel: WebhookChannel | GatewayChannel
+    if kind == "webhook":
+        channel = WebhookChannel(timeout_seconds=1, retries=retries)
+        message = Outgoing("n-1", "webhook", "http://agency.example/hook", text="t", payload={}, secret=SECRET)
+    else:
+        channel = GatewayChannel(url="http://gateway.example/messages", token=None, timeout_seconds=1, retries=retries)
+        message = Outgoing("n-1", "sms", "+628125502001", text="t")
+    channel._session = _BrokenSession()  # type: ignore[assignment]
+
+    with pytest.raises(TransientChannelError) as failure:
+        await channel.deliver(message)
+
+    assert failure.value.attempts == 2

@@ -46,9 +46,10 @@ class GatewayChannel:
             async with self._session.post(self._url, json=body, headers=headers, allow_redirects=False) as response:
                 await response.read()
                 status = response.status
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-            raise TransientChannelError(f"gateway unreachable: {type(exc).__name__}") from exc
         except aiohttp.InvalidURL as exc:
             raise PermanentChannelError("gateway address is invalid") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Every other client error (a cut-off body, a broken response) says nothing against the request.
+            raise TransientChannelError(f"gateway unreachable: {type(exc).__name__}") from exc
         if error := classify_status(status, "gateway"):
             raise error

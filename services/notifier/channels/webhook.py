@@ -64,9 +64,10 @@ class WebhookChannel:
             ) as response:
                 await response.read()
                 status = response.status
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-            raise TransientChannelError(f"webhook unreachable: {type(exc).__name__}") from exc
         except aiohttp.InvalidURL as exc:
             raise PermanentChannelError("webhook address is invalid") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Every other client error (a cut-off body, a broken response) says nothing against the request.
+            raise TransientChannelError(f"webhook unreachable: {type(exc).__name__}") from exc
         if error := classify_status(status):
             raise error
