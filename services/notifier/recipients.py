@@ -49,11 +49,15 @@ def contact_of(contact: Contact) -> Recipient:
 
 def recipients_for(event: Event, directory: Directory, at: datetime) -> Fanout:
     """Issued: the agency system and the officers on duty (nobody on duty: the backup, and say so). Escalation
-    level 1: the officers on duty and the backup; 2: the supervisor; 3: the unit above (its system and its
-    officers on duty) or the coordinator. Cancelled: the agency system and the officers on duty. An agency
-    without a roster has its system as its only desk, so its escalations go there."""
+    level 1: the officers on duty and the backup (nobody on duty: the supervisor too); 2: the supervisor; 3: the
+    unit above (its system and its officers on duty) or the coordinator; an agency the directory no longer knows:
+    the coordinator. Cancelled: the agency system and the officers on duty. An agency without a roster has its
+    system as its only desk, so its escalations go there."""
     agency = directory.agency(event.agency_id)
     if agency is None:
+        # An escalation must reach someone even when a reload lost the agency: the coordinator.
+        if isinstance(event, ReferralEscalated) and directory.coordinator is not None:
+            return Fanout((contact_of(directory.coordinator),))
         return Fanout(())
     system = system_of(agency, own=True)
     on_duty = tuple(officer_of(agency, o, own=True) for o in duty_officers(directory, agency, at))
@@ -83,7 +87,9 @@ def _escalation(
     if agency.roster is None:
         return _present(system)
     if event.level == 1:
-        return _present(*on_duty, _role(agency, agency.roster.backup))
+        # With nobody on duty the backup had level 0 already: the supervisor is the one new pair of eyes.
+        supervisor = None if on_duty else _role(agency, agency.roster.supervisor)
+        return _present(*on_duty, _role(agency, agency.roster.backup), supervisor)
     return (_role(agency, agency.roster.supervisor),)
 
 

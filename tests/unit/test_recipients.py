@@ -139,3 +139,19 @@ def test_a_notification_survives_the_wire_as_the_event_it_carries() -> None:
 
         assert type(received.event) is type(event)
         assert received == sent
+
+
+def test_with_nobody_on_duty_level_1_also_reaches_the_supervisor(directory: Directory) -> None:
+    nobody = without_shifts(directory, "dinsos-bengkayang")
+
+    fanout = recipients_for(an_escalation(an_issued_referral(), 1), nobody, WEDNESDAY_10_WIB)
+
+    assert [r.id for r in fanout.recipients] == ["cadangan", "kepala-bidang"]
+
+
+def test_an_escalation_for_an_agency_the_directory_no_longer_knows_reaches_the_coordinator(
+    directory: Directory,
+) -> None:
+    fanout = recipients_for(an_escalation(an_issued_referral("dinsos-gone"), 3), directory, WEDNESDAY_10_WIB)
+
+    assert [r.id for r in fanout.recipients] == ["gugus-tugas-tppo-kalbar"]
