@@ -190,7 +190,7 @@ class Notifier:
             agency = directory.agency(address.to)
             if agency is None or agency.webhook is None:
                 raise PermanentChannelError("webhook no longer in the directory", attempts=0)
-            payload = webhook_payload(event, directory, reader)
+            payload = webhook_payload(event, directory, reader, own=agency.id == event.agency_id)
             return Outgoing(
                 note.notification_id,
                 "webhook",

@@ -191,8 +191,9 @@ def _facts(event: ReferralIssued | ReferralEscalated, directory: Directory) -> d
     }
 
 
-def webhook_payload(event: Event, directory: Directory, reader: Reader) -> dict[str, Any]:
-    """The JSON an agency system receives (level 3 of an escalation reaches the unit above's system)."""
+def webhook_payload(event: Event, directory: Directory, reader: Reader, *, own: bool) -> dict[str, Any]:
+    """The JSON an agency system receives (level 3 of an escalation reaches the unit above's system). Only the
+    referral's ``own`` agency gets the acknowledgement code: whoever holds it can acknowledge for the agency."""
     if isinstance(event, ReferralCancelled):
         return {
             "type": "referral.cancelled",
@@ -218,7 +219,7 @@ def webhook_payload(event: Event, directory: Directory, reader: Reader) -> dict[
         "type": "referral.issued" if isinstance(event, ReferralIssued) else "referral.escalated",
         **_facts(event, directory),
         **timing,
-        "ack_code": event.ack_code,
+        "ack_code": event.ack_code if own else None,
         "link": reader.link,
         "text": short_message(event, directory, reader),
     }
@@ -226,4 +227,6 @@ def webhook_payload(event: Event, directory: Directory, reader: Reader) -> dict[
 
 def referral_notification(event: ReferralIssued, directory: Directory, referral_url: str) -> dict[str, Any]:
     """The webhook payload of a new referral, as the referred agency's system receives it."""
-    return webhook_payload(event, directory, reader_for(directory, event.agency_id, api_link(referral_url, event)))
+    return webhook_payload(
+        event, directory, reader_for(directory, event.agency_id, api_link(referral_url, event)), own=True
+    )

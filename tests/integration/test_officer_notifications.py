@@ -102,6 +102,7 @@ async def test_level_3_of_a_district_unit_reaches_the_provincial_units_system_an
     [webhook] = rig.sink.deliveries
     assert webhook.agency_id == "dinsos-kalbar"
     assert (webhook.payload["type"], webhook.payload["level"]) == ("referral.escalated", 3)
+    assert webhook.payload["ack_code"] is None
     [text] = rig.gateway.to("+628125501001")
     assert "untuk Dinas Sosial Kabupaten Bengkayang belum dikonfirmasi" in text.text
     assert "TERIMA" not in text.text  # only the referral's own officers can acknowledge it

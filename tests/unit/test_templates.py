@@ -124,9 +124,12 @@ def test_an_escalation_email_names_its_level_in_the_subject(directory: Directory
 def test_the_webhook_payload_carries_the_facts_an_agency_system_reads(directory: Directory) -> None:
     issued = an_issued_referral()
 
-    payload = webhook_payload(issued, directory, reader_for(directory, "dinsos-bengkayang", LINK))
+    payload = webhook_payload(issued, directory, reader_for(directory, "dinsos-bengkayang", LINK), own=True)
     escalated = webhook_payload(
-        an_escalation(issued, 3, escalated_to="dinsos-kalbar"), directory, reader_for(directory, "dinsos-kalbar", LINK)
+        an_escalation(issued, 3, escalated_to="dinsos-kalbar"),
+        directory,
+        reader_for(directory, "dinsos-kalbar", LINK),
+        own=False,
     )
 
     assert payload["type"] == "referral.issued"
@@ -138,6 +141,7 @@ def test_the_webhook_payload_carries_the_facts_an_agency_system_reads(directory:
     assert escalated["type"] == "referral.escalated"
     assert escalated["level"] == 3
     assert escalated["escalated_to"] == "dinsos-kalbar"
+    assert escalated["ack_code"] is None  # the unit above acts through its own agency, never on this one's behalf
 
 
 def test_no_channel_ever_carries_victim_identity(directory: Directory) -> None:
@@ -153,7 +157,7 @@ def test_no_channel_ever_carries_victim_identity(directory: Directory) -> None:
         for text in (
             short_message(event, directory, reader),
             *email_message(event, directory, reader),
-            json.dumps(webhook_payload(event, directory, reader)),
+            json.dumps(webhook_payload(event, directory, reader, own=True)),
         )
     ]
 
