@@ -3,12 +3,14 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from aiosmtplib import (
+    SMTPAuthenticationError,
     SMTPConnectError,
     SMTPDataError,
     SMTPException,
     SMTPRecipientRefused,
     SMTPRecipientsRefused,
     SMTPResponseException,
+    SMTPSenderRefused,
     SMTPServerDisconnected,
 )
 
@@ -17,6 +19,7 @@ from services.notifier.channels import (
     Outgoing,
     PermanentChannelError,
     QuickRetries,
+    RecipientDeferredError,
     TransientChannelError,
     classify_status,
 )
@@ -108,3 +111,31 @@ async def test_an_answer_broken_off_mid_body_is_worth_retrying(kind: str) -> Non
         await channel.deliver(message)
 
     assert failure.value.attempts == 2
+
+
+async def test_a_recipient_deferred_by_the_mail_server_is_retried_later_without_opening_the_servers_circuit() -> None:
+    breakers = CircuitBreakers(threshold=1, cool_down=30)
+    retries = QuickRetries(attempts=2, breakers=breakers, max_wait_seconds=0)
+
+    async def deferred() -> None:
+        raise classify_smtp_error(SMTPRecipientsRefused([SMTPRecipientRefused(452, "mailbox full", "x@example.org")]))
+
+    with pytest.raises(TransientChannelError):
+        await retries.run("smtp://relay:25", deferred, channel="email")
+
+    assert breakers.allows("smtp://relay:25")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SMTPAuthenticationError(535, "authentication failed"),
+        SMTPResponseException(530, "authentication required"),
+        SMTPSenderRefused(550, "sender rejected", "rujukan@example.org"),
+    ],
+)
+def test_a_relay_refusing_our_login_or_sender_is_a_transient_fault_of_the_relay(error: SMTPException) -> None:
+    classified = classify_smtp_error(error)
+
+    assert isinstance(classified, TransientChannelError)
+    assert not isinstance(classified, RecipientDeferredError)

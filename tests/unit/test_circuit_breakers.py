@@ -22,11 +22,20 @@ def test_an_endpoint_is_left_alone_after_repeated_failures_then_probed_once() ->
     closed_while_cooling = breakers.allows(ENDPOINT)
     clock.now = 31
     probe_allowed = breakers.allows(ENDPOINT)
+    second_while_probing = breakers.allows(ENDPOINT)
     breakers.failed(ENDPOINT)
+    after_failed_probe = breakers.allows(ENDPOINT)
+    clock.now = 62
+    next_probe = breakers.allows(ENDPOINT)
+    breakers.succeeded(ENDPOINT)
 
     assert not closed_while_cooling
     assert probe_allowed
-    assert not breakers.allows(ENDPOINT)
+    assert not second_while_probing
+    assert not after_failed_probe
+    assert next_probe
+    assert breakers.allows(ENDPOINT)
+    assert breakers.allows(ENDPOINT)
 
 
 def test_a_success_closes_the_circuit_and_forgets_earlier_failures() -> None:

@@ -35,6 +35,11 @@ def classify_status(status: int, channel: str = "webhook") -> ChannelError | Non
     return PermanentChannelError(f"{channel} answered HTTP {status}")
 
 
+class RecipientDeferredError(TransientChannelError):
+    """The endpoint works but defers this one recipient (SMTP 4xx on RCPT: a full or greylisting mailbox): worth
+    trying later, and no mark against the endpoint's circuit."""
+
+
 class CircuitOpenError(TransientChannelError):
     """The endpoint's circuit is open: no request was sent, and no quick retry is worth waiting for."""
 
@@ -52,7 +57,8 @@ class _Circuit:
 class CircuitBreakers:
     """Stops hammering an endpoint that keeps failing: after ``threshold`` transient failures in a row its
     circuit opens for ``cool_down`` seconds, during which its messages go straight to a wait queue instead of
-    holding prefetch slots that other agencies' notifications need. The first request after that probes."""
+    holding prefetch slots that other agencies' notifications need. After that one request at a time probes; the
+    others keep waiting until a probe succeeds (or, if a probe never answers, another cool-down passes)."""
 
     def __init__(self, *, threshold: int, cool_down: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._threshold = threshold
@@ -61,7 +67,15 @@ class CircuitBreakers:
         self._circuits: dict[str, _Circuit] = {}
 
     def allows(self, endpoint: str) -> bool:
-        return self._clock() >= self._circuits.get(endpoint, _Circuit()).open_until
+        circuit = self._circuits.get(endpoint)
+        if circuit is None or circuit.open_until == 0.0:
+            return True
+        now = self._clock()
+        if now < circuit.open_until:
+            return False
+        # Half-open: this caller is the probe; the circuit counts as open for everyone else meanwhile.
+        circuit.open_until = now + self._cool_down
+        return True
 
     def failed(self, endpoint: str) -> None:
         circuit = self._circuits.setdefault(endpoint, _Circuit())
@@ -130,6 +144,8 @@ class QuickRetries:
                     attempts += 1
                     try:
                         await send()
+                    except RecipientDeferredError:
+                        raise
                     except TransientChannelError:
                         self._breakers.failed(endpoint)
                         raise

@@ -12,9 +12,13 @@ from services.notifier.channels import (
     Outgoing,
     PermanentChannelError,
     QuickRetries,
+    RecipientDeferredError,
     TransientChannelError,
 )
 from shared.settings import Settings
+
+_LOGIN_REFUSED = (530, 535)
+"""Authentication required, or credentials refused."""
 
 
 def classify_smtp_error(error: aiosmtplib.SMTPException) -> ChannelError:
@@ -24,7 +28,12 @@ def classify_smtp_error(error: aiosmtplib.SMTPException) -> ChannelError:
         codes = [refused.code for refused in error.recipients]
         permanent = all(code >= 500 for code in codes)
         reason = f"email recipient refused (SMTP {', '.join(map(str, codes))})"
-        return PermanentChannelError(reason) if permanent else TransientChannelError(reason)
+        return PermanentChannelError(reason) if permanent else RecipientDeferredError(reason)
+    if isinstance(error, aiosmtplib.SMTPSenderRefused) or (
+        isinstance(error, aiosmtplib.SMTPResponseException) and error.code in _LOGIN_REFUSED
+    ):
+        # Our own login or sender address at fault: the relay's trouble (and ours), never the recipient's.
+        return TransientChannelError(f"email server refused our login or sender: SMTP {error.code}")
     if isinstance(error, aiosmtplib.SMTPResponseException) and not isinstance(
         error, aiosmtplib.SMTPConnectResponseError
     ):
