@@ -9,7 +9,23 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, and_, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DefaultClause,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -58,6 +74,18 @@ class Status(StrEnum):
     DROPPED = "dropped"
 
 
+def _add_new_columns(connection: Connection) -> None:
+    """A store made before the claim columns existed gets them, with their defaults (no migration tool here)."""
+    present = {column["name"] for column in inspect(connection).get_columns(notifications.name)}
+    for column in notifications.columns:
+        if column.name not in present:
+            kind = column.type.compile(connection.dialect)
+            default = (
+                f" DEFAULT '{column.server_default.arg}'" if isinstance(column.server_default, DefaultClause) else ""
+            )
+            connection.execute(text(f'ALTER TABLE {notifications.name} ADD COLUMN "{column.name}" {kind}{default}'))
+
+
 ENDED = (Status.SENT, Status.FAILED, Status.DROPPED)
 
 
@@ -90,6 +118,7 @@ class NotificationStore:
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
+            await connection.run_sync(_add_new_columns)
 
     async def claim(
         self, note: Notification, now: datetime, *, round_: int, lease: timedelta, replay: bool = False

@@ -146,3 +146,21 @@ async def test_a_failed_notification_keeps_the_history_of_why(store: Notificatio
 
     record = (await claim(store, note)).record
     assert (record.status, record.history) == (Status.FAILED, ("webhook: gone", "email: 550"))
+
+
+async def test_a_store_made_before_claims_existed_gains_their_columns_at_start(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/old.db")
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE TABLE notifier_notifications (notification_id VARCHAR(36) PRIMARY KEY, event_id VARCHAR(64) NOT "
+            "NULL, referral_id VARCHAR(36) NOT NULL, agency_id VARCHAR(60) NOT NULL, recipient VARCHAR(200) NOT NULL, "
+            "channel VARCHAR(20) NOT NULL, level INTEGER NOT NULL, status VARCHAR(10) NOT NULL, attempts INTEGER NOT "
+            "NULL, history TEXT NOT NULL, created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL)"
+        )
+    old = NotificationStore(engine)
+
+    await old.create_schema()
+
+    note, _ = notifications_of_a_referral()
+    assert (await claim(old, note)).claimed
+    await engine.dispose()
