@@ -177,12 +177,13 @@ def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
 async def run_demo(settings: Settings, *, timeout: float) -> int:
     from services.cli import build_services
 
-    settings = settings.model_copy(update={"inbound_gateway_token": GATEWAY_TOKEN})
+    referral_url = f"http://{settings.http_host}:{settings.referral_port}"
+    # The demo's officers tap their links on this machine, wherever the referral service was told to listen.
+    settings = settings.model_copy(update={"inbound_gateway_token": GATEWAY_TOKEN, "public_referral_url": referral_url})
     directory = load_directory(settings.config)
     sealer = load_sealer(settings)
     webhook_urls = {urlsplit(str(a.webhook.url)) for a in directory.receiving_agencies() if a.webhook}
     ports = {url.port for url in webhook_urls if url.hostname in ("127.0.0.1", "localhost") and url.port}
-    referral_url = f"http://{settings.http_host}:{settings.referral_port}"
     running = Running(
         build_services(("intake", "referral", "notifier"), settings, directory, sealer), settings.http_host
     )
