@@ -94,3 +94,34 @@ async def test_when_email_fails_too_delivery_is_reported_failed_with_its_history
     assert (note.recipient.id, note.address.kind, note.history) == ("agency", "email", (history[0],))
     assert "Andi" not in parked.body.decode()
     assert system.smtp.mails == []
+
+
+async def test_when_every_channel_of_everyone_fails_the_referral_is_failed_escalated_and_its_history_kept(
+    system: System, broker: BrokerClient
+) -> None:
+    agency = system.directory.agency("dinsos-bengkayang")
+    assert agency is not None
+    assert agency.roster is not None
+    system.sink.fail_next(agency.id, *([503] * 100))
+    system.smtp.refuse(DESK)
+    for officer in agency.roster.officers:
+        for channel in officer.channels:
+            if channel.kind.value == "email":
+                system.smtp.refuse(channel.to)
+            else:
+                system.gateway.fail_next(channel.to, *([503] * 100))
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    def failed_and_escalated(case: dict[str, Any]) -> bool:
+        escalated = any(e["event"] == "escalated" for e in case["timeline"])
+        return case["referrals"][0]["status"] == "failed" and escalated
+
+    case = await system.case_when(response.json()["case_id"], failed_and_escalated, timeout=40)
+
+    [failed] = failed_for_the_agency(case)
+    assert [entry.split(":")[0] for entry in failed["detail"]["reason"].split("; ")] == ["webhook", "email"]
+    [escalated] = [e for e in case["timeline"] if e["event"] == "escalated"]
+    assert escalated["detail"]["level"] == 1
+    assert escalated["detail"]["reason"].startswith("delivery failed")
+    assert await broker.depth("notifier.notifications.dead") >= 1
+    assert system.smtp.mails == []
