@@ -9,12 +9,19 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from services.notifier.channels import Channel, Outgoing, PermanentChannelError, TransientChannelError
+from services.notifier.channels import (
+    Channel,
+    CircuitOpenError,
+    Outgoing,
+    PermanentChannelError,
+    TransientChannelError,
+)
 from services.notifier.messages import Event, Notification
 from services.notifier.recipients import recipients_for
 from services.notifier.store import ENDED, NotificationStore, Record, Status
 from services.notifier.templates import Reader, api_link, email_message, reader_for, short_message, webhook_payload
 from shared.broker import Envelope, MessagePublisher
+from shared.contracts.base import Priority
 from shared.contracts.referrals import (
     ReferralCancelled,
     ReferralDelivered,
@@ -29,6 +36,9 @@ from shared.links import LinkClaim, LinkSigner
 from shared.topology import EVENTS
 
 log = structlog.get_logger(__name__)
+
+URGENT_ROUNDS = 2
+"""Wait rounds (30 s and 2 min by default) an urgent notification spends on a channel before the next one."""
 
 
 CLAIM_LEASE = timedelta(minutes=5)
@@ -123,13 +133,14 @@ class Notifier:
             attempts = await self._channels[kind].deliver(self._outgoing(note))
         except TransientChannelError as exc:
             total = record.attempts + exc.attempts
-            if round_ < self._retry_rounds:
+            if round_ < self._rounds_before_next_channel(note, exc):
                 # Published before the record says so: if the store fails now, the claim lapses and a copy sends.
                 await onward.wait(round_, round_ + 1)
                 await self._store.wait(note.notification_id, now, attempts=total, round_=round_ + 1)
                 log.warning("notification_retry_later", channel=kind, reason=exc.reason, attempt=round_ + 1)
                 return
-            why = f"{kind}: retry schedule spent after {total} attempts: {exc.reason}"
+            spent = "circuit open, next channel" if isinstance(exc, CircuitOpenError) else "retry schedule spent"
+            why = f"{kind}: {spent} after {total} attempts: {exc.reason}"
             await self._give_up(note, (*note.history, why), total, onward)
             return
         except PermanentChannelError as exc:
@@ -142,6 +153,18 @@ class Notifier:
         await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total)
         await self._delivered(note, note.earlier_attempts + total)
         await self._store.reported(note.notification_id)
+
+    def _rounds_before_next_channel(self, note: Notification, error: TransientChannelError) -> int:
+        """The whole schedule on a recipient's last channel. With another channel to try, none while this one's
+        circuit is open (the channel is down for everyone), and only the first steps for an urgent referral:
+        a child's one-hour deadline must not wait hours on a dead gateway while email works."""
+        if note.channel + 1 >= len(note.recipient.channels):
+            return self._retry_rounds
+        if isinstance(error, CircuitOpenError):
+            return 0
+        if getattr(note.event, "priority", None) is Priority.URGENT:
+            return min(URGENT_ROUNDS, self._retry_rounds)
+        return self._retry_rounds
 
     async def _unclaimed(self, note: Notification, record: Record, *, round_: int, onward: Onward) -> None:
         """Another copy holds it, held it, or ended it."""

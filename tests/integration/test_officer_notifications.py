@@ -249,3 +249,22 @@ async def test_victims_added_to_a_referral_already_taken_are_news_and_their_link
     assert link is not None
     claim = LinkSigner(load_link_key(rig.settings)).verify(link[1], now=WEDNESDAY_10_WIB + timedelta(days=4))
     assert claim.expires_at == amended_at + timedelta(hours=rig.settings.link_ttl_hours)
+
+
+async def test_with_the_sms_gateway_down_the_officer_gets_the_email_at_once_not_after_the_retry_schedule(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    rig = NotifierRig(
+        amqp_url, tmp_path, clock=Clock(WEDNESDAY_10_WIB), retry_schedule=(600.0,), webhook_circuit_failures=1
+    )
+    await rig.start()
+    try:
+        rig.gateway.fail_next(PIKET_PAGI, *([503] * 10))
+        await rig.publish(an_issued_referral())
+        reports = delivered_to(await rig.reports(2, timeout=15))
+    finally:
+        await rig.stop()
+
+    assert reports["piket-pagi"].channel == "email"
+    [mail] = rig.smtp.to("piket-pagi.dinsos-bengkayang@example.org")
+    assert "/o/" in mail.body
