@@ -93,9 +93,12 @@ def _agency_name(event: Event, directory: Directory) -> str:
 def headline(event: Event, directory: Directory, reader: Reader) -> str:
     code, regency = event.case_code, _regency(event, directory)
     if isinstance(event, ReferralCancelled):
+        sent_by_mistake = event.reason == "entered_in_error"
         if reader.english:
-            return f"TPPO referral {code} ({regency}) CANCELLED: the case was withdrawn by the reporting unit"
-        return f"Rujukan TPPO {code} ({regency}) DIBATALKAN: kasus ditarik oleh pelapor"
+            why = "it was sent by mistake" if sent_by_mistake else "the case was withdrawn by the reporting unit"
+            return f"TPPO referral {code} ({regency}) CANCELLED: {why}"
+        why = "rujukan ini terkirim karena kesalahan" if sent_by_mistake else "kasus ditarik oleh pelapor"
+        return f"Rujukan TPPO {code} ({regency}) DIBATALKAN: {why}"
     urgent = _urgent(event.priority, reader)
     if isinstance(event, ReferralIssued):
         return f"New TPPO referral {code}{urgent}" if reader.english else f"Rujukan TPPO baru {code}{urgent}"

@@ -87,6 +87,17 @@ def test_a_cancellation_stands_the_reader_down_without_link_or_code(directory: D
     )
 
 
+def test_a_referral_sent_by_mistake_is_cancelled_as_such_not_as_a_withdrawn_case(directory: Directory) -> None:
+    mistake = a_cancellation(an_issued_referral()).model_copy(update={"reason": "entered_in_error"})
+
+    text = short_message(mistake, directory, reader_for(directory, "dinsos-bengkayang"))
+
+    assert text == (
+        "Rujukan TPPO KB-26-7QK2M9 (Bengkayang) DIBATALKAN: rujukan ini terkirim karena kesalahan. "
+        "Tidak perlu tindak lanjut."
+    )
+
+
 def test_someone_who_only_needs_to_know_gets_no_link(directory: Directory) -> None:
     text = short_message(an_escalation(an_issued_referral(), 3), directory, reader_for(directory, None))
 
