@@ -105,7 +105,7 @@ async def test_an_answer_broken_off_mid_body_is_worth_retrying(kind: str) -> Non
     else:
         channel = GatewayChannel(url="http://gateway.example/messages", token=None, timeout_seconds=1, retries=retries)
         message = Outgoing("n-1", "sms", "+628125502001", text="t")
-    channel._session = _BrokenSession()  # type: ignore[assignment]
+    channel._http._session = _BrokenSession()  # type: ignore[assignment]
 
     with pytest.raises(TransientChannelError) as failure:
         await channel.deliver(message)
