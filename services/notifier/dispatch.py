@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -21,6 +21,7 @@ from services.notifier.recipients import recipients_for
 from services.notifier.store import ENDED, NotificationStore, Record, Status
 from services.notifier.templates import Reader, api_link, email_message, reader_for, short_message, webhook_payload
 from shared.broker import Envelope, MessagePublisher
+from shared.clock import utcnow
 from shared.contracts.base import Priority
 from shared.contracts.referrals import (
     ReferralCancelled,
@@ -56,10 +57,6 @@ class Onward:
     """Into the dead-letter queue with its reason: every channel of the recipient is spent."""
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _event_time(event: Event) -> datetime:
     if isinstance(event, ReferralIssued):
         return event.amended_at or event.issued_at
@@ -93,7 +90,7 @@ class Notifier:
         self._referral_url = referral_url
         self._link_ttl = link_ttl
         self._retry_rounds = retry_rounds
-        self._clock = clock or _utcnow
+        self._clock = clock or utcnow
         self._lease = lease
 
     async def fan_out(self, event: Event, *, event_id: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
@@ -22,6 +22,7 @@ from services.referral.outbox import OutboxRelay
 from services.referral.referrals import Referrals
 from services.referral.sms_replies import build_sms_replies
 from shared.broker import MessagePublisher, make_broker
+from shared.clock import utcnow
 from shared.consuming import DeadLetterMiddleware, DeadLetters
 from shared.database import make_engine, ping
 from shared.directory import Directory
@@ -35,16 +36,12 @@ from shared.topology import build_topology
 log = structlog.get_logger(__name__)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def build_referral(
     settings: Settings,
     directory: Callable[[], Directory],
     sealer: IdentitySealer,
     *,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Service:
     """``clock`` is the time deadlines are set and swept by; tests move it instead of waiting."""
     broker = make_broker(settings, app_id="rujukan-referral")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -19,6 +19,7 @@ from services.referral.ledger import Deadline, Ledger, LedgerTx, Referral
 from services.referral.lifecycle import AWAITING_ACK, deadline_met
 from services.referral.working_time import WorkingCalendar
 from shared.broker import Envelope
+from shared.clock import utcnow
 from shared.contracts.referrals import DeadlineKind, ReferralEscalated
 from shared.directory import Deadlines, Directory
 from shared.ids import derived_id
@@ -33,10 +34,6 @@ _RETRY_BROKEN = timedelta(minutes=5)
 _MISSED = {DeadlineKind.ACKNOWLEDGE: "not acknowledged in time", DeadlineKind.ACCEPT: "not accepted in time"}
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class DeadlineSweeper:
     def __init__(
         self,
@@ -45,7 +42,7 @@ class DeadlineSweeper:
         *,
         interval_seconds: float,
         on_commit: Callable[[], None] = lambda: None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         batch: int = 20,
     ) -> None:
         self._ledger = ledger

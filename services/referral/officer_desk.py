@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ import structlog
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral
 from services.referral.lifecycle import AWAITING_ACK, Reply
 from services.referral.referrals import Referrals, ReplyCommand
+from shared.clock import utcnow
 from shared.directory import Agency, Directory, Officer
 from shared.errors import IllegalTransitionError, NotPermittedError, RujukanError
 from shared.links import LinkClaim, LinkError, LinkSigner
@@ -77,10 +78,6 @@ class SmsOutcome:
     referral_id: UUID | None = None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class OfficerDesk:
     def __init__(
         self,
@@ -91,7 +88,7 @@ class OfficerDesk:
         *,
         pin_attempts: int,
         pin_lockout: timedelta,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
         self._referrals = referrals

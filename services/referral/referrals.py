@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from services.referral.lifecycle import (
 from services.referral.routing import route
 from services.referral.working_time import WorkingCalendar
 from shared.broker import Envelope
+from shared.clock import utcnow
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import (
@@ -93,10 +94,6 @@ class ReferralView:
     identity: dict[str, dict[str, Any]]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Referrals:
     def __init__(
         self,
@@ -106,7 +103,7 @@ class Referrals:
         *,
         on_commit: Callable[[], None] = lambda: None,
         on_deadline_due: Callable[[], None] = lambda: None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
         self._directory = directory
