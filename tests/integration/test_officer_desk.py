@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -30,13 +31,24 @@ A_GIRL = a_victim(victim_ref="V1", full_name="Siti Aminah", sex="female", age_ye
 
 @pytest.fixture
 async def desk_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> AsyncIterator[System]:
+    """Intake and referral only: the tests make the links and read the codes themselves."""
+    async with running_system(amqp_url, sink, tmp_path, ("intake", "referral")) as system:
+        yield system
+
+
+@contextlib.asynccontextmanager
+async def running_system(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path, names: tuple[str, ...]
+) -> AsyncIterator[System]:
     directory = directory_for(sink)
     sink.directory = directory
     settings = settings_for(amqp_url, tmp_path, inbound_gateway_token="gw-test")
-    running = System(settings, directory, sink, ("intake", "referral"))
+    running = System(settings, directory, sink, names)
     await running.start()
-    yield running
-    await running.stop()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 async def a_referral(system: System, broker: BrokerClient) -> tuple[str, str, str]:
@@ -206,13 +218,8 @@ async def test_a_wrong_code_or_an_unknown_number_acknowledges_nothing(
 
 @pytest.fixture
 async def full_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> AsyncIterator[System]:
-    directory = directory_for(sink)
-    sink.directory = directory
-    settings = settings_for(amqp_url, tmp_path, inbound_gateway_token="gw-test")
-    running = System(settings, directory, sink, ("intake", "referral", "notifier"))
-    await running.start()
-    yield running
-    await running.stop()
+    async with running_system(amqp_url, sink, tmp_path, ("intake", "referral", "notifier")) as system:
+        yield system
 
 
 async def officers_text(system: System, case_code: str) -> Any:
