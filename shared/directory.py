@@ -372,6 +372,10 @@ class Directory(_Config):
         default=None, description="The Gugus Tugas TPPO secretariat: escalation level 3 above a provincial unit."
     )
     calendar: Calendar = Calendar()
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Whether agency webhooks may point at loopback or private addresses (the local demo only).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Directory:

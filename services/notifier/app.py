@@ -34,7 +34,7 @@ from shared.topology import build_topology
 log = structlog.get_logger(__name__)
 
 
-def build_channels(settings: Settings) -> list[Channel]:
+def build_channels(settings: Settings, directory: Callable[[], Directory]) -> list[Channel]:
     # One breaker set for every endpoint: a dead agency webhook, SMTP server or gateway is left alone for a
     # while instead of holding the prefetch slots that every other notification needs.
     retries = QuickRetries(
@@ -44,7 +44,11 @@ def build_channels(settings: Settings) -> list[Channel]:
         ),
     )
     return [
-        WebhookChannel(timeout_seconds=settings.webhook_timeout_seconds, retries=retries),
+        WebhookChannel(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            retries=retries,
+            allow_private=lambda: directory().allow_private_webhooks,
+        ),
         EmailChannel(settings, retries=retries),
         GatewayChannel(
             url=settings.sms_gateway_url,
@@ -74,7 +78,7 @@ def build_notifier(
     # under the same notification id, which receivers drop. Not worth an fsync per notification.
     engine = make_engine(settings.notifier_database_url, survive_power_loss=False)
     store = NotificationStore(engine)
-    channels = build_channels(settings)
+    channels = build_channels(settings, directory)
     notifier = Notifier(
         directory,
         channels,

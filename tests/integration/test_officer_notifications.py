@@ -268,3 +268,24 @@ async def test_with_the_sms_gateway_down_the_officer_gets_the_email_at_once_not_
     assert reports["piket-pagi"].channel == "email"
     [mail] = rig.smtp.to("piket-pagi.dinsos-bengkayang@example.org")
     assert "/o/" in mail.body
+
+
+async def test_a_webhook_pointed_inside_the_network_is_refused_and_the_agency_is_reached_by_email(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    rig = NotifierRig(
+        amqp_url,
+        tmp_path,
+        clock=Clock(WEDNESDAY_10_WIB),
+        adjust=lambda directory: directory.model_copy(update={"allow_private_webhooks": False}),
+    )
+    await rig.start()
+    try:
+        await rig.publish(an_issued_referral())
+        reports = delivered_to(await rig.reports(2))
+    finally:
+        await rig.stop()
+
+    assert reports["agency"].channel == "email"
+    assert rig.sink.requests["dinsos-bengkayang"] == 0
+    assert rig.smtp.to("meja.dinsos-bengkayang@example.org")
