@@ -17,7 +17,9 @@ CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 class Contract(BaseModel):
     """A message body. ``TYPE`` travels in the AMQP ``type`` property, e.g. ``case.reported.v1``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # A refused message's error names the field, never its value: the value may be a victim's NIK or name,
+    # and errors end up in logs and dead-letter reasons.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
     TYPE: ClassVar[str]
 
 

@@ -144,3 +144,14 @@ def test_refusal_never_repeats_the_rejected_value(victim: dict[str, Any], reject
 
     assert errors
     assert rejected_value not in str(errors)
+
+
+def test_a_refused_report_s_error_never_quotes_the_values_it_refused() -> None:
+    body = a_case_report_body(victims=[a_victim(full_name="Siti Aminah", nik="61070123XX")])
+
+    with pytest.raises(ValidationError) as refused:
+        CaseReport.model_validate(body)
+
+    assert "nik" in str(refused.value)
+    assert "61070123XX" not in str(refused.value)
+    assert "Siti Aminah" not in str(refused.value)
