@@ -32,6 +32,7 @@ from shared.contracts.base import AgencyId, Priority, RegencyCode
 from shared.contracts.cases import MigrantWorkerStatus, Sex
 from shared.errors import ConfigurationError
 from shared.settings import parse_duration
+from shared.tokens import ApiToken, Scope, find_token
 
 
 class AgencyKind(StrEnum):
@@ -306,7 +307,7 @@ class Agency(_Config):
     name: str
     kind: AgencyKind
     jurisdiction: Jurisdiction
-    api_token_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    api_tokens: tuple[ApiToken, ...] = Field(min_length=1, description="More than one while a token is rotated.")
     webhook: Webhook | None = Field(default=None, description="The agency system's channel.")
     email: Annotated[str | None, Field(description="The agency desk's address; the webhook's fallback.")] = None
     inbox: bool = Field(default=True, description="False for an agency with no AMQP consumer of its inbox.")
@@ -322,9 +323,44 @@ class Agency(_Config):
             raise ValueError("not an email address")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_token(cls, data: Any) -> Any:
+        # Directories from before scoped tokens name one hash; it keeps the one thing its agency's kind did.
+        if isinstance(data, dict) and "api_token_sha256" in data:
+            if "api_tokens" in data:
+                raise ValueError("api_token_sha256 and api_tokens: keep api_tokens only")
+            data = dict(data)
+            scope = Scope.REPORT if data.get("kind") == AgencyKind.POLICE else Scope.RECEIVE
+            data["api_tokens"] = [{"sha256": data.pop("api_token_sha256"), "scopes": [scope]}]
+        return data
+
+    @model_validator(mode="after")
+    def _scopes_fit_kind(self) -> Agency:
+        wrong = {Scope.OPERATE, Scope.RECEIVE if self.kind is AgencyKind.POLICE else Scope.REPORT}
+        for token in self.api_tokens:
+            if found := wrong.intersection(token.scopes):
+                raise ValueError(f"a {self.kind} agency's token cannot have scope {sorted(found)[0]}")
+        return self
+
     @property
     def receives_referrals(self) -> bool:
         return self.kind is not AgencyKind.POLICE
+
+
+class Operator(_Config):
+    """A person or team running Rujukan: tokens with the ``operate`` scope, no agency, no victim identity."""
+
+    id: Slug
+    name: str
+    api_tokens: tuple[ApiToken, ...] = Field(min_length=1)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _operate_only(cls, tokens: tuple[ApiToken, ...]) -> tuple[ApiToken, ...]:
+        if any(scope is not Scope.OPERATE for token in tokens for scope in token.scopes):
+            raise ValueError("an operator's token has the operate scope only")
+        return tokens
 
 
 class Calendar(_Config):
@@ -372,6 +408,7 @@ class Directory(_Config):
         default=None, description="The Gugus Tugas TPPO secretariat: escalation level 3 above a provincial unit."
     )
     calendar: Calendar = Calendar()
+    operators: tuple[Operator, ...] = ()
     allow_private_webhooks: bool = Field(
         default=False,
         description="Whether agency webhooks may point at loopback or private addresses (the local demo only).",
@@ -388,9 +425,10 @@ class Directory(_Config):
     def agency(self, agency_id: str) -> Agency | None:
         return next((a for a in self.agencies if a.id == agency_id), None)
 
-    def agency_for_token(self, token: str) -> Agency | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        return next((a for a in self.agencies if a.api_token_sha256 == digest), None)
+    def token_holder(self, token: str) -> tuple[Agency | Operator, ApiToken] | None:
+        """Whose token this is (an agency or an operator), and its entry; expired or not."""
+        holders: list[Agency | Operator] = [*self.agencies, *self.operators]
+        return find_token(((holder, entry) for holder in holders for entry in holder.api_tokens), token)
 
     def resolve(self, kind: AgencyKind, regency_code: str) -> Agency:
         """The unit of ``kind`` covering the regency, else the provincial unit (always there: validated)."""
@@ -455,6 +493,19 @@ def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ..
             problems.append(
                 (("agencies", index, "jurisdiction"), "a provincial unit escalates to the coordinator: add one")
             )
+    # A token names one holder: a hash shared by two would let one act as the other.
+    hashes: dict[str, str] = {}
+    entries: list[tuple[str, int, Agency | Operator]] = [
+        *(("agencies", index, agency) for index, agency in enumerate(directory.agencies)),
+        *(("operators", index, operator) for index, operator in enumerate(directory.operators)),
+    ]
+    for section, index, token_holder in entries:
+        for position, token in enumerate(token_holder.api_tokens):
+            if token.sha256 in hashes:
+                problems.append(
+                    ((section, index, "api_tokens", position, "sha256"), f"is also {hashes[token.sha256]}'s token")
+                )
+            hashes.setdefault(token.sha256, token_holder.id)
     # An SMS reply is recognised by its sender's number, so one number is one officer.
     phones: dict[str, str] = {}
     for index, agency in enumerate(directory.agencies):

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.clock import utcnow
 from shared.directory import Agency, Directory
+from shared.tokens import FailureLimiter, token_sha256
+from shared.tokens import Scope as TokenScope  # Scope alone is ASGI's
+
+log = structlog.get_logger(__name__)
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -125,20 +135,75 @@ async def _no_receive() -> Message:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def agency_auth(directory_source: Callable[[], Directory]) -> Callable[..., Awaitable[Agency]]:
-    """A dependency answering the calling agency, or 401 for a missing or unknown token."""
+@dataclass(frozen=True)
+class Caller:
+    """Who called, by a valid token: an agency, or an operator (``agency`` None), and what the token may do."""
+
+    id: str
+    agency: Agency | None
+    scopes: frozenset[TokenScope]
+
+    def acting_as(self, scope: TokenScope) -> Agency:
+        """The calling agency when its token has ``scope``; otherwise 403 (the token is good, not for this)."""
+        if self.agency is None or scope not in self.scopes:
+            raise HTTPException(status_code=403, detail=f"this token does not have the {scope} scope")
+        return self.agency
+
+
+def scoped(authenticate: Any, scope: TokenScope) -> Any:
+    """A dependency answering the calling agency when its token has ``scope`` (403 otherwise): checked before
+    the body is read, so a caller without the scope learns nothing from validation errors."""
+
+    async def acting(caller: Caller = authenticate) -> Agency:
+        return caller.acting_as(scope)
+
+    return Depends(acting)
+
+
+def agency_auth(
+    directory_source: Callable[[], Directory],
+    *,
+    limiter: FailureLimiter | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Callable[..., Awaitable[Caller]]:
+    """A dependency answering the caller, 401 for a missing, unknown or expired token, and 429 for a client
+    address with too many failures lately (whatever it sends: a guesser must not learn when it got one)."""
+    failures = limiter or FailureLimiter()
 
     async def authenticate(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Agency:
-        agency = directory_source().agency_for_token(credentials.credentials) if credentials else None
-        if agency is None:
+    ) -> Caller:
+        address = request.client.host if request.client else "unknown"
+        wait = failures.retry_after(address, monotonic())
+        if wait is not None:
             raise HTTPException(
-                status_code=401,
-                detail="missing or unknown bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
+                status_code=429,
+                detail="too many failed authentications from this address; try again later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        return agency
+        found = directory_source().token_holder(credentials.credentials) if credentials else None
+        if found is not None and found[1].valid_at(clock()):
+            holder, entry = found
+            return Caller(holder.id, holder if isinstance(holder, Agency) else None, frozenset(entry.scopes))
+        if credentials is None:
+            why, detail = "no bearer token", "missing or unknown bearer token"
+        elif found is None:
+            # A prefix of the hash lets an operator tell attempts apart; the token itself is never logged.
+            why, detail = (
+                f"unknown token sha256:{token_sha256(credentials.credentials)[:8]}",
+                "missing or unknown bearer token",
+            )
+        else:
+            holder, entry = found
+            why, detail = f"expired token {entry.label or entry.sha256[:8]} of {holder.id}", "bearer token expired"
+        count = failures.fail(address, monotonic())
+        log.warning(
+            "authentication_failed", reason=f"{why} from {address}", path=request.url.path, method=request.method,
+            count=count,
+        )  # fmt: skip
+        raise HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
     return authenticate
 

@@ -17,10 +17,11 @@ from services.intake.reports import (
     UnknownCaseError,
 )
 from shared.contracts.cases import CaseReport, WithdrawalReason
-from shared.directory import Agency, AgencyKind
+from shared.directory import Agency
 from shared.errors import NotPermittedError, ReportConflictError
-from shared.http import ErrorAnswers, problem
+from shared.http import ErrorAnswers, problem, scoped
 from shared.ids import case_id_for
+from shared.tokens import Scope
 
 log = structlog.get_logger(__name__)
 
@@ -54,24 +55,24 @@ ERROR_ANSWERS: ErrorAnswers = {
 
 def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["cases"])
+    Reporter = Annotated[Agency, scoped(authenticate, Scope.REPORT)]
 
     @router.post(
         "/cases",
         status_code=202,
         response_model=CaseAccepted,
         responses={
-            401: {"description": "missing or unknown token"},
-            403: {"description": "the token's agency is not a police unit, or not the reporting agency"},
+            401: {"description": "missing, unknown or expired token"},
+            403: {"description": "the token has no report scope, or is not the reporting agency's"},
             409: {"description": "the same police report number was reported with different content"},
             413: {"description": "body too large"},
             422: {"description": "invalid report: the fields at fault, never their values"},
+            429: {"description": "too many failed authentications from this address"},
             503: {"description": "the broker did not confirm in time: send the same report again"},
         },
     )
-    async def report_case(report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
+    async def report_case(report: CaseReport, agency: Reporter) -> JSONResponse:
         """Report a TPPO case. 202 only once the broker confirmed it; the same report again is the same case."""
-        if agency.kind is not AgencyKind.POLICE:
-            raise NotPermittedError(f"agency {agency.id} is not a police unit and cannot report cases")
         if agency.id != report.reporting_agency:
             raise NotPermittedError(f"agency {agency.id} cannot report on behalf of {report.reporting_agency}")
         accepted = await intake.accept(report)
@@ -86,7 +87,7 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
         response_model=CaseAccepted,
         responses={403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
     )
-    async def amend_case(case_id: UUID, report: CaseReport, agency: Annotated[Agency, authenticate]) -> JSONResponse:
+    async def amend_case(case_id: UUID, report: CaseReport, agency: Reporter) -> JSONResponse:
         """The whole case as it now is (e.g. a victim added): only newly needed agencies or victims are referred."""
         if agency.id != report.reporting_agency:
             raise NotPermittedError(f"agency {agency.id} cannot amend a case of {report.reporting_agency}")
@@ -107,9 +108,7 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
         status_code=202,
         responses={403: {}, 404: {}, 409: {}, 503: {}},
     )
-    async def withdraw_case(
-        case_id: UUID, body: WithdrawRequest, agency: Annotated[Agency, authenticate]
-    ) -> JSONResponse:
+    async def withdraw_case(case_id: UUID, body: WithdrawRequest, agency: Reporter) -> JSONResponse:
         """Withdraw a case this police unit reported: every open referral is cancelled and its agency told."""
         await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
         return JSONResponse({"case_id": str(case_id), "withdrawn": True}, status_code=202)

@@ -16,7 +16,8 @@ from shared.contracts.cases import VictimFacts
 from shared.contracts.referrals import DeadlineKind, DeclineReason, Outcome, check_decline
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
-from shared.http import ErrorAnswers, problem
+from shared.http import ErrorAnswers, problem, scoped
+from shared.tokens import Scope
 
 
 class ReplyRequest(BaseModel):
@@ -100,11 +101,14 @@ ERROR_ANSWERS: ErrorAnswers = {
 
 def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["referrals"])
-    Caller = Annotated[Agency, authenticate]
+    Reporter = Annotated[Agency, scoped(authenticate, Scope.REPORT)]
+    Receiver = Annotated[Agency, scoped(authenticate, Scope.RECEIVE)]
 
     @router.get("/cases/{case_id}", responses={403: {}, 404: {}})
-    async def get_case(case_id: UUID, agency: Caller) -> JSONResponse:
-        """The case, its referral legs and its timeline; for the reporting agency only."""
+    async def get_case(case_id: UUID, agency: Reporter) -> JSONResponse:
+        """The case, its referral legs and its timeline; for the reporting agency only. An ``oversee`` token
+        reads no single case here: the timeline names officers and carries notes, and the ledger has no view
+        without them yet."""
         view = await referrals.case_view(case_id, agency_id=agency.id)
         return JSONResponse(
             {
@@ -128,7 +132,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
         )
 
     @router.get("/referrals/{referral_id}", responses={403: {}, 404: {}})
-    async def get_referral(referral_id: UUID, agency: Caller) -> JSONResponse:
+    async def get_referral(referral_id: UUID, agency: Receiver) -> JSONResponse:
         """A referral for the receiving agency, with the identity of its own victims (the read is recorded)."""
         view = await referrals.referral_view(referral_id, agency_id=agency.id)
         facts = {v.victim_ref: v for v in view.case.victims}
@@ -168,56 +172,56 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
 
     @router.post("/referrals/{referral_id}/acknowledge", responses={403: {}, 404: {}, **moves})
     async def acknowledge(
-        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+        referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """A duty officer takes the referral (the deadline clock stops). No body needed."""
         return await move(referral_id, agency, Reply.ACKNOWLEDGED, body or ReplyRequest(), key)
 
     @router.post("/referrals/{referral_id}/accept", responses={403: {}, 404: {}, **moves})
     async def accept(
-        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+        referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """The agency commits to act."""
         return await move(referral_id, agency, Reply.ACCEPTED, body or ReplyRequest(), key)
 
     @router.post("/referrals/{referral_id}/decline", responses={403: {}, 404: {}, **moves})
-    async def decline(referral_id: UUID, agency: Caller, body: DeclineRequest, key: Key = None) -> JSONResponse:
+    async def decline(referral_id: UUID, agency: Receiver, body: DeclineRequest, key: Key = None) -> JSONResponse:
         """The agency declines with a coded reason (a note is required for ``other``)."""
         return await move(referral_id, agency, Reply.DECLINED, body, key)
 
     @router.post("/referrals/{referral_id}/start", responses={403: {}, 404: {}, **moves})
     async def start(
-        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+        referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """Service is under way."""
         return await move(referral_id, agency, Reply.STARTED, body or ReplyRequest(), key)
 
     @router.post("/referrals/{referral_id}/hold", responses={403: {}, 404: {}, **moves})
-    async def hold(referral_id: UUID, agency: Caller, body: HoldRequest, key: Key = None) -> JSONResponse:
+    async def hold(referral_id: UUID, agency: Receiver, body: HoldRequest, key: Key = None) -> JSONResponse:
         """Service is paused, with a reason."""
         return await move(referral_id, agency, Reply.HELD, body, key)
 
     @router.post("/referrals/{referral_id}/resume", responses={403: {}, 404: {}, **moves})
     async def resume(
-        referral_id: UUID, agency: Caller, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
+        referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """Service resumes after a hold."""
         return await move(referral_id, agency, Reply.RESUMED, body or ReplyRequest(), key)
 
     @router.post("/referrals/{referral_id}/complete", responses={403: {}, 404: {}, **moves})
-    async def complete(referral_id: UUID, agency: Caller, body: CompleteRequest, key: Key = None) -> JSONResponse:
+    async def complete(referral_id: UUID, agency: Receiver, body: CompleteRequest, key: Key = None) -> JSONResponse:
         """The referral is closed with an outcome."""
         return await move(referral_id, agency, Reply.COMPLETED, body, key)
 
     @router.post("/referrals/{referral_id}/refer-onward", responses={403: {}, 404: {}, 422: {}, **moves})
     async def refer_onward(
-        referral_id: UUID, agency: Caller, body: ReferOnwardRequest, key: Key = None
+        referral_id: UUID, agency: Receiver, body: ReferOnwardRequest, key: Key = None
     ) -> JSONResponse:
         """Declined here but sent on to another agency, which gets a referral of its own."""
         return await move(referral_id, agency, Reply.REFERRED_ONWARD, body, key)
 
     @router.post("/referrals/{referral_id}/entered-in-error", responses={403: {}, 404: {}, **moves})
-    async def entered_in_error(referral_id: UUID, agency: Caller, body: EnteredInErrorRequest) -> JSONResponse:
+    async def entered_in_error(referral_id: UUID, agency: Reporter, body: EnteredInErrorRequest) -> JSONResponse:
         """The reporting agency: this referral was sent by mistake. It is kept for audit and left out of
         statistics; its agency is told to stand down."""
         referral = await referrals.enter_in_error(referral_id, agency_id=agency.id, note=body.note)

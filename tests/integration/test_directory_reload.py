@@ -63,7 +63,8 @@ async def test_directory_reload_puts_a_rotated_token_in_force_without_a_restart(
     referral: tuple[ServiceProcess, int], tmp_path: Path
 ) -> None:
     _, port = referral
-    _edit(tmp_path, lambda agency: agency.update(api_token_sha256=hashlib.sha256(b"rotated").hexdigest()))
+    rotated = [{"sha256": hashlib.sha256(b"rotated").hexdigest(), "scopes": ["receive"]}]
+    _edit(tmp_path, lambda agency: agency.update(api_tokens=rotated))
 
     code, output = await _rujukan_directory("reload", tmp_path)
 

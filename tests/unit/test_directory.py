@@ -74,15 +74,15 @@ def test_shipped_directory_lists_the_nine_agencies(directory: Directory) -> None
 
 @pytest.mark.parametrize("agency_id", AGENCY_IDS)
 def test_demo_token_resolves_to_its_agency(directory: Directory, agency_id: str) -> None:
-    agency = directory.agency_for_token(f"dev-{agency_id}")
+    found = directory.token_holder(f"dev-{agency_id}")
 
-    assert agency is not None
-    assert agency.id == agency_id
+    assert found is not None
+    assert found[0].id == agency_id
 
 
 @pytest.mark.parametrize("token", ["dev-polda-jabar", "", "polda-kalbar", "DEV-POLDA-KALBAR", "dev-polda-kalbar "])
 def test_unknown_token_resolves_to_no_agency(directory: Directory, token: str) -> None:
-    assert directory.agency_for_token(token) is None
+    assert directory.token_holder(token) is None
 
 
 def test_agency_with_an_unknown_kind_is_refused_naming_file_line_agency_and_field(
