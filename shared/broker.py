@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import structlog
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
+from faststream.security import BaseSecurity
 
 from shared.contracts.base import Contract
 from shared.settings import Settings
@@ -25,9 +27,22 @@ def connection_url(amqp_url: str, name: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The client side of TLS to the broker: verifies the broker against ``amqp_ca_file`` (or the system's CAs)
+    and its host name, and presents our certificate when one is configured; None for a plain ``amqp://`` URL."""
+    if settings.amqp_url.scheme != "amqps":
+        return None
+    context = ssl.create_default_context(cafile=settings.amqp_ca_file)
+    if settings.amqp_cert_file is not None:
+        context.load_cert_chain(settings.amqp_cert_file, settings.amqp_key_file)
+    return context
+
+
 def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
+    context = tls_context(settings)
     return RabbitBroker(
         connection_url(str(settings.amqp_url), app_id),
+        security=BaseSecurity(ssl_context=context) if context is not None else None,
         app_id=app_id,
         # An unroutable mandatory publish must raise, not vanish (FASTSTREAM.md, "Defaults that lose messages").
         default_channel=Channel(on_return_raises=True, publisher_confirms=True),

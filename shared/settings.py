@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AmqpDsn, BeforeValidator, Field, field_validator
+from pydantic import AmqpDsn, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)\s*$")
@@ -34,6 +34,26 @@ class Settings(BaseSettings):
 
     environment: Literal["demo", "production"] = "demo"
     amqp_url: AmqpDsn = AmqpDsn("amqp://guest:guest@127.0.0.1:5672/")
+    # TLS to the broker (an ``amqps://`` URL): the CA that signed the broker's certificate, and this service's
+    # own certificate and key when the broker asks for one. Unset, the system's trusted CAs are used.
+    amqp_ca_file: Path | None = None
+    amqp_cert_file: Path | None = None
+    amqp_key_file: Path | None = None
+
+    # Agency messages must carry ``user_id`` = the agency's broker user (``rujukan broker setup`` deployments).
+    # False only for the demo on guest, where every agency shares one broker user and nothing can be proven.
+    require_user_id: bool = False
+    # Broker users are named ``<prefix><agency or service id>``; users are global to a RabbitMQ node.
+    broker_user_prefix: str = "rujukan-"
+
+    @model_validator(mode="after")
+    def _tls_files_need_amqps(self) -> Settings:
+        # Certificates next to a plain amqp:// URL would be ignored, and the connection silently unencrypted.
+        tls_files = (self.amqp_ca_file, self.amqp_cert_file, self.amqp_key_file)
+        if any(tls_files) and self.amqp_url.scheme != "amqps":
+            raise ValueError("RUJUKAN_AMQP_CA_FILE / _CERT_FILE / _KEY_FILE need an amqps:// RUJUKAN_AMQP_URL")
+        return self
+
     database_url: str = "sqlite+aiosqlite:///var/rujukan.db"
     # Intake's registry of accepted reports; its own SQLite file by default so intake and referral never
     # wait on each other's write lock (point both at PostgreSQL in a deployment).
