@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aiohttp
 
 from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
 from services.notifier.rosters import uncovered_agencies
 from services.referral.app import build_referral
+from shared.broker_setup import Management, broker_users, set_up_broker
 from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
 from shared.live_directory import LiveDirectory, pid_file, signal_running
@@ -18,6 +22,7 @@ from shared.logging import configure_logging
 from shared.sealing import IdentitySealer, load_sealer
 from shared.service import Service, serve
 from shared.settings import Settings
+from shared.topology import build_topology
 
 SERVICES = ("intake", "referral", "notifier")
 
@@ -53,7 +58,35 @@ def _parser() -> argparse.ArgumentParser:
         choices=("check", "reload"),
         help="check: validate the file; reload: validate it, then make running services take it (SIGHUP)",
     )
+    broker = commands.add_parser("broker", help="broker identities: users, permissions, secrets (management API)")
+    broker.add_argument("action", choices=("setup",), help="setup: create or update the vhost, users and permissions")
+    broker.add_argument("--vhost", default="rujukan")
+    broker.add_argument("--secrets", type=Path, default=Path("broker-secrets.json"), help="written with mode 0600")
+    broker.add_argument("--management-url", default="http://127.0.0.1:15672")
+    broker.add_argument("--admin-user", default="guest", help="a management API administrator (guest: local only)")
+    broker.add_argument("--admin-password", default="guest")
+    broker.add_argument("--rotate", action="store_true", help="give every user a new password")
     return parser
+
+
+async def _broker_setup(args: argparse.Namespace, settings: Settings) -> int:
+    directory = load_directory(settings.config)
+    topology = build_topology(directory, settings.retry_schedule)
+    auth = {"Authorization": aiohttp.encode_basic_auth(args.admin_user, args.admin_password)}
+    async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        result = await set_up_broker(
+            Management(session, args.management_url),
+            broker_users(directory, topology),
+            vhost=args.vhost,
+            prefix=settings.broker_user_prefix,
+            amqp_base_url=str(settings.amqp_url),
+            secrets_file=args.secrets,
+            rotate=args.rotate,
+        )
+    for change in result.changes:
+        print(change)
+    print(f"{len(result.credentials)} broker users ready; their AMQP URLs are in {args.secrets} (mode 0600)")
+    return 0
 
 
 def _directory_command(action: str, settings: Settings) -> int:
@@ -91,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "directory":
         return _directory_command(args.action, settings)
+    if args.command == "broker":
+        try:
+            return asyncio.run(_broker_setup(args, settings))
+        except ConfigurationError as exc:
+            print(f"rujukan: {exc}", file=sys.stderr)
+            return 2
     names = SERVICES if args.command == "run" else (args.command,)
     configure_logging(settings.log_level, service=args.command)
     try:
