@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from shared.broker import MessagePublisher
 from shared.contracts.base import Contract
 from shared.errors import MissingMessageIdError, PermanentError, UnknownContractError
+from shared.settings import Settings
 from shared.topology import DELIVERY_LIMIT, dead_letter_queue_name
 
 C = TypeVar("C", bound=Contract)
@@ -84,6 +85,36 @@ def decode(msg: RabbitMessage, *models: type[Contract]) -> Contract:
         return model.model_validate_json(msg.body)
     except ValidationError as exc:
         raise InvalidMessageError(model.TYPE, exc) from None
+
+
+class UnverifiedSenderError(PermanentError):
+    """An agency message whose ``user_id`` is not the broker user of the agency it claims to come from."""
+
+
+def verify_sender(msg: RabbitMessage, agency_id: str, *, settings: Settings) -> None:
+    """Refuses a message that claims ``agency_id`` but was published by another broker user.
+
+    RabbitMQ refuses a ``user_id`` other than the connection's user, so a present one proves the sender; a
+    missing one proves nothing, and is accepted only where ``require_user_id`` is off (the demo on guest).
+    """
+    expected = f"{settings.broker_user_prefix}{agency_id}"
+    user_id = raw(msg).user_id
+    if user_id is None:
+        if settings.require_user_id:
+            raise UnverifiedSenderError(f"no user_id: a message from {agency_id} must carry user_id {expected}")
+        return
+    if user_id != expected:
+        raise UnverifiedSenderError(f"user_id {user_id} may not speak for {agency_id} (expected {expected})")
+
+
+def warn_if_senders_unverified(settings: Settings) -> None:
+    """Says at start-up that agency messages without ``user_id`` are taken on trust."""
+    if not settings.require_user_id:
+        log.warning(
+            "agency_messages_without_user_id_accepted",
+            reason="RUJUKAN_REQUIRE_USER_ID is off: any broker user may speak for an agency that omits user_id; "
+            "run `rujukan broker setup` and use its secrets file in a deployment",
+        )
 
 
 SEALED_BODY_HEADER = "x-rujukan-sealed-body"

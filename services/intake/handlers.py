@@ -8,7 +8,7 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from services.intake.reports import ReportIntake
 from shared.broker import consumer_channel
-from shared.consuming import decode, raw
+from shared.consuming import UnverifiedSenderError, decode, raw, verify_sender, warn_if_senders_unverified
 from shared.contracts.cases import CaseAmendment, CaseReport, CaseWithdrawal
 from shared.errors import PermanentError
 from shared.ids import case_id_for
@@ -18,6 +18,7 @@ from shared.topology import Topology
 
 def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -> RabbitRouter:
     router = RabbitRouter()
+    warn_if_senders_unverified(settings)
 
     @router.subscriber(topology.intake_reports, channel=consumer_channel(settings))
     async def on_case_message(msg: RabbitMessage) -> None:
@@ -27,6 +28,7 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
                 message = decode(msg, CaseReport, CaseAmendment, CaseWithdrawal)
+                verify_sender(msg, message.reporting_agency, settings=settings)
                 if isinstance(message, CaseAmendment):
                     await intake.amend(message, source_message_id=message_id)
                 elif isinstance(message, CaseReport):
@@ -39,6 +41,8 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
                         note=message.note,
                         source_message_id=message_id,
                     )
+            except UnverifiedSenderError:
+                raise  # dead-lettered without a receipt: the agency it names did not send it
             except PermanentError as exc:
                 await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)
                 raise

@@ -9,7 +9,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.referral.lifecycle import Reply
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import consumer_channel
-from shared.consuming import decode, message_id_of, raw
+from shared.consuming import decode, message_id_of, raw, verify_sender, warn_if_senders_unverified
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
@@ -19,6 +19,7 @@ from shared.topology import Topology
 
 def build_router(referrals: Referrals, topology: Topology, settings: Settings) -> RabbitRouter:
     router = RabbitRouter()
+    warn_if_senders_unverified(settings)
 
     @router.subscriber(topology.referral_cases, channel=consumer_channel(settings))
     async def on_case_event(msg: RabbitMessage) -> None:
@@ -47,6 +48,7 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
     async def on_agency_reply(msg: RabbitMessage) -> None:
         """``referral.<agency>.<event>`` from a receiving agency's system: acknowledged, accepted, declined, …"""
         reply = decode(msg, *REPLIES)
+        verify_sender(msg, reply.agency_id, settings=settings)
         expected_key = f"referral.{reply.agency_id}.{reply.EVENT}"
         if raw(msg).routing_key != expected_key:
             raise PermanentError(f"routing key {raw(msg).routing_key} does not match {expected_key}")
