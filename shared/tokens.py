@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
@@ -43,6 +44,12 @@ class ApiToken(BaseModel):
 
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(scopes: tuple[Scope, ...], *, label: str | None = None) -> tuple[str, ApiToken]:
+    """A new random token, and its entry for the directory (which never holds the token itself)."""
+    token = secrets.token_urlsafe(32)
+    return token, ApiToken(sha256=token_sha256(token), scopes=scopes, label=label)
 
 
 def find_token(holders: Iterable[tuple[Holder, ApiToken]], token: str) -> tuple[Holder, ApiToken] | None:

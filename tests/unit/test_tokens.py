@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from services.cli import main
 from shared.directory import Agency, Directory, load_directory
 from shared.errors import ConfigurationError
 from shared.tokens import ApiToken, FailureLimiter, Scope, find_token
@@ -156,3 +157,20 @@ def test_a_flood_from_many_addresses_keeps_a_bounded_record() -> None:
 
     assert len(limiter._failures) <= 100
     assert limiter.fail("10.0.3.231", 10.0) == 2  # the latest addresses are still counted
+
+
+def test_an_issued_token_is_printed_once_with_a_directory_entry_holding_only_its_hash(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["token", "report", "oversee", "--label", "sistem perkara Polda"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    token = lines[0].removeprefix("token: ")
+    [entry] = yaml.safe_load(lines[-1])
+    assert ApiToken.model_validate(entry) == ApiToken(
+        sha256=hashlib.sha256(token.encode()).hexdigest(),
+        scopes=(Scope.REPORT, Scope.OVERSEE),
+        label="sistem perkara Polda",
+    )
+    assert token not in lines[-1]
+    assert len(token) >= 40
