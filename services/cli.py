@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from uuid import UUID
 
 import aiohttp
 
@@ -15,7 +15,12 @@ from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
 from services.notifier.rosters import uncovered_agencies
 from services.referral.app import build_referral
+from services.referral.audit import ChainCheck
+from services.referral.ledger import Ledger
+from services.referral.privacy import Privacy
+from services.referral.referrals import UnknownCaseError
 from shared.broker_setup import Management, broker_users, set_up_broker
+from shared.database import make_engine
 from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
 from shared.live_directory import LiveDirectory, pid_file, signal_running
@@ -23,7 +28,6 @@ from shared.logging import configure_logging
 from shared.sealing import IdentitySealer, load_sealer
 from shared.service import Service, serve
 from shared.settings import Settings
-from shared.tokens import Scope, issue_token
 from shared.topology import build_topology
 
 SERVICES = ("intake", "referral", "notifier")
@@ -68,19 +72,50 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--admin-user", default="guest", help="a management API administrator (guest: local only)")
     broker.add_argument("--admin-password", default="guest")
     broker.add_argument("--rotate", action="store_true", help="give every user a new password")
-    token = commands.add_parser("token", help="issue an API token: printed once, with its entry for the directory")
-    token.add_argument("scopes", nargs="+", choices=[scope.value for scope in Scope], metavar="scope")
-    token.add_argument("--label", help="who or what holds it, e.g. the agency's case system")
+    audit = commands.add_parser("audit", help="the identity audit trail in RUJUKAN_DATABASE_URL")
+    audit.add_argument("action", choices=("verify",), help="verify: check the hash chain; exit 1 at the first bad row")
+    privacy = commands.add_parser("privacy", help="erase victim identity (RUJUKAN_DATABASE_URL)")
+    erasures = privacy.add_subparsers(dest="action", required=True)
+    erase = erasures.add_parser("erase", help="erase one case's victim identity now; its facts and timeline stay")
+    erase.add_argument("case_id", type=UUID)
+    erase.add_argument("--reason", required=True, help="why, for the case's timeline (e.g. the victim's request)")
+    erase.add_argument("--by", required=True, help="who erases it, for the audit trail")
+    erasures.add_parser("sweep", help="erase closed cases past the directory's retention period (run it daily)")
     return parser
 
 
-def _issue_token(scopes: Sequence[str], label: str | None) -> int:
-    token, entry = issue_token(tuple(Scope(scope) for scope in scopes), label=label)
-    print(f"token: {token}")
-    print("give it to its holder over a safe channel: it is shown only now. Add to the holder's api_tokens:")
-    # JSON is YAML: the entry pastes into the directory as a flow mapping.
-    print(f"  - {json.dumps(entry.model_dump(mode='json', exclude_none=True))}")
+async def _audit_verify(settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    check = ChainCheck()
+    try:
+        async for row in Ledger(engine).audit_rows():
+            if problem := check.add(row):
+                print(f"audit trail broken at {problem}; {check.intact} entries before it are intact", file=sys.stderr)
+                return 1
+    finally:
+        await engine.dispose()
+    print(f"audit trail intact: {check.intact} entries; the last hash is {check.head}")
     return 0
+
+
+async def _privacy_command(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    ledger = Ledger(engine)
+    try:
+        await ledger.migrate()
+        privacy = Privacy(ledger, lambda: load_directory(settings.config))
+        if args.action == "sweep":
+            print(f"{await privacy.sweep()} closed cases past the retention period erased")
+            return 0
+        try:
+            erased = await privacy.erase(args.case_id, operator=args.by, reason=args.reason)
+        except UnknownCaseError:
+            print(f"rujukan: no case {args.case_id} in the ledger", file=sys.stderr)
+            return 1
+        print(f"case {args.case_id}: identity {'erased' if erased else 'was already erased'}")
+        return 0
+    finally:
+        await engine.dispose()
 
 
 async def _broker_setup(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,8 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "directory":
         return _directory_command(args.action, settings)
-    if args.command == "token":
-        return _issue_token(args.scopes, args.label)
+    if args.command == "audit":
+        return asyncio.run(_audit_verify(settings))
+    if args.command == "privacy":
+        # The command prints what it did; the service's info lines would only repeat it.
+        configure_logging("WARNING")
+        try:
+            return asyncio.run(_privacy_command(args, settings))
+        except ConfigurationError as exc:
+            print(f"rujukan: {exc}", file=sys.stderr)
+            return 2
     if args.command == "broker":
         try:
             return asyncio.run(_broker_setup(args, settings))

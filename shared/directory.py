@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from shared.contracts.base import AgencyId, Priority, RegencyCode
-from shared.contracts.cases import MigrantWorkerStatus, Sex
+from shared.contracts.cases import IDENTITY_FIELDS, MigrantWorkerStatus, Sex
 from shared.errors import ConfigurationError
 from shared.settings import parse_duration
 from shared.tokens import ApiToken, Scope, find_token
@@ -302,6 +302,30 @@ class Language(StrEnum):
     ENGLISH = "en"
 
 
+def _identity_field(name: str) -> str:
+    if name not in IDENTITY_FIELDS:
+        raise ValueError(f"{name!r} is not a victim identity field (one of {', '.join(sorted(IDENTITY_FIELDS))})")
+    return name
+
+
+class SharingProfile(_Config):
+    """The victim identity fields an agency may see (DESIGN.md, "Victim privacy"). Facts that identify nobody
+    (sex, age, nationality, destination country, needs) travel with every referral anyway."""
+
+    identity_fields: tuple[Annotated[str, AfterValidator(_identity_field)], ...]
+
+
+DEFAULT_SHARING: dict[AgencyKind, SharingProfile] = {
+    # Who the person is, how old, and where to find them: a shelter and a social worker need no more.
+    AgencyKind.SOCIAL_SERVICES: SharingProfile(identity_fields=("full_name", "birth_date", "current_location")),
+    # The passport is what repatriation and the placement record turn on.
+    AgencyKind.MIGRANT_WORKER_PROTECTION: SharingProfile(identity_fields=("full_name", "passport_number")),
+    # The contract has no guardian field: the phone given for the victim, and where the child is now.
+    AgencyKind.CHILD_PROTECTION: SharingProfile(identity_fields=("full_name", "phone", "current_location")),
+}
+"""An agency's profile when the directory names none; police units read no referral, so see nothing."""
+
+
 class Agency(_Config):
     id: AgencyId
     name: str
@@ -315,6 +339,7 @@ class Agency(_Config):
     language: Language = Language.INDONESIAN
     deadlines: Deadlines = Deadlines()
     roster: Roster | None = None
+    sharing: SharingProfile | None = Field(default=None, description="Default: its kind's (DEFAULT_SHARING).")
 
     @field_validator("email")
     @classmethod
@@ -347,6 +372,11 @@ class Agency(_Config):
     def receives_referrals(self) -> bool:
         return self.kind is not AgencyKind.POLICE
 
+    def identity_fields(self) -> frozenset[str]:
+        """The victim identity fields this agency may see."""
+        profile = self.sharing or DEFAULT_SHARING.get(self.kind)
+        return frozenset(profile.identity_fields) if profile else frozenset()
+
 
 class Operator(_Config):
     """A person or team running Rujukan: tokens with the ``operate`` scope, no agency, no victim identity."""
@@ -361,6 +391,27 @@ class Operator(_Config):
         if any(scope is not Scope.OPERATE for token in tokens for scope in token.scopes):
             raise ValueError("an operator's token has the operate scope only")
         return tokens
+
+
+def _days(value: object) -> object:
+    # Retention is counted in days ("365d"); shorter units go through the usual durations.
+    if isinstance(value, str) and (match := re.match(r"^\s*(\d+)\s*d\s*$", value)):
+        return timedelta(days=int(match[1]))
+    return _duration(value)
+
+
+class Retention(_Config):
+    identity_after_closed: Annotated[timedelta, BeforeValidator(_days)] = Field(
+        default=timedelta(days=365),
+        description="How long a closed case keeps its victims' identity (e.g. 365d); then it is erased.",
+    )
+
+    @field_validator("identity_after_closed")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class Calendar(_Config):
@@ -408,6 +459,7 @@ class Directory(_Config):
         default=None, description="The Gugus Tugas TPPO secretariat: escalation level 3 above a provincial unit."
     )
     calendar: Calendar = Calendar()
+    retention: Retention = Retention()
     operators: tuple[Operator, ...] = ()
     allow_private_webhooks: bool = Field(
         default=False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     case,
+    func,
     select,
     text,
     update,
@@ -32,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.referral.audit import GENESIS, AuditEntry, ChainedEntry, chain
 from services.referral.lifecycle import AWAITING_ACK, Status
 from shared.broker import Envelope
 from shared.contracts.base import Priority
@@ -57,6 +59,8 @@ cases = Table(
     Column("identity", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("withdrawn_at", UtcDateTime, nullable=True),
+    # Set when the identity was erased (on request, or after the retention period); ``identity`` is then a marker.
+    Column("identity_erased_at", UtcDateTime, nullable=True),
     Index("ix_cases_report_number", "reporting_agency", "police_report_number"),
 )
 
@@ -165,6 +169,27 @@ officer_lockouts = Table(
     Column("locked_until", UtcDateTime, nullable=True),
 )
 
+# Tamper-evident: each row carries the hash of the one before (services/referral/audit.py). Ids are assigned by
+# the appender, one after another, so a deleted row leaves a gap; no foreign key, the trail outlives anything.
+audit_trail = Table(
+    "audit_trail",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(60), nullable=False),
+    Column("officer", String(200), nullable=True),
+    Column("action", String(20), nullable=False),
+    Column("case_id", String(36), nullable=False, index=True),
+    Column("referral_id", String(36), nullable=True),
+    Column("victim_ref", String(20), nullable=True),
+    Column("fields", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+ERASED_IDENTITY = {"erased": True}
+"""What ``cases.identity`` holds once erased."""
+
 
 @dataclass(frozen=True)
 class CaseRecord:
@@ -177,8 +202,10 @@ class CaseRecord:
     fingerprint: str
     exploitation_types: tuple[ExploitationType, ...]
     victims: tuple[VictimFacts, ...]
-    identity: SealedBox
+    identity: SealedBox | None
+    """None once erased."""
     withdrawn_at: datetime | None = None
+    identity_erased_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +257,9 @@ def _case(row: Any) -> CaseRecord:
         fingerprint=row.fingerprint,
         exploitation_types=tuple(ExploitationType(t) for t in row.exploitation_types),
         victims=tuple(VictimFacts.model_validate(v) for v in row.victims),
-        identity=SealedBox.model_validate(row.identity),
+        identity=None if row.identity_erased_at else SealedBox.model_validate(row.identity),
         withdrawn_at=row.withdrawn_at,
+        identity_erased_at=row.identity_erased_at,
     )
 
 
@@ -320,7 +348,64 @@ class LedgerTx:
                 exploitation_types=[t.value for t in event.exploitation_types],
                 victims=[v.model_dump(mode="json") for v in event.victims],
                 identity=event.identity.model_dump(mode="json"),
+                # The reporting unit sent identity again: it is the case's identity from now on.
+                identity_erased_at=None,
             )
+        )
+
+    async def erase_identity(self, case_id: UUID, now: datetime) -> None:
+        """The sealed identity is gone for good; the facts and the timeline stay."""
+        await self._c.execute(
+            update(cases)
+            .where(cases.c.case_id == str(case_id))
+            .values(identity=ERASED_IDENTITY, identity_erased_at=now)
+        )
+
+    async def cases_to_erase(self, finished: Iterable[Status], closed_before: datetime, limit: int) -> list[UUID]:
+        """Cases still holding identity whose every leg is ``finished``, the last of them before
+        ``closed_before`` (a case with no legs counts from its creation)."""
+        finished_values = [status.value for status in finished]
+        open_legs = func.sum(case((referrals.c.status.in_(finished_values), 0), else_=1))
+        closed_at = func.coalesce(func.max(referrals.c.updated_at), cases.c.created_at)
+        query = (
+            select(cases.c.case_id)
+            .join_from(cases, referrals, referrals.c.case_id == cases.c.case_id, isouter=True)
+            .where(cases.c.identity_erased_at.is_(None))
+            .group_by(cases.c.case_id, cases.c.created_at)
+            .having(func.coalesce(open_legs, 0) == 0, closed_at < closed_before)
+            .order_by(cases.c.case_id)
+            .limit(limit)
+        )
+        return [UUID(case_id) for case_id in (await self._c.execute(query)).scalars()]
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Appends to the audit trail's chain. Appends take turns, so the chain never forks: SQLite runs one
+        transaction at a time (BEGIN IMMEDIATE); on PostgreSQL an advisory lock is held until the commit."""
+        if not entries:
+            return
+        if self._c.dialect.name == "postgresql":
+            await self._c.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
+        query = select(audit_trail.c.id, audit_trail.c.hash).order_by(audit_trail.c.id.desc()).limit(1)
+        last = (await self._c.execute(query)).one_or_none()
+        chained = chain(last.id if last else 0, last.hash if last else GENESIS, entries)
+        await self._c.execute(
+            audit_trail.insert(),
+            [
+                {
+                    "id": row.id,
+                    "at": row.entry.at,
+                    "actor": row.entry.actor,
+                    "officer": row.entry.officer,
+                    "action": str(row.entry.action),
+                    "case_id": str(row.entry.case_id),
+                    "referral_id": str(row.entry.referral_id) if row.entry.referral_id else None,
+                    "victim_ref": row.entry.victim_ref,
+                    "fields": list(row.entry.fields),
+                    "prev_hash": row.prev_hash,
+                    "hash": row.hash,
+                }
+                for row in chained
+            ],
         )
 
     async def widen_referral(self, referral: Referral, now: datetime) -> None:
@@ -611,6 +696,20 @@ class LedgerTx:
         )
 
 
+def _audit_row(row: Any) -> ChainedEntry:
+    entry = AuditEntry(
+        at=row.at,
+        actor=row.actor,
+        officer=row.officer,
+        action=row.action,
+        case_id=UUID(row.case_id),
+        referral_id=UUID(row.referral_id) if row.referral_id else None,
+        victim_ref=row.victim_ref,
+        fields=tuple(row.fields),
+    )
+    return ChainedEntry(row.id, entry, row.prev_hash, row.hash)
+
+
 def _deadline_key(referral_id: UUID, kind: DeadlineKind) -> Any:
     return (deadlines.c.referral_id == str(referral_id)) & (deadlines.c.kind == kind.value)
 
@@ -618,6 +717,19 @@ def _deadline_key(referral_id: UUID, kind: DeadlineKind) -> Any:
 class Ledger:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+
+    async def audit_rows(self, *, page: int = 1000) -> AsyncIterator[ChainedEntry]:
+        """The whole audit trail in id order, a page per transaction."""
+        after = 0
+        while True:
+            async with self.engine.connect() as connection:
+                query = select(audit_trail).where(audit_trail.c.id > after).order_by(audit_trail.c.id).limit(page)
+                rows = (await connection.execute(query)).all()
+            for row in rows:
+                yield _audit_row(row)
+            if len(rows) < page:
+                return
+            after = rows[-1].id
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[LedgerTx]:
@@ -634,6 +746,7 @@ class Ledger:
 
 # Any constant: replicas starting together on PostgreSQL take turns migrating instead of racing.
 _MIGRATION_LOCK = 0x52756A756B616E
+_AUDIT_LOCK = _MIGRATION_LOCK + 1
 
 
 def _upgrade(connection: Connection) -> None:

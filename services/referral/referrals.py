@@ -11,6 +11,7 @@ from uuid import UUID
 
 import structlog
 
+from services.referral.audit import AuditAction, AuditEntry
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
 from services.referral.lifecycle import (
     CLOSED_LEGS,
@@ -462,21 +463,52 @@ class Referrals:
     async def referral_view(
         self, referral_id: UUID, *, agency_id: str, reader: str | None = None, via: str = "api"
     ) -> ReferralView:
-        """The referral with the identity of its own victims only; the read (who, how) lands on the timeline."""
+        """The referral with the identity of its own victims only, in the fields the agency's sharing profile
+        allows; the read (who, how) lands on the timeline, and what was shown of whom on the audit trail."""
         now = self._clock()
+        agency = self._directory().agency(agency_id)
+        allowed = agency.identity_fields() if agency else frozenset()
         async with self._ledger.transaction() as tx:
             referral = await self._referral_of(tx, referral_id, agency_id)
             case = await tx.case(referral.case_id)
             assert case is not None  # referrals reference their case (foreign key)
-            sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
-            identity = {ref: sealed["victims"].get(ref, {}) for ref in referral.victim_refs}
+            if case.identity is None:
+                assert case.identity_erased_at is not None  # only erasure takes identity away
+                erased = {"erased_at": case.identity_erased_at.isoformat()}
+                identity = {ref: dict(erased) for ref in referral.victim_refs}
+            else:
+                sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
+                identity = {
+                    ref: {name: value for name, value in sealed["victims"].get(ref, {}).items() if name in allowed}
+                    for ref in referral.victim_refs
+                }
+                await tx.append_audit(
+                    [
+                        AuditEntry(
+                            at=now,
+                            actor=agency_id,
+                            officer=reader,
+                            action=AuditAction.IDENTITY_READ,
+                            case_id=case.case_id,
+                            referral_id=referral_id,
+                            victim_ref=ref,
+                            fields=tuple(sorted(identity[ref])),
+                        )
+                        for ref in referral.victim_refs
+                    ]
+                )
             tx.record(
                 case.case_id,
                 "identity_read",
                 at=now,
                 actor=agency_id,
                 referral_id=referral_id,
-                detail={"victim_refs": list(referral.victim_refs), "officer": reader, "via": via},
+                detail={
+                    "victim_refs": list(referral.victim_refs),
+                    "officer": reader,
+                    "via": via,
+                    "erased": case.identity is None,
+                },
             )
             return ReferralView(case=case, referral=referral, identity=identity)
 

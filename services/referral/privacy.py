@@ -1,0 +1,77 @@
+"""Use cases of victim privacy over time: erase a case's identity on request, and erase closed cases' identity
+once the directory's retention period has passed. Both are on the audit trail and the case's timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID
+
+import structlog
+
+from services.referral.audit import AuditAction, AuditEntry
+from services.referral.ledger import Ledger, LedgerTx
+from services.referral.lifecycle import CLOSED_LEGS, Status
+from services.referral.referrals import SYSTEM, UnknownCaseError
+from shared.clock import utcnow
+from shared.directory import Directory
+
+log = structlog.get_logger(__name__)
+
+FINISHED_LEGS = CLOSED_LEGS | {Status.COMPLETED}
+"""A case is closed when every leg is one of these: no agency will act on it again."""
+
+
+class Privacy:
+    def __init__(
+        self, ledger: Ledger, directory: Callable[[], Directory], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._ledger = ledger
+        self._directory = directory
+        self._clock = clock
+
+    async def erase(self, case_id: UUID, *, operator: str, reason: str) -> bool:
+        """Erase the case's identity now, whatever its state; False if it already was."""
+        async with self._ledger.transaction() as tx:
+            case = await tx.case(case_id, for_update=True)
+            if case is None:
+                raise UnknownCaseError(case_id)
+            if case.identity is None:
+                return False
+            await _erase(
+                tx, case_id, self._clock(), AuditAction.CASE_ERASED, actor="operator", officer=operator, reason=reason
+            )
+        log.info("case_identity_erased", case_id=str(case_id))
+        return True
+
+    async def sweep(self, *, batch: int = 100) -> int:
+        """Erase the identity of every case closed longer than the retention period; how many were erased.
+        Safe to run on several replicas at once: a case is re-read under its lock before it is erased."""
+        erased = 0
+        while True:
+            now = self._clock()
+            closed_before = now - self._directory().retention.identity_after_closed
+            async with self._ledger.transaction() as tx:
+                due = await tx.cases_to_erase(FINISHED_LEGS, closed_before, batch)
+                for case_id in due:
+                    case = await tx.case(case_id, for_update=True)
+                    if case is None or case.identity is None:
+                        continue
+                    reason = "retention period after the case closed"
+                    await _erase(
+                        tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason
+                    )
+                    erased += 1
+            if len(due) < batch:
+                break
+        if erased:
+            log.info("retention_sweep_erased", cases=erased)
+        return erased
+
+
+async def _erase(
+    tx: LedgerTx, case_id: UUID, now: datetime, action: AuditAction, *, actor: str, officer: str | None, reason: str
+) -> None:
+    await tx.erase_identity(case_id, now)
+    await tx.append_audit([AuditEntry(at=now, actor=actor, officer=officer, action=action, case_id=case_id)])
+    tx.record(case_id, "identity_erased", at=now, actor=actor, detail={"reason": reason, "by": officer})

@@ -1,0 +1,172 @@
+"""Victim identity is erased on request and after the retention period; the case's facts and timeline stay,
+and each erasure is on the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.referral.ledger import Ledger
+from services.referral.privacy import Privacy
+from services.referral.referrals import Referrals
+from shared.contracts.cases import CaseReported, CaseWithdrawn, WithdrawalReason
+from shared.database import make_engine
+from shared.directory import Directory, load_directory
+from shared.sealing import IdentitySealer
+from tests.integration.test_audit_trail import (
+    A_GIRL,
+    A_WOMAN_BACK_FROM_MALAYSIA,
+    audit_rows,
+    case_reported,
+    intact,
+    read_referral,
+    referred_case,
+    rujukan,
+)
+from tests.system import CONFIG, System
+
+pytestmark = pytest.mark.rabbit
+
+ON_REQUEST = ("--reason", "permintaan korban", "--by", "ops-rina")
+
+
+def erased(referral: dict[str, Any]) -> bool:
+    return all(set(victim["identity"]) == {"erased_at"} for victim in referral["victims"])
+
+
+async def test_an_erased_case_still_answers_with_its_facts_and_identity_marked_erased(system: System) -> None:
+    case_id, legs = await referred_case(system, [A_GIRL, A_WOMAN_BACK_FROM_MALAYSIA])
+    await read_referral(system, legs["bp3mi-kalbar"], "bp3mi-kalbar")
+    url = system.settings.database_url
+
+    done = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url)
+    again = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url)
+
+    assert done == (0, f"case {case_id}: identity erased\n")
+    assert again == (0, f"case {case_id}: identity was already erased\n")
+    after = await read_referral(system, legs["bp3mi-kalbar"], "bp3mi-kalbar")
+    assert erased(after)
+    assert [(v["victim_ref"], v["destination_country"]) for v in after["victims"]] == [("V2", "MY")]
+    timeline = (await system.case(case_id)).json()["timeline"]
+    [erasure] = [e for e in timeline if e["event"] == "identity_erased"]
+    assert erasure["detail"] == {"reason": "permintaan korban", "by": "ops-rina"}
+    assert any(e["event"] == "case_reported" for e in timeline)
+    rows = await audit_rows(url)
+    assert [(r.entry.action, r.entry.actor, r.entry.officer) for r in rows[1:]] == [
+        ("case_erased", "operator", "ops-rina")
+    ]
+    assert intact(rows)
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as db:
+        [(identity,)] = db.execute("SELECT identity FROM cases WHERE case_id = ?", (case_id,)).fetchall()
+    assert identity == '{"erased": true}'
+
+
+async def test_erasing_a_case_not_in_the_ledger_says_so(system: System) -> None:
+    unknown = "00000000-0000-0000-0000-000000000000"
+
+    code, output = await rujukan("privacy", "erase", unknown, *ON_REQUEST, database_url=system.settings.database_url)
+
+    assert code == 1
+    assert "no case 00000000-0000-0000-0000-000000000000" in output
+
+
+async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_one(
+    system: System, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    raw["retention"] = {"identity_after_closed": "1s"}
+    config = tmp_path / "retention.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    closed_id, closed_legs = await referred_case(system, [A_GIRL])
+    _, open_legs = await referred_case(system, [A_GIRL])
+    withdrawn = await system.http.post(
+        system.url("intake", f"/v1/cases/{closed_id}/withdraw"),
+        json={"reason": "reported_in_error"},
+        headers=system.token("polres-bengkayang"),
+    )
+    assert withdrawn.status_code == 202
+    await system.case_when(closed_id, lambda case: all(leg["status"] == "cancelled" for leg in case["referrals"]))
+    await asyncio.sleep(1.1)
+
+    code, output = await rujukan("privacy", "sweep", database_url=system.settings.database_url, config=config)
+
+    assert (code, output) == (0, "1 closed cases past the retention period erased\n")
+    assert erased(await read_referral(system, closed_legs["dinsos-bengkayang"], "dinsos-bengkayang"))
+    still = await read_referral(system, open_legs["dinsos-bengkayang"], "dinsos-bengkayang")
+    assert still["victims"][0]["identity"]["full_name"] == "Siti Aminah"
+    [erasure] = [r for r in await audit_rows(system.settings.database_url) if r.entry.action == "identity_erased"]
+    assert (str(erasure.entry.case_id), erasure.entry.actor) == (closed_id, "rujukan")
+
+
+# The period itself, with the ledger's clock moved instead of waiting a year.
+
+T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/rujukan.db")
+    ledger = Ledger(engine)
+    await ledger.migrate()
+    yield ledger
+    await engine.dispose()
+
+
+async def withdrawn_case(referrals: Referrals, sealer: IdentitySealer, directory: Directory) -> CaseReported:
+    event = case_reported(sealer, directory)
+    await referrals.open_case(event, message_id=f"open-{event.case_id}")
+    withdrawal = CaseWithdrawn(
+        case_id=event.case_id,
+        reporting_agency=event.reporting_agency,
+        reason=WithdrawalReason.DUPLICATE,
+        withdrawn_at=referrals.now(),
+    )
+    await referrals.withdraw_case(withdrawal, message_id=f"withdraw-{event.case_id}")
+    return event
+
+
+async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_erased_after(ledger: Ledger) -> None:
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    clock = Clock()
+    referrals = Referrals(ledger, lambda: directory, sealer, clock=clock)
+    privacy = Privacy(ledger, lambda: directory, clock=clock)
+    old = await withdrawn_case(referrals, sealer, directory)
+    clock.now = T0 + timedelta(days=30)
+    recent = await withdrawn_case(referrals, sealer, directory)
+    still_open = case_reported(sealer, directory)
+    await referrals.open_case(still_open, message_id="open-still")
+
+    clock.now = T0 + timedelta(days=365, minutes=-1)
+    before = await privacy.sweep()
+    clock.now = T0 + timedelta(days=365, minutes=1)
+    after = await privacy.sweep(batch=1)
+    clock.now = T0 + timedelta(days=3650)
+    much_later = await privacy.sweep()
+
+    assert (before, after, much_later) == (0, 1, 1)
+    async with ledger.transaction() as tx:
+        cases = [await tx.case(event.case_id) for event in (old, recent, still_open)]
+    assert [case is not None and case.identity is None for case in cases] == [True, True, False]
+    rows = [row async for row in ledger.audit_rows()]
+    assert [(r.entry.action, r.entry.case_id) for r in rows] == [
+        ("identity_erased", old.case_id),
+        ("identity_erased", recent.case_id),
+    ]
+    assert intact(rows)
