@@ -156,6 +156,13 @@ class Management:
         await self._call("PUT", f"/vhosts/{_q(vhost)}", {})
         return True
 
+    async def revoke_permissions(self, vhost: str, username: str) -> bool:
+        path = f"/permissions/{_q(vhost)}/{_q(username)}"
+        if await self._call("GET", path) is None:
+            return False
+        await self._call("DELETE", path)
+        return True
+
     async def user_exists(self, username: str) -> bool:
         return await self._call("GET", f"/users/{_q(username)}") is not None
 
@@ -250,6 +257,9 @@ async def set_up_broker(
     changes: list[str] = []
     if await management.ensure_vhost(vhost):
         changes.append(f"created vhost {vhost}")
+    # The management API gives whoever creates a vhost full rights on it, and on a fresh node that is guest.
+    if await management.revoke_permissions(vhost, "guest"):
+        changes.append(f"removed guest's permissions on {vhost}")
     credentials: dict[str, Credentials] = {}
     for user in users:
         username = f"{prefix}{user.name}"

@@ -135,6 +135,17 @@ async def test_setup_makes_a_user_for_each_service_and_agency_system_none_of_the
             pass
 
 
+async def test_only_the_users_of_the_setup_have_rights_on_its_vhost_not_guest(deployment: Deployment) -> None:
+    """The management API gave guest, which created the vhost, full rights on it; setup took them back."""
+    async with (
+        aiohttp.ClientSession(headers=_ADMIN, base_url=MANAGEMENT_URL) as session,
+        session.get(f"/api/vhosts/{quote(deployment.vhost, safe='')}/permissions") as response,
+    ):
+        holders = {entry["user"] for entry in await response.json()}
+
+    assert holders == {credentials.username for credentials in deployment.result.credentials.values()}
+
+
 async def test_the_secrets_file_is_readable_by_its_owner_only_and_requires_user_id(deployment: Deployment) -> None:
     secrets = read_secrets(deployment.secrets_file)
 
