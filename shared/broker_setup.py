@@ -69,10 +69,6 @@ def _queue_names(topology: Topology) -> list[str]:
     return names
 
 
-def _agency_queues(agency_id: str) -> tuple[str, str]:
-    return f"agency.{agency_id}.inbox", f"agency.{agency_id}.receipts"
-
-
 def service_user(name: str, topology: Topology) -> BrokerUser:
     """A service declares the whole topology at start, and RabbitMQ asks for all three rights on every one of it:
     configure to declare, write on a queue and read on an exchange to bind, read on a queue and write on its
@@ -86,6 +82,12 @@ def service_user(name: str, topology: Topology) -> BrokerUser:
         write=exactly([EVENTS.name, DLX.name, DEFAULT_EXCHANGE, *queues]),
         read=exactly([*exchanges, *queues]),
     )
+
+
+def _own_queues(agency_id: str, topology: Topology) -> list[str]:
+    # Its dead letters are not among them: they are for operators (and may hold a sealed report).
+    declared = {spec.queue.name for spec in topology.specs}
+    return [queue for queue in (f"agency.{agency_id}.inbox", f"agency.{agency_id}.receipts") if queue in declared]
 
 
 def police_user(agency: Agency, topology: Topology) -> BrokerUser:
@@ -112,12 +114,6 @@ def receiving_user(agency: Agency, topology: Topology) -> BrokerUser:
         read=exactly(_own_queues(agency.id, topology)),
         topic_permissions=(TopicPermission(REPLIES.name, write=exactly(keys)),),
     )
-
-
-def _own_queues(agency_id: str, topology: Topology) -> list[str]:
-    # Its dead letters are not among them: they are for operators (and may hold a sealed report).
-    declared = {spec.queue.name for spec in topology.specs}
-    return [queue for queue in _agency_queues(agency_id) if queue in declared]
 
 
 def broker_users(directory: Directory, topology: Topology) -> list[BrokerUser]:
