@@ -365,14 +365,17 @@ class LedgerTx:
         """Cases still holding identity whose every leg is ``finished``, the last of them before
         ``closed_before`` (a case with no legs counts from its creation)."""
         finished_values = [status.value for status in finished]
-        open_legs = func.sum(case((referrals.c.status.in_(finished_values), 0), else_=1))
+        # The outer join gives a case with no legs one row of NULLs: no open leg.
+        open_legs = func.sum(
+            case((referrals.c.referral_id.is_(None), 0), (referrals.c.status.in_(finished_values), 0), else_=1)
+        )
         closed_at = func.coalesce(func.max(referrals.c.updated_at), cases.c.created_at)
         query = (
             select(cases.c.case_id)
             .join_from(cases, referrals, referrals.c.case_id == cases.c.case_id, isouter=True)
             .where(cases.c.identity_erased_at.is_(None))
             .group_by(cases.c.case_id, cases.c.created_at)
-            .having(func.coalesce(open_legs, 0) == 0, closed_at < closed_before)
+            .having(open_legs == 0, closed_at < closed_before)
             .order_by(cases.c.case_id)
             .limit(limit)
         )

@@ -165,14 +165,19 @@ async def test_audit_verify_passes_on_an_intact_trail_and_names_the_first_edited
 # PostgreSQL: several referral replicas append to one chain.
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
+async def postgres_database() -> AsyncIterator[str]:
+    """A database of its own on the local PostgreSQL, dropped afterwards."""
     name = f"rujukan_test_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    yield ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    try:
+        yield ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+postgres_url = pytest.fixture(postgres_database, name="postgres_url")
 
 
 def case_reported(sealer: IdentitySealer, directory: Directory) -> CaseReported:

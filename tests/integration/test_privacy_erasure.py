@@ -4,6 +4,7 @@ and each erasure is on the audit trail."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from tests.integration.test_audit_trail import (
     audit_rows,
     case_reported,
     intact,
+    postgres_database,
     read_referral,
     referred_case,
     rujukan,
@@ -119,13 +121,18 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/rujukan.db")
-    ledger = Ledger(engine)
-    await ledger.migrate()
-    yield ledger
-    await engine.dispose()
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ledger]:
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path}/rujukan.db"
+        else:
+            url = await stack.enter_async_context(contextlib.asynccontextmanager(postgres_database)())
+        engine = make_engine(url)
+        stack.push_async_callback(engine.dispose)
+        ledger = Ledger(engine)
+        await ledger.migrate()
+        yield ledger
 
 
 async def withdrawn_case(referrals: Referrals, sealer: IdentitySealer, directory: Directory) -> CaseReported:
@@ -152,6 +159,9 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     recent = await withdrawn_case(referrals, sealer, directory)
     still_open = case_reported(sealer, directory)
     await referrals.open_case(still_open, message_id="open-still")
+    never_referred = case_reported(sealer, directory)
+    async with ledger.transaction() as tx:
+        await tx.add_case(never_referred, T0)
 
     clock.now = T0 + timedelta(days=365, minutes=-1)
     before = await privacy.sweep()
@@ -160,13 +170,14 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     clock.now = T0 + timedelta(days=3650)
     much_later = await privacy.sweep()
 
-    assert (before, after, much_later) == (0, 1, 1)
+    assert (before, after, much_later) == (0, 2, 1)
     async with ledger.transaction() as tx:
-        cases = [await tx.case(event.case_id) for event in (old, recent, still_open)]
-    assert [case is not None and case.identity is None for case in cases] == [True, True, False]
+        cases = [await tx.case(event.case_id) for event in (old, recent, still_open, never_referred)]
+    assert [case is not None and case.identity is None for case in cases] == [True, True, False, True]
     rows = [row async for row in ledger.audit_rows()]
-    assert [(r.entry.action, r.entry.case_id) for r in rows] == [
-        ("identity_erased", old.case_id),
-        ("identity_erased", recent.case_id),
-    ]
+    assert sorted((r.entry.action, r.entry.case_id) for r in rows[:2]) == sorted(
+        [("identity_erased", old.case_id), ("identity_erased", never_referred.case_id)]
+    )
+    assert (rows[2].entry.action, rows[2].entry.case_id) == ("identity_erased", recent.case_id)
+    assert len(rows) == 3
     assert intact(rows)
