@@ -1,15 +1,22 @@
-"""TLS to the broker with certificates made in the test (trustme). No TLS listener of RabbitMQ here: a local TLS
-server that insists on a client certificate stands in for it, and proves what the context of make_broker does."""
+"""TLS to the broker with certificates made in the test (trustme): a local TLS server that insists on a client
+certificate checks the context make_broker builds, and a throwaway RabbitMQ node that listens only for TLS (never
+the shared broker on 5672) checks that a service connects with it (FASTSTREAM.md, "Chaos tests")."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import ssl
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 import trustme
 from pydantic import ValidationError
@@ -18,9 +25,17 @@ from shared.broker import make_broker, tls_context
 from shared.settings import Settings
 from tests.system import free_port
 
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
 
 def tls_settings(
-    tmp_path: Path, ca: trustme.CA, *, client: trustme.LeafCert | None = None, port: int = 5671
+    tmp_path: Path,
+    ca: trustme.CA,
+    *,
+    client: trustme.LeafCert | None = None,
+    port: int = 5671,
+    user: str = "rujukan-intake:secret",
+    vhost: str = "rujukan",
 ) -> Settings:
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
@@ -30,7 +45,7 @@ def tls_settings(
         files["amqp_key_file"] = tmp_path / "client.key"
         client.cert_chain_pems[0].write_to_path(str(files["amqp_cert_file"]))
         client.private_key_pem.write_to_path(str(files["amqp_key_file"]))
-    return Settings(amqp_url=f"amqps://rujukan-intake:secret@localhost:{port}/rujukan", **files)
+    return Settings(amqp_url=f"amqps://{user}@localhost:{port}/{vhost}", **files)
 
 
 @asynccontextmanager
@@ -101,3 +116,80 @@ def test_a_plain_amqp_url_has_no_tls_and_refuses_certificate_settings(tmp_path: 
     assert tls_context(Settings(amqp_url="amqp://guest:guest@127.0.0.1:5672/")) is None
     with pytest.raises(ValidationError, match="amqps://"):
         Settings(amqp_url="amqp://guest:guest@127.0.0.1:5672/", amqp_ca_file=tmp_path / "ca.pem")
+
+
+@dataclass(frozen=True)
+class TlsNode:
+    ca: trustme.CA
+    port: int
+
+
+@pytest.fixture(scope="module")
+def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
+    """A RabbitMQ node of its own that accepts only TLS clients with a certificate its CA signed."""
+    if not RABBITMQ_SERVER.exists():
+        pytest.skip("no RabbitMQ server scripts to start a throwaway node")
+    home, ca, port = tmp_path_factory.mktemp("tls-node"), trustme.CA(), free_port()
+    ca.cert_pem.write_to_path(str(home / "ca.pem"))
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(home / "server.pem"))
+    (home / "rabbitmq.conf").write_text(
+        "listeners.tcp = none\n"
+        f"listeners.ssl.default = {port}\n"
+        f"ssl_options.cacertfile = {home / 'ca.pem'}\n"
+        f"ssl_options.certfile = {home / 'server.pem'}\n"
+        f"ssl_options.keyfile = {home / 'server.pem'}\n"
+        "ssl_options.verify = verify_peer\n"
+        "ssl_options.fail_if_no_peer_cert = true\n"
+        "loopback_users = none\n"
+    )
+    (home / "enabled_plugins").write_text("[].\n")
+    environment = {
+        **os.environ,
+        "HOME": str(home),
+        "RABBITMQ_NODENAME": f"tls{port}@localhost",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(home / "log"),
+        "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(home / "pid"),
+    }
+    subprocess.run([str(RABBITMQ_SERVER), "-detached"], env=environment, check=True, timeout=60)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 60
+        while not _log_says(home, "Server startup complete"):
+            assert time.monotonic() < deadline, "the throwaway TLS node did not start in 60 s"
+            time.sleep(0.2)
+        yield TlsNode(ca, port)
+    finally:
+        if (home / "pid").exists():
+            os.kill(int((home / "pid").read_text()), signal.SIGKILL)
+
+
+def _log_says(home: Path, text: str) -> bool:
+    return any(text in log.read_text() for log in (home / "log").glob("*.log"))
+
+
+@pytest.mark.rabbit
+async def test_a_service_connects_to_a_tls_only_broker_with_its_client_certificate(
+    tls_node: TlsNode, tmp_path: Path
+) -> None:
+    client = tls_node.ca.issue_cert("rujukan-intake")
+    settings = tls_settings(tmp_path, tls_node.ca, client=client, port=tls_node.port, user="guest:guest", vhost="")
+    broker = make_broker(settings, app_id="rujukan-intake")
+    await broker.connect()
+    try:
+        assert await broker.ping(timeout=5)
+    finally:
+        await broker.stop()
+
+
+@pytest.mark.rabbit
+async def test_a_tls_broker_refuses_a_service_without_a_client_certificate(tls_node: TlsNode, tmp_path: Path) -> None:
+    broker = make_broker(
+        tls_settings(tmp_path, tls_node.ca, port=tls_node.port, user="guest:guest", vhost=""), app_id="rujukan-intake"
+    )
+
+    with pytest.raises(aio_pika.exceptions.AMQPConnectionError):
+        await asyncio.wait_for(broker.connect(), timeout=15)
