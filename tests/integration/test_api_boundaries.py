@@ -219,3 +219,21 @@ async def test_failed_authentication_is_throttled_per_address_and_logged_without
     assert failed[-1]["count"] == 10
     assert f"sha256:{hashlib.sha256(guess.encode()).hexdigest()[:8]} from 127.0.9.1" in failed[-1]["reason"]
     assert "kanari" not in repr(logs)
+
+
+async def test_a_caller_without_the_scope_is_refused_before_its_body_is_read(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path
+) -> None:
+    """A token without the scope learns nothing from validation errors; one with it learns what is wrong."""
+    system = await running(amqp_url, sink, tmp_path, directory_for(sink), "intake")
+    url = system.url("intake", "/v1/cases")
+    try:
+        receiver = await system.http.post(url, json={"victims": []}, headers=system.token("dinsos-bengkayang"))
+        operator = await system.http.post(url, json={"victims": []}, headers=system.token("ops-rujukan"))
+        police = await system.http.post(url, json={"victims": []}, headers=system.token("polres-sambas"))
+    finally:
+        await system.stop()
+
+    assert (receiver.status_code, operator.status_code) == (403, 403)
+    assert receiver.json() == {"detail": "this token does not have the report scope"}
+    assert police.status_code == 422
