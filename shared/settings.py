@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     notifier_database_url: str = "sqlite+aiosqlite:///var/notifier.db"
     # How often the referral service looks for passed deadlines (a due escalation waits at most this long).
     deadline_sweep_seconds: float = Field(default=5.0, gt=0)
+    # How often the referral service erases the identity of cases closed longer than the directory's retention.
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
 
     # Email over SMTP; the demo points at its own local SMTP sink.
     smtp_host: str = "127.0.0.1"

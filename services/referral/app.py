@@ -19,6 +19,7 @@ from services.referral.ledger import Ledger
 from services.referral.officer_desk import OfficerDesk
 from services.referral.officer_page import build_officer_page
 from services.referral.outbox import OutboxRelay
+from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
 from services.referral.sms_replies import build_sms_replies
 from shared.broker import MessagePublisher, make_broker
@@ -65,7 +66,11 @@ def build_referral(
         await topology.declare(broker)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         await broker.start()
-        tasks = [relay_task, asyncio.create_task(sweeper.run(), name="deadline-sweeper")]
+        tasks = [
+            relay_task,
+            asyncio.create_task(sweeper.run(), name="deadline-sweeper"),
+            asyncio.create_task(privacy.run(interval_seconds=settings.retention_sweep_seconds), name="retention"),
+        ]
         log.info("service_started", port=settings.referral_port)
         try:
             yield
@@ -98,6 +103,7 @@ def build_referral(
         )
     )
     http.include_router(build_api(referrals, Depends(agency_auth(directory))))
+    privacy = Privacy(ledger, directory, clock=clock)
     desk = OfficerDesk(
         ledger,
         referrals,

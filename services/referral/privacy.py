@@ -3,6 +3,7 @@ once the directory's retention period has passed. Both are on the audit trail an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
@@ -43,6 +44,17 @@ class Privacy:
             )
         log.info("case_identity_erased", case_id=str(case_id))
         return True
+
+    async def run(self, *, interval_seconds: float) -> None:
+        """The retention sweep, now and then every ``interval_seconds``, as long as the service runs."""
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: the cases wait for the next sweep
+                log.warning("retention_sweep_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval_seconds)
 
     async def sweep(self, *, batch: int = 100) -> int:
         """Erase the identity of every case closed longer than the retention period; how many were erased.

@@ -20,7 +20,7 @@ from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
 from shared.contracts.cases import CaseReported, CaseWithdrawn, WithdrawalReason
 from shared.database import make_engine
-from shared.directory import Directory, load_directory
+from shared.directory import Directory, Retention, load_directory
 from shared.sealing import IdentitySealer
 from tests.integration.test_audit_trail import (
     A_GIRL,
@@ -33,7 +33,7 @@ from tests.integration.test_audit_trail import (
     referred_case,
     rujukan,
 )
-from tests.system import CONFIG, System
+from tests.system import CONFIG, System, WebhookSink, directory_for, eventually, settings_for
 
 pytestmark = pytest.mark.rabbit
 
@@ -181,3 +181,29 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     assert (rows[2].entry.action, rows[2].entry.case_id) == ("identity_erased", recent.case_id)
     assert len(rows) == 3
     assert intact(rows)
+
+
+async def test_the_running_referral_service_erases_a_closed_case_past_its_retention_by_itself(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path
+) -> None:
+    directory = directory_for(sink)
+    sink.directory = directory
+    directory = directory.model_copy(update={"retention": Retention.model_validate({"identity_after_closed": "1s"})})
+    settings = settings_for(amqp_url, tmp_path, retention_sweep_seconds=0.3)
+    system = System(settings, directory, sink, ("intake", "referral", "notifier"))
+    await system.start()
+    try:
+        case_id, legs = await referred_case(system, [A_GIRL])
+        withdrawn = await system.http.post(
+            system.url("intake", f"/v1/cases/{case_id}/withdraw"),
+            json={"reason": "reported_in_error"},
+            headers=system.token("polres-bengkayang"),
+        )
+        assert withdrawn.status_code == 202
+
+        async def identity_gone() -> bool:
+            return erased(await read_referral(system, legs["dinsos-bengkayang"], "dinsos-bengkayang"))
+
+        await eventually(identity_gone, timeout=15)
+    finally:
+        await system.stop()
