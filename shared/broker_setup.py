@@ -152,12 +152,15 @@ class Management:
         await self._call("PUT", f"/vhosts/{_q(vhost)}", {})
         return True
 
-    async def revoke_permissions(self, vhost: str, username: str) -> bool:
-        path = f"/permissions/{_q(vhost)}/{_q(username)}"
-        if await self._call("GET", path) is None:
-            return False
-        await self._call("DELETE", path)
-        return True
+    async def permission_holders(self, vhost: str) -> set[str]:
+        return {entry["user"] for entry in await self._call("GET", f"/vhosts/{_q(vhost)}/permissions") or []}
+
+    async def revoke(self, vhost: str, username: str) -> None:
+        """Takes away everything ``username`` may do in ``vhost``; the user itself stays (users are node-wide)."""
+        await self._call("DELETE", f"/permissions/{_q(vhost)}/{_q(username)}")
+        topics = f"/topic-permissions/{_q(vhost)}/{_q(username)}"
+        if await self._call("GET", topics):
+            await self._call("DELETE", topics)
 
     async def user_exists(self, username: str) -> bool:
         return await self._call("GET", f"/users/{_q(username)}") is not None
@@ -244,7 +247,7 @@ async def set_up_broker(
     secrets_file: Path,
     rotate: bool = False,
 ) -> SetupResult:
-    """Makes the broker hold exactly these identities and permissions, and the secrets file their credentials.
+    """Makes the vhost hold exactly these identities and permissions, and the secrets file their credentials.
 
     Idempotent: a user the secrets file already knows keeps its password unless ``rotate``; one that exists on
     the broker but not in the file gets a new password (the old one cannot be recovered).
@@ -253,9 +256,6 @@ async def set_up_broker(
     changes: list[str] = []
     if await management.ensure_vhost(vhost):
         changes.append(f"created vhost {vhost}")
-    # The management API gives whoever creates a vhost full rights on it, and on a fresh node that is guest.
-    if await management.revoke_permissions(vhost, "guest"):
-        changes.append(f"removed guest's permissions on {vhost}")
     credentials: dict[str, Credentials] = {}
     for user in users:
         username = f"{prefix}{user.name}"
@@ -273,6 +273,11 @@ async def set_up_broker(
             if await management.ensure_topic_permission(vhost, username, topic):
                 changes.append(f"set topic permissions of {username} on {topic.exchange}")
         credentials[user.name] = Credentials(username, password, amqp_url_for(amqp_base_url, vhost, username, password))
+    # Nobody else keeps rights here: not guest, whom the management API gives full rights on a vhost it created,
+    # nor the system of an agency since removed from the directory.
+    for holder in sorted(await management.permission_holders(vhost) - {c.username for c in credentials.values()}):
+        await management.revoke(vhost, holder)
+        changes.append(f"revoked the rights of {holder} on {vhost}")
     write_secrets(
         secrets_file,
         {

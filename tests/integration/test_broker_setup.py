@@ -19,7 +19,7 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 from services.cli import main
 from shared.broker import make_broker
 from shared.broker_setup import SERVICES, Management, SetupResult, broker_users, read_secrets, set_up_broker
-from shared.directory import Directory
+from shared.directory import Directory, load_directory
 from shared.topology import build_topology
 from tests.rabbit import AMQP_BASE, MANAGEMENT_URL
 from tests.system import CONFIG, settings_for
@@ -71,6 +71,14 @@ async def remove(vhost: str, prefix: str) -> None:
                 pass
         async with session.delete(f"/api/vhosts/{quote(vhost, safe='')}"):
             pass
+
+
+async def holders_of(vhost: str) -> set[str]:
+    async with (
+        aiohttp.ClientSession(headers=_ADMIN, base_url=MANAGEMENT_URL) as session,
+        session.get(f"/api/vhosts/{quote(vhost, safe='')}/permissions") as response,
+    ):
+        return {entry["user"] for entry in await response.json()}
 
 
 @asynccontextmanager
@@ -137,11 +145,7 @@ async def test_setup_makes_a_user_for_each_service_and_agency_system_none_of_the
 
 async def test_only_the_users_of_the_setup_have_rights_on_its_vhost_not_guest(deployment: Deployment) -> None:
     """The management API gave guest, which created the vhost, full rights on it; setup took them back."""
-    async with (
-        aiohttp.ClientSession(headers=_ADMIN, base_url=MANAGEMENT_URL) as session,
-        session.get(f"/api/vhosts/{quote(deployment.vhost, safe='')}/permissions") as response,
-    ):
-        holders = {entry["user"] for entry in await response.json()}
+    holders = await holders_of(deployment.vhost)
 
     assert holders == {credentials.username for credentials in deployment.result.credentials.values()}
 
@@ -171,6 +175,18 @@ async def test_running_setup_again_changes_nothing_and_rotate_changes_only_passw
         pass
     with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
         await aio_pika.connect(deployment.url("intake"))
+
+
+async def test_an_agency_removed_from_the_directory_loses_its_rights_on_the_next_run(deployment: Deployment) -> None:
+    removed = deployment.username("dinsos-kalbar-utara")
+    deployment.directory = load_directory(CONFIG)
+
+    again = await deployment.set_up()
+
+    assert f"revoked the rights of {removed} on {deployment.vhost}" in again.changes
+    assert not [change for change in again.changes if change.startswith(("created", "rotated"))]
+    assert removed not in await holders_of(deployment.vhost)
+    assert "dinsos-kalbar-utara" not in read_secrets(deployment.secrets_file)["users"]
 
 
 async def test_an_agency_reads_its_own_inbox_and_is_refused_another_agencys(deployment: Deployment) -> None:
