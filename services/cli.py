@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from shared.logging import configure_logging
 from shared.sealing import IdentitySealer, load_sealer
 from shared.service import Service, serve
 from shared.settings import Settings
+from shared.tokens import Scope, issue_token
 from shared.topology import build_topology
 
 SERVICES = ("intake", "referral", "notifier")
@@ -81,7 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--reason", required=True, help="why, for the case's timeline (e.g. the victim's request)")
     erase.add_argument("--by", required=True, help="who erases it, for the audit trail")
     erasures.add_parser("sweep", help="erase closed cases past the directory's retention period (run it daily)")
+    token = commands.add_parser("token", help="issue an API token: printed once, with its entry for the directory")
+    token.add_argument("scopes", nargs="+", choices=[scope.value for scope in Scope], metavar="scope")
+    token.add_argument("--label", help="who or what holds it, e.g. the agency's case system")
     return parser
+
+
+def _issue_token(scopes: Sequence[str], label: str | None) -> int:
+    token, entry = issue_token(tuple(Scope(scope) for scope in scopes), label=label)
+    print(f"token: {token}")
+    print("give it to its holder over a safe channel: it is shown only now. Add to the holder's api_tokens:")
+    # JSON is YAML: the entry pastes into the directory as a flow mapping.
+    print(f"  - {json.dumps(entry.model_dump(mode='json', exclude_none=True))}")
+    return 0
 
 
 async def _audit_verify(settings: Settings) -> int:
@@ -173,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "directory":
         return _directory_command(args.action, settings)
+    if args.command == "token":
+        return _issue_token(args.scopes, args.label)
     if args.command == "audit":
         return asyncio.run(_audit_verify(settings))
     if args.command == "privacy":
