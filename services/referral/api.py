@@ -16,7 +16,7 @@ from shared.contracts.cases import VictimFacts
 from shared.contracts.referrals import DeadlineKind, DeclineReason, Outcome, check_decline
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
-from shared.http import ErrorAnswers, problem, scoped
+from shared.http import Caller, ErrorAnswers, problem, scoped
 from shared.tokens import Scope
 
 
@@ -105,11 +105,21 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     Receiver = Annotated[Agency, scoped(authenticate, Scope.RECEIVE)]
 
     @router.get("/cases/{case_id}", responses={403: {}, 404: {}})
-    async def get_case(case_id: UUID, agency: Reporter) -> JSONResponse:
-        """The case, its referral legs and its timeline; for the reporting agency only. An ``oversee`` token
-        reads no single case here: the timeline names officers and carries notes, and the ledger has no view
-        without them yet."""
-        view = await referrals.case_view(case_id, agency_id=agency.id)
+    async def get_case(case_id: UUID, caller: Annotated[Caller, authenticate]) -> JSONResponse:
+        """The case, its referral legs and its timeline, for the reporting agency (``report``); for an ``oversee``
+        token whose jurisdiction covers the case, its legs and their statuses only: no timeline, no identity."""
+        if Scope.REPORT not in caller.scopes or not await referrals.reported_by(case_id, caller.id):
+            case, legs = await referrals.overview(case_id, overseer=caller.acting_as(Scope.OVERSEE))
+            return JSONResponse(
+                {
+                    "case_id": str(case.case_id),
+                    "case_code": case.case_code,
+                    "regency_code": case.regency_code,
+                    "status": _bundle(legs),
+                    "referrals": [_referral_summary(r, referrals.now()) for r in legs],
+                }
+            )
+        view = await referrals.case_view(case_id, agency_id=caller.id)
         return JSONResponse(
             {
                 "case_id": str(view.case.case_id),

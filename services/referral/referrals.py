@@ -451,6 +451,28 @@ class Referrals:
         log.info("referral_entered_in_error", referral_id=str(referral_id))
         return moved
 
+    async def reported_by(self, case_id: UUID, agency_id: str) -> bool:
+        async with self._ledger.transaction() as tx:
+            case = await tx.case(case_id)
+        if case is None:
+            raise UnknownCaseError(case_id)
+        return case.reporting_agency == agency_id
+
+    async def overview(self, case_id: UUID, *, overseer: Agency) -> tuple[CaseRecord, list[Referral]]:
+        """A case's legs and their statuses for an overseeing agency whose jurisdiction covers its regency: no
+        timeline (it names officers and carries notes), no identity."""
+        async with self._ledger.transaction() as tx:
+            case = await tx.case(case_id)
+            if case is None:
+                raise UnknownCaseError(case_id)
+            area = overseer.jurisdiction
+            covered = case.regency_code.startswith(f"{area.province}.") and (
+                area.is_provincial or case.regency_code in area.regencies
+            )
+            if not covered:
+                raise NotPermittedError(f"case {case_id} is outside {overseer.id}'s jurisdiction")
+            return case, await tx.referrals_of(case_id)
+
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
         async with self._ledger.transaction() as tx:
             case = await tx.case(case_id)
