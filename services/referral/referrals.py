@@ -494,10 +494,14 @@ class Referrals:
             referral = await self._referral_of(tx, referral_id, agency_id)
             case = await tx.case(referral.case_id)
             assert case is not None  # referrals reference their case (foreign key)
+            shown = case.identity is not None and referral.status not in CLOSED_LEGS
             if case.identity is None:
                 assert case.identity_erased_at is not None  # only erasure takes identity away
                 erased = {"erased_at": case.identity_erased_at.isoformat()}
                 identity = {ref: dict(erased) for ref in referral.victim_refs}
+            elif not shown:
+                # Declined, sent onward, cancelled or sent by mistake: the agency has no more need to know who.
+                identity = {ref: {} for ref in referral.victim_refs}
             else:
                 sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
                 identity = {
@@ -530,6 +534,7 @@ class Referrals:
                     "officer": reader,
                     "via": via,
                     "erased": case.identity is None,
+                    "shown": shown,
                 },
             )
             return ReferralView(case=case, referral=referral, identity=identity)

@@ -158,3 +158,19 @@ async def test_the_reporting_unit_marks_a_referral_sent_by_mistake_and_its_agenc
     [entry] = [e for e in case["timeline"] if e["event"] == "entered_in_error"]
     assert (entry["actor"], entry["detail"]["note"]) == ("polres-bengkayang", "salah wilayah")
     assert case["status"]["open_legs"] == 0
+
+
+async def test_an_agency_that_declined_a_referral_no_longer_sees_who_its_victims_are(system: System) -> None:
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+    url = system.url("referral", f"/v1/referrals/{referral_id}")
+    before = (await system.http.get(url, headers=system.token("dinsos-bengkayang"))).json()
+
+    await move(system, referral_id, "decline", "dinsos-bengkayang", reason="no_capacity")
+    after = await system.http.get(url, headers=system.token("dinsos-bengkayang"))
+
+    assert before["victims"][0]["identity"]["full_name"] == "Andi Wijaya"
+    assert after.status_code == 200
+    assert after.json()["status"] == "declined"
+    assert after.json()["victims"][0]["identity"] == {}
+    assert "Andi Wijaya" not in after.text
