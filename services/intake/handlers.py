@@ -6,7 +6,7 @@ import structlog
 from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 
-from services.intake.reports import ReportIntake
+from services.intake.reports import ReportIntake, claimed_agency
 from shared.broker import consumer_channel
 from shared.consuming import UnverifiedSenderError, decode, raw, verify_sender, warn_if_senders_unverified
 from shared.contracts.cases import CaseAmendment, CaseReport, CaseWithdrawal
@@ -44,7 +44,21 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
             except UnverifiedSenderError:
                 raise  # dead-lettered without a receipt: the agency it names did not send it
             except PermanentError as exc:
-                await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)
+                if _sent_by_the_agency_it_names(msg, settings):
+                    await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)
                 raise
 
     return router
+
+
+def _sent_by_the_agency_it_names(msg: RabbitMessage, settings: Settings) -> bool:
+    """Whether a refused message may be answered to the agency its body names: not when another broker user sent
+    it (a receipt would tell that agency of a report it never made)."""
+    claimed = claimed_agency(msg.body)
+    if claimed is None:
+        return True
+    try:
+        verify_sender(msg, claimed, settings=settings)
+    except UnverifiedSenderError:
+        return False
+    return True

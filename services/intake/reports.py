@@ -231,7 +231,7 @@ class ReportIntake:
 
     async def reject(self, body: bytes, *, reason: str, source_message_id: str | None) -> None:
         """Tell the reporting agency (if the body names one we know) that its AMQP report was refused."""
-        agency_id = _claimed_agency(body)
+        agency_id = claimed_agency(body)
         agency = self._directory().agency(agency_id) if agency_id else None
         if agency is None or agency.kind is not AgencyKind.POLICE:
             log.warning("rejected_report_has_no_known_reporter", message_id=source_message_id)
@@ -282,7 +282,7 @@ def _loads(body: bytes) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _claimed_agency(body: bytes) -> str | None:
+def claimed_agency(body: bytes) -> str | None:
     value = _loads(body).get("reporting_agency")
     return value if isinstance(value, str) else None
 

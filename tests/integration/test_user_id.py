@@ -121,6 +121,20 @@ async def test_a_report_claiming_another_police_unit_is_dead_lettered_without_a_
     assert await secured.depth("agency.polres-bengkayang.receipts") == 0
 
 
+async def test_a_broken_report_claiming_another_police_unit_is_dead_lettered_without_a_receipt(
+    secured: Secured,
+) -> None:
+    body = {**a_case_report_body(reporting_agency="polres-bengkayang"), "regency_code": "not a regency"}
+
+    await secured.publish(
+        "polres-sambas", "rujukan.intake", "case.report", body, message_type="case.report.v1", as_user=True
+    )
+
+    [dead] = await secured.take("intake", "intake.reports.dead")
+    assert "regency_code" in dead.headers[REASON]
+    assert await secured.depth("agency.polres-bengkayang.receipts") == 0
+
+
 async def test_a_report_without_user_id_is_dead_lettered_when_user_id_is_required(secured: Secured) -> None:
     body = a_case_report_body(reporting_agency="polres-bengkayang")
 
