@@ -7,10 +7,12 @@ base64 part of your ``whsec_...`` secret). Verify the raw body before parsing it
 minutes away, and drop an id you have already handled: a resend after a network failure carries the same id.
 
     receiver = WebhookReceiver(secret=os.environ["RUJUKAN_WEBHOOK_SECRET"])
-    payload = receiver.receive(raw_body, request_headers)   # raises InvalidWebhookError: answer 400 (or 401)
-    if payload is None:                                     # a resend of one already handled: answer 2xx
+    payload = receiver.verify(raw_body, request_headers)    # raises InvalidWebhookError: answer 400 (or 401)
+    if receiver.handled_before(request_headers):            # a resend of one already handled: answer 2xx
         return 204
-    ...                                                     # act on it, then answer 2xx
+    ...                                                     # store it / act on it
+    receiver.mark_handled(request_headers)                  # only now: a failure above means a resend is wanted
+    return 204
 """
 
 from __future__ import annotations
@@ -64,13 +66,16 @@ class WebhookReceiver:
                 return payload
         raise InvalidWebhookError("no signature matches")
 
-    def receive(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any] | None:
-        """Like ``verify``, but None for a resend of a webhook already received (act on each id once)."""
-        payload = self.verify(body, headers)
-        webhook_id = {name.lower(): value for name, value in headers.items()}["webhook-id"]
-        if webhook_id in self._seen:
-            return None
-        self._seen[webhook_id] = None
+    def handled_before(self, headers: Mapping[str, str]) -> bool:
+        """Whether this notification (its ``webhook-id``) was already marked handled: a resend to drop."""
+        return _webhook_id(headers) in self._seen
+
+    def mark_handled(self, headers: Mapping[str, str]) -> None:
+        """Call once the notification is stored or acted on, never before: until then a resend must get through."""
+        self._seen[_webhook_id(headers)] = None
         if len(self._seen) > self._remember:
             self._seen.popitem(last=False)
-        return payload
+
+
+def _webhook_id(headers: Mapping[str, str]) -> str:
+    return next((value for name, value in headers.items() if name.lower() == "webhook-id"), "")
