@@ -168,7 +168,9 @@ def agency_auth(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Callable[..., Awaitable[Caller]]:
     """A dependency answering the caller, 401 for a missing, unknown or expired token, and 429 for a client
-    address with too many failures lately (whatever it sends: a guesser must not learn when it got one)."""
+    address with too many failures lately. A valid token always gets through: agencies behind one office NAT or
+    proxy must not be locked out of acknowledging a child's referral by somebody else's failures, and a
+    256-bit token is not found by guessing anyway."""
     failures = limiter or FailureLimiter()
 
     async def authenticate(
@@ -176,6 +178,10 @@ def agency_auth(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
         address = request.client.host if request.client else "unknown"
+        found = directory_source().token_holder(credentials.credentials) if credentials else None
+        if found is not None and found[1].valid_at(clock()):
+            holder, entry = found
+            return Caller(holder.id, holder if isinstance(holder, Agency) else None, frozenset(entry.scopes))
         wait = failures.retry_after(address, monotonic())
         if wait is not None:
             raise HTTPException(
@@ -183,10 +189,6 @@ def agency_auth(
                 detail="too many failed authentications from this address; try again later",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        found = directory_source().token_holder(credentials.credentials) if credentials else None
-        if found is not None and found[1].valid_at(clock()):
-            holder, entry = found
-            return Caller(holder.id, holder if isinstance(holder, Agency) else None, frozenset(entry.scopes))
         if credentials is None:
             why, detail = "no bearer token", "missing or unknown bearer token"
         elif found is None:
