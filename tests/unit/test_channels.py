@@ -144,7 +144,15 @@ def test_a_relay_refusing_our_login_or_sender_is_a_transient_fault_of_the_relay(
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:8099/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]/hook"],
+    [
+        "http://127.0.0.1:8099/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[64:ff9b::7f00:1]/hook",
+        "http://[2002:7f00:1::]/hook",
+    ],
 )
 async def test_a_webhook_to_a_loopback_private_or_link_local_address_is_refused_for_good(url: str) -> None:
     with pytest.raises(PermanentChannelError, match="non-public address"):
