@@ -5,11 +5,7 @@ the shared broker on 5672) checks that a service connects with it (FASTSTREAM.md
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import ssl
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,8 +20,7 @@ from pydantic import ValidationError
 from shared.broker import make_broker, tls_context
 from shared.settings import Settings
 from tests.system import free_port
-
-RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+from tests.throwaway_node import throwaway_node
 
 
 def tls_settings(
@@ -127,14 +122,12 @@ class TlsNode:
 @pytest.fixture(scope="module")
 def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
     """A RabbitMQ node of its own that accepts only TLS clients with a certificate its CA signed."""
-    if not RABBITMQ_SERVER.exists():
-        pytest.skip("no RabbitMQ server scripts to start a throwaway node")
-    home, ca, port = tmp_path_factory.mktemp("tls-node"), trustme.CA(), free_port()
+    home, ca = tmp_path_factory.mktemp("tls-node"), trustme.CA()
     ca.cert_pem.write_to_path(str(home / "ca.pem"))
     ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(home / "server.pem"))
-    (home / "rabbitmq.conf").write_text(
+    config = (
         "listeners.tcp = none\n"
-        f"listeners.ssl.default = {port}\n"
+        "listeners.ssl.default = {port}\n"
         f"ssl_options.cacertfile = {home / 'ca.pem'}\n"
         f"ssl_options.certfile = {home / 'server.pem'}\n"
         f"ssl_options.keyfile = {home / 'server.pem'}\n"
@@ -142,33 +135,8 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
         "ssl_options.fail_if_no_peer_cert = true\n"
         "loopback_users = none\n"
     )
-    (home / "enabled_plugins").write_text("[].\n")
-    environment = {
-        **os.environ,
-        "HOME": str(home),
-        "RABBITMQ_NODENAME": f"tls{port}@localhost",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(free_port()),
-        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(home / "log"),
-        "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(home / "pid"),
-    }
-    subprocess.run([str(RABBITMQ_SERVER), "-detached"], env=environment, check=True, timeout=60)  # noqa: S603
-    try:
-        deadline = time.monotonic() + 60
-        while not _log_says(home, "Server startup complete"):
-            assert time.monotonic() < deadline, "the throwaway TLS node did not start in 60 s"
-            time.sleep(0.2)
+    with throwaway_node(home, "tls", config=config) as port:
         yield TlsNode(ca, port)
-    finally:
-        if (home / "pid").exists():
-            os.kill(int((home / "pid").read_text()), signal.SIGKILL)
-
-
-def _log_says(home: Path, text: str) -> bool:
-    return any(text in log.read_text() for log in (home / "log").glob("*.log"))
 
 
 @pytest.mark.rabbit

@@ -6,12 +6,8 @@ tests": never the shared broker on 5672)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout, suppress
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +19,11 @@ from shared.logging import configure_logging
 from shared.topology import build_topology, dead_letter_queue_name
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import GatewaySink, System, WebhookSink, directory_for, free_port, settings_for
+from tests.system import GatewaySink, System, WebhookSink, directory_for, settings_for
+from tests.throwaway_node import kill_node, throwaway_node
 
 pytestmark = pytest.mark.rabbit
 
-RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CANARY_NAME, CANARY_NIK = "Kanari Sentinel Wulandari", "6107012345678901"
 # An agency that publishes a report over AMQP has itself written its plaintext to the broker's disk (the queue
 # intake.reports); that victim is a canary of its own, looked for everywhere but there.
@@ -57,44 +53,6 @@ def canaries_on_disk(root: Path) -> dict[str, list[str]]:
         if path.is_file() and (labels := canaries_in(path.read_bytes(), HTTP_CANARIES)):
             found[str(path.relative_to(root))] = labels
     return found
-
-
-@contextmanager
-def throwaway_node(home: Path) -> Iterator[str]:
-    """A plain RabbitMQ node of its own on a free port, its data and logs under ``home``; killed on the way out."""
-    if not RABBITMQ_SERVER.exists():
-        pytest.skip("no RabbitMQ server scripts to start a throwaway node")
-    port = free_port()
-    (home / "rabbitmq.conf").write_text(f"listeners.tcp.default = {port}\n")
-    (home / "enabled_plugins").write_text("[].\n")
-    environment = {
-        **os.environ,
-        "HOME": str(home),
-        "RABBITMQ_NODENAME": f"canary{port}@localhost",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(free_port()),
-        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(home / "log"),
-        "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(home / "pid"),
-    }
-    subprocess.run([str(RABBITMQ_SERVER), "-detached"], env=environment, check=True, timeout=60)  # noqa: S603
-    try:
-        deadline = time.monotonic() + 60
-        while not any("Server startup complete" in log.read_text() for log in (home / "log").glob("*.log")):
-            assert time.monotonic() < deadline, "the throwaway node did not start in 60 s"
-            time.sleep(0.2)
-        yield f"amqp://guest:guest@127.0.0.1:{port}/"
-    finally:
-        kill_node(home)
-
-
-def kill_node(home: Path) -> None:
-    if (home / "pid").exists():
-        with suppress(ProcessLookupError):
-            os.kill(int((home / "pid").read_text()), signal.SIGKILL)
-        (home / "pid").unlink()
 
 
 @contextmanager
@@ -163,7 +121,8 @@ async def test_a_canary_victim_is_found_nowhere_it_does_not_belong(tmp_path: Pat
     # What left the services and is no authorised identity read, by where it was found.
     exposed: dict[str, bytes] = {}
 
-    with throwaway_node(node_home) as amqp_url, rendered_logs(tmp_path / "services.log") as log:
+    with throwaway_node(node_home, "canary") as port, rendered_logs(tmp_path / "services.log") as log:
+        amqp_url = f"amqp://guest:guest@127.0.0.1:{port}/"
         services = ("intake", "referral", "notifier")
         system = System(settings_for(amqp_url, data_dir), directory, sink, services, gateway=gateway)
         fail_every_channel(system)
