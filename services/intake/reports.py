@@ -25,7 +25,7 @@ from shared.contracts.cases import (
 )
 from shared.contracts.referrals import CaseReceipt
 from shared.directory import AgencyKind, Directory
-from shared.errors import NotPermittedError, PermanentError, ReportConflictError, TransientError
+from shared.errors import PermanentError, ReportConflictError, TransientError
 from shared.ids import case_code_for, case_id_for, derived_id
 from shared.sealing import IdentitySealer
 from shared.topology import EVENTS
@@ -204,11 +204,10 @@ class ReportIntake:
     ) -> None:
         """Withdraw a case this agency reported and the broker confirmed; a repeat changes nothing."""
         owner = await self._registry.owner(case_id)
-        if owner is None:
+        # Another unit's case answers as if there were none: a different refusal would confirm its report.
+        if owner is None or owner[0] != agency_id:
             raise UnknownCaseError(f"case {case_id} was never reported")
-        reporting_agency, confirmed = owner
-        if reporting_agency != agency_id:
-            raise NotPermittedError(f"case {case_id} was reported by another agency")
+        _, confirmed = owner
         if not confirmed:
             raise UncertainReportError(case_id)
         withdrawn = CaseWithdrawn(

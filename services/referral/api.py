@@ -108,7 +108,12 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     async def get_case(case_id: UUID, caller: Annotated[Caller, authenticate]) -> JSONResponse:
         """The case, its referral legs and its timeline, for the reporting agency (``report``); for an ``oversee``
         token whose jurisdiction covers the case, its legs and their statuses only: no timeline, no identity."""
-        if Scope.REPORT not in caller.scopes or not await referrals.reported_by(case_id, caller.id):
+        reporter = Scope.REPORT in caller.scopes and await referrals.reported_by(case_id, caller.id)
+        if not reporter and Scope.REPORT in caller.scopes and Scope.OVERSEE not in caller.scopes:
+            # Another unit's case answers as if there were none: case ids are derived from report numbers,
+            # and a 403 would confirm that a unit filed a given report.
+            raise UnknownCaseError(case_id)
+        if not reporter:
             case, legs = await referrals.overview(case_id, overseer=caller.acting_as(Scope.OVERSEE))
             return JSONResponse(
                 {

@@ -53,14 +53,17 @@ async def test_withdrawal_cancels_open_legs_tells_each_agency_and_spares_complet
     assert told == {"dinsos-bengkayang", "uptd-ppa-kalbar"}
 
 
-async def test_only_the_reporting_police_unit_may_withdraw_and_only_a_case_it_reported(system: System) -> None:
+async def test_only_the_reporting_police_unit_may_withdraw_and_another_unit_learns_nothing_of_the_case(
+    system: System,
+) -> None:
     case_id = (await system.report(a_case_report_body())).json()["case_id"]
 
     by_other = await withdraw(system, case_id, by="polres-sambas")
     unknown = await withdraw(system, str(uuid.uuid4()))
+    read_by_other = await system.case(case_id, agency_id="polres-sambas")
 
-    assert by_other.status_code == 403
-    assert unknown.status_code == 404
+    assert by_other.status_code == unknown.status_code == read_by_other.status_code == 404
+    assert (await system.case(case_id)).status_code == 200
 
 
 async def test_a_withdrawn_referral_cannot_be_accepted_any_more(system: System) -> None:
