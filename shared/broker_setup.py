@@ -220,8 +220,10 @@ def read_secrets(path: Path) -> dict[str, Any]:
 def write_secrets(path: Path, content: dict[str, Any]) -> None:
     """Readable by its owner only, from the first byte (written beside, then renamed over the old file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.unlink(missing_ok=True)
+    # O_EXCL and O_NOFOLLOW: a link planted under the scratch name cannot send the passwords somewhere else.
+    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w") as file:
         json.dump(content, file, indent=2)
