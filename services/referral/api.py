@@ -121,7 +121,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
                     "case_code": case.case_code,
                     "regency_code": case.regency_code,
                     "status": _bundle(legs),
-                    "referrals": [_referral_summary(r, referrals.now()) for r in legs],
+                    "referrals": [_status_only(_referral_summary(r, referrals.now())) for r in legs],
                 }
             )
         view = await referrals.case_view(case_id, agency_id=caller.id)
@@ -243,6 +243,12 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
         return JSONResponse(_referral_summary(referral, referrals.now()))
 
     return router
+
+
+def _status_only(summary: dict[str, Any]) -> dict[str, Any]:
+    """An overseer's view of a leg: how it stands, not whom it is about (victim references are typed by the
+    police and may carry more than a number)."""
+    return {key: value for key, value in summary.items() if key not in ("victim_refs", "reasons")}
 
 
 def _facts(victim: VictimFacts) -> dict[str, Any]:

@@ -257,6 +257,7 @@ async def test_an_overseer_reads_a_case_s_statuses_in_its_province_without_timel
     assert seen.status_code == 200
     body = seen.json()
     assert set(body) == {"case_id", "case_code", "regency_code", "status", "referrals"}
+    assert all("victim_refs" not in leg and "reasons" not in leg for leg in body["referrals"])
     assert sorted(leg["agency_id"] for leg in body["referrals"]) == [
         "bp3mi-kalbar",
         "dinsos-bengkayang",
