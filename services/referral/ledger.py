@@ -337,21 +337,19 @@ class LedgerTx:
             )
         )
 
-    async def amend_case(self, event: CaseReported) -> None:
-        """The case's facts and sealed identity become the amended ones; its code and reporter stay."""
-        await self._c.execute(
-            update(cases)
-            .where(cases.c.case_id == str(event.case_id))
-            .values(
-                fingerprint=event.fingerprint,
-                regency_code=event.regency_code,
-                exploitation_types=[t.value for t in event.exploitation_types],
-                victims=[v.model_dump(mode="json") for v in event.victims],
-                identity=event.identity.model_dump(mode="json"),
-                # The reporting unit sent identity again: it is the case's identity from now on.
-                identity_erased_at=None,
-            )
-        )
+    async def amend_case(self, event: CaseReported, *, erased: bool) -> None:
+        """The case's facts and sealed identity become the amended ones; its code and reporter stay. An erased
+        identity stays erased: an erasure (a victim's request, the retention period) is not undone by a police
+        system that sends the whole case again."""
+        facts: dict[str, Any] = {
+            "fingerprint": event.fingerprint,
+            "regency_code": event.regency_code,
+            "exploitation_types": [t.value for t in event.exploitation_types],
+            "victims": [v.model_dump(mode="json") for v in event.victims],
+        }
+        if not erased:
+            facts["identity"] = event.identity.model_dump(mode="json")
+        await self._c.execute(update(cases).where(cases.c.case_id == str(event.case_id)).values(**facts))
 
     async def erase_identity(self, case_id: UUID, now: datetime) -> None:
         """The sealed identity is gone for good; the facts and the timeline stay."""

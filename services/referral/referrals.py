@@ -179,7 +179,7 @@ class Referrals:
             if case.withdrawn_at is not None:
                 self._refuse_after_withdrawal(tx, case, event, now=now, message_id=message_id)
                 return
-            await tx.amend_case(event)
+            await tx.amend_case(event, erased=case.identity_erased_at is not None)
             tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
                       detail={"victim_count": len(event.victims), "regency_code": event.regency_code})  # fmt: skip
             legs = {leg.agency_id: leg for leg in await tx.referrals_of(case.case_id)}

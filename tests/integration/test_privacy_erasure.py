@@ -18,7 +18,7 @@ import yaml
 from services.referral.ledger import Ledger
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
-from shared.contracts.cases import CaseReported, CaseWithdrawn, WithdrawalReason
+from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, WithdrawalReason
 from shared.database import make_engine
 from shared.directory import Directory, Retention, load_directory
 from shared.sealing import IdentitySealer
@@ -207,3 +207,22 @@ async def test_the_running_referral_service_erases_a_closed_case_past_its_retent
         await eventually(identity_gone, timeout=15)
     finally:
         await system.stop()
+
+
+async def test_an_amendment_sent_after_an_erasure_does_not_bring_the_identity_back(ledger: Ledger) -> None:
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    referrals = Referrals(ledger, lambda: directory, sealer, clock=Clock())
+    event = case_reported(sealer, directory)
+    await referrals.open_case(event, message_id="open")
+    await Privacy(ledger, lambda: directory, clock=Clock()).erase(event.case_id, operator="ops", reason="permintaan")
+    amended = event.model_copy(update={"fingerprint": "f" * 64, "regency_code": "61.01"})
+
+    await referrals.amend_case(CaseAmended(**amended.model_dump()), message_id="amended")
+
+    async with ledger.transaction() as tx:
+        case = await tx.case(event.case_id)
+    assert case is not None
+    assert case.regency_code == "61.01"  # the facts were amended
+    assert case.identity is None
+    assert case.identity_erased_at is not None
