@@ -523,6 +523,9 @@ class Directory(_Config):
         return None
 
 
+SERVICE_NAMES = frozenset({"intake", "referral", "notifier"})
+
+
 def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ...], str]]:
     """What no single entry can know: duplicates, regencies outside the province, missing fallbacks."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -531,6 +534,9 @@ def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ..
     for index, agency in enumerate(directory.agencies):
         if agency.id in seen:
             problems.append((("agencies", index, "id"), f"agency id {agency.id!r} appears twice"))
+        if agency.id in SERVICE_NAMES:
+            # Broker users are named after services and agencies alike: the two must never share one.
+            problems.append((("agencies", index, "id"), f"agency id {agency.id!r} is the name of a service"))
         seen.add(agency.id)
         if agency.jurisdiction.province != province.code:
             problems.append(

@@ -100,6 +100,15 @@ def test_agency_with_an_unknown_kind_is_refused_naming_file_line_agency_and_fiel
     assert "'dinsos-sambas'" in message
 
 
+def test_an_agency_named_like_a_service_is_refused_since_they_would_share_a_broker_user(tmp_path: Path) -> None:
+    text = DIRECTORY_FILE.read_text(encoding="utf-8").replace("  - id: dinsos-sambas\n", "  - id: notifier\n")
+    path = tmp_path / "clash.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ConfigurationError, match="agency id 'notifier' is the name of a service"):
+        load_directory(path)
+
+
 def test_malformed_webhook_secret_is_refused_naming_file_line_agency_and_field_but_not_the_secret(
     tmp_path: Path, directory: Directory
 ) -> None:
