@@ -103,4 +103,3 @@ class ChainCheck:
         self.head = row.hash
         self._last_id = row.id
         return None
-
