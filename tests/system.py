@@ -60,6 +60,18 @@ def free_port() -> int:
         return port
 
 
+async def serve_post(
+    route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int
+) -> web.AppRunner:
+    """A local HTTP endpoint answering POSTs to ``route``, as an agency's webhook or a gateway would."""
+    app = web.Application()
+    app.router.add_post(route, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 @dataclass
 class Delivery:
     agency_id: str
@@ -94,11 +106,7 @@ class WebhookSink:
         self.failures.setdefault(agency_id, []).extend(statuses)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/{agency_id}", self._receive)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner = await serve_post("/webhooks/{agency_id}", self._receive, self.port)
 
     async def stop(self) -> None:
         if self._runner:
@@ -256,11 +264,7 @@ class GatewaySink:
         return [text for text in self.texts if text.to == phone]
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/gateway/messages", self._receive)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner = await serve_post("/gateway/messages", self._receive, self.port)
 
     async def stop(self) -> None:
         if self._runner:
