@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 import aiohttp
+from pydantic import AmqpDsn
 
 from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
@@ -20,7 +21,8 @@ from services.referral.audit import ChainCheck
 from services.referral.ledger import Ledger
 from services.referral.privacy import Privacy
 from services.referral.referrals import UnknownCaseError
-from shared.broker_setup import Management, broker_users, set_up_broker
+from shared.broker import make_broker
+from shared.broker_setup import Management, broker_users, declare_topology, set_up_broker
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
@@ -146,6 +148,11 @@ async def _broker_setup(args: argparse.Namespace, settings: Settings) -> int:
             secrets_file=args.secrets,
             rotate=args.rotate,
         )
+    await declare_topology(
+        topology,
+        result.credentials,
+        lambda url: make_broker(settings.model_copy(update={"amqp_url": AmqpDsn(url)}), app_id="rujukan-broker-setup"),
+    )
     for change in result.changes:
         print(change)
     print(f"{len(result.credentials)} broker users ready; their AMQP URLs are in {args.secrets} (mode 0600)")

@@ -12,10 +12,10 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -23,7 +23,10 @@ import aiohttp
 from shared.contracts.referrals import REPLIES as REPLY_CONTRACTS
 from shared.directory import Agency, Directory
 from shared.errors import ConfigurationError
-from shared.topology import DLX, EVENTS, INTAKE, REPLIES, Topology, dead_letter_queue_name
+from shared.topology import DLX, INTAKE, REPLIES, Topology
+
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker
 
 SERVICES = ("intake", "referral", "notifier")
 DEFAULT_EXCHANGE = "amq.default"
@@ -60,27 +63,19 @@ class BrokerUser:
     topic_permissions: tuple[TopicPermission, ...] = ()
 
 
-def _queue_names(topology: Topology) -> list[str]:
-    names = []
-    for spec in topology.specs:
-        names.append(spec.queue.name)
-        if spec.dead_lettered:
-            names.append(dead_letter_queue_name(spec.queue.name))
-    return names
-
-
 def service_user(name: str, topology: Topology) -> BrokerUser:
-    """A service declares the whole topology at start, and RabbitMQ asks for all three rights on every one of it:
-    configure to declare, write on a queue and read on an exchange to bind, read on a queue and write on its
-    dead-letter exchange to declare it with one. It publishes to the events exchange and to queues directly. So
-    a service may touch the Rujukan topology, and nothing else in the vhost."""
-    queues = _queue_names(topology)
-    exchanges = [INTAKE.name, EVENTS.name, REPLIES.name, DLX.name]
+    """A service may touch its own part of the topology and nothing else in the vhost. RabbitMQ asks for all
+    three rights on it: configure to declare, write on a queue and read on an exchange to bind, read on a queue
+    and write on its dead-letter exchange to declare it with one. It publishes to the exchanges of its part and,
+    for dead letters and wait queues, straight to queues through the default exchange."""
+    part = topology.part(name)
+    queues = part.queue_names
+    dead_lettering = [DLX.name] if any(exchange.name == DLX.name for exchange in part.bound_from) else []
     return BrokerUser(
         name=name,
-        configure=exactly([*exchanges, *queues]),
-        write=exactly([EVENTS.name, DLX.name, DEFAULT_EXCHANGE, *queues]),
-        read=exactly([*exchanges, *queues]),
+        configure=exactly([*(exchange.name for exchange in part.exchanges), *queues]),
+        write=exactly([*(exchange.name for exchange in part.publishes_to), *dead_lettering, DEFAULT_EXCHANGE, *queues]),
+        read=exactly([*(exchange.name for exchange in part.bound_from), *queues]),
     )
 
 
@@ -186,6 +181,20 @@ class Management:
             return False
         await self._call("PUT", path, wanted)
         return True
+
+
+async def declare_topology(
+    topology: Topology, credentials: Mapping[str, Credentials], broker_for: Callable[[str], RabbitBroker]
+) -> None:
+    """Each service's part of the topology, declared as that service: the whole of it exists before any service
+    starts, so no publish finds a consumer's queue missing, and each user is shown to have the rights it needs."""
+    for service in SERVICES:
+        broker = broker_for(credentials[service].amqp_url)
+        await broker.connect()
+        try:
+            await topology.part(service).declare(broker)
+        finally:
+            await broker.stop()
 
 
 def _q(name: str) -> str:

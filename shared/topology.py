@@ -1,10 +1,13 @@
-"""The broker topology every service declares at start: exchanges, quorum queues, bindings, dead letters.
+"""The broker topology: exchanges, quorum queues, bindings, dead letters. Each service declares its own part at
+start (``Topology.part``), so its broker user needs rights on that part only; ``rujukan broker setup`` declares
+every part up front, so no publish finds a consumer's queue missing.
 
 Names here are the public contract agency systems bind to (DESIGN.md, "Messages").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,22 +87,41 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
-class Topology:
-    """All queues of one deployment, derived from the directory and the retry schedule."""
+class Part:
+    """What one service declares at start: the queues it consumes with their dead-letter and wait queues, the
+    agency queues only it publishes to, and the exchanges it publishes to or binds from."""
 
-    intake_reports: RabbitQueue
-    referral_cases: RabbitQueue
-    referral_deliveries: RabbitQueue
-    referral_replies: RabbitQueue
-    notifier_referrals: RabbitQueue
-    notifier_notifications: RabbitQueue
-    notifier_waits: tuple[RabbitQueue, ...]
-    specs: tuple[QueueSpec, ...] = field(repr=False)
+    service: str
+    specs: tuple[QueueSpec, ...]
+    publishes_to: tuple[RabbitExchange, ...]
+
+    @property
+    def bound_from(self) -> tuple[RabbitExchange, ...]:
+        """The exchanges its queues are bound to, the DLX among them when a queue dead-letters."""
+        wanted: dict[str, RabbitExchange] = {}
+        for spec in self.specs:
+            wanted.update({binding.exchange.name: binding.exchange for binding in spec.bindings})
+            if spec.dead_lettered:
+                wanted[DLX.name] = DLX
+        return tuple(wanted.values())
+
+    @property
+    def exchanges(self) -> tuple[RabbitExchange, ...]:
+        """Declared before its queues: the exchanges it publishes to or binds from."""
+        return tuple({e.name: e for e in (*self.publishes_to, *self.bound_from)}.values())
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for spec in self.specs:
+            names.append(spec.queue.name)
+            if spec.dead_lettered:
+                names.append(dead_letter_queue_name(spec.queue.name))
+        return tuple(names)
 
     async def declare(self, broker: RabbitBroker) -> None:
-        """Declare everything, so a ``mandatory`` publish never succeeds while a consumer's queue is missing."""
         exchanges: dict[str, Any] = {}
-        for exchange in (INTAKE, EVENTS, REPLIES, DLX):
+        for exchange in self.exchanges:
             exchanges[exchange.name] = await broker.declare_exchange(exchange)
         for spec in self.specs:
             declared = await broker.declare_queue(spec.queue)
@@ -110,6 +132,33 @@ class Topology:
                     RabbitQueue(dead_letter_queue_name(spec.queue.name), queue_type=QueueType.QUORUM, durable=True)
                 )
                 await dead.bind(exchanges[DLX.name], routing_key=spec.queue.name)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """All queues of one deployment, derived from the directory and the retry schedule."""
+
+    intake_reports: RabbitQueue
+    referral_cases: RabbitQueue
+    referral_deliveries: RabbitQueue
+    referral_replies: RabbitQueue
+    notifier_referrals: RabbitQueue
+    notifier_notifications: RabbitQueue
+    notifier_waits: tuple[RabbitQueue, ...]
+    parts: Mapping[str, Part] = field(repr=False)
+    """By service name: ``intake``, ``referral``, ``notifier``."""
+
+    @property
+    def specs(self) -> tuple[QueueSpec, ...]:
+        return tuple(spec for part in self.parts.values() for spec in part.specs)
+
+    def part(self, service: str) -> Part:
+        return self.parts[service]
+
+    async def declare(self, broker: RabbitBroker) -> None:
+        """Every part, with one broker user allowed all of it (the demo on guest, tests)."""
+        for part in self.parts.values():
+            await part.declare(broker)
 
 
 def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> Topology:
@@ -123,32 +172,62 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
     notifier_notifications = _work_queue("notifier.notifications")
     waits = tuple(_wait_queue(notifier_notifications.name, delay) for delay in retry_schedule)
 
-    specs = [
-        QueueSpec(intake_reports, tuple(Binding(INTAKE, f"case.{key}") for key in ("report", "amend", "withdraw"))),
+    # Agency queues are declared by the service that publishes to them, before its first publish: a referral
+    # routed to an agency's inbox and to the notifier must not reach only the notifier.
+    inboxes = [
         QueueSpec(
-            referral_cases, tuple(Binding(EVENTS, f"case.{key}") for key in ("reported", "amended", "withdrawn"))
-        ),
-        QueueSpec(
-            referral_deliveries,
-            (Binding(EVENTS, "referral.*.delivered"), Binding(EVENTS, "referral.*.delivery_failed")),
-        ),
-        QueueSpec(referral_replies, (Binding(REPLIES, "referral.*.*"),)),
-        QueueSpec(
-            notifier_referrals,
-            tuple(Binding(EVENTS, f"referral.*.{key}") for key in ("issued", "escalated", "cancelled", "taken")),
-        ),
-        QueueSpec(notifier_notifications),
-        *(QueueSpec(wait, dead_lettered=False) for wait in waits),
-    ]
-    for agency in directory.receiving_agencies():
-        if agency.inbox:
-            keys = ("issued", "escalated", "cancelled")
-            bindings = tuple(Binding(EVENTS, f"referral.{agency.id}.{key}") for key in keys)
-            specs.append(QueueSpec(_work_queue(f"agency.{agency.id}.inbox"), bindings))
-    for police in directory.police_units():
-        specs.append(
-            QueueSpec(_work_queue(f"agency.{police.id}.receipts"), (Binding(EVENTS, f"case.{police.id}.receipt"),))
+            _work_queue(f"agency.{agency.id}.inbox"),
+            tuple(Binding(EVENTS, f"referral.{agency.id}.{key}") for key in ("issued", "escalated", "cancelled")),
         )
+        for agency in directory.receiving_agencies()
+        if agency.inbox
+    ]
+    receipts = [
+        QueueSpec(_work_queue(f"agency.{police.id}.receipts"), (Binding(EVENTS, f"case.{police.id}.receipt"),))
+        for police in directory.police_units()
+    ]
+    parts = {
+        "intake": Part(
+            "intake",
+            (
+                QueueSpec(
+                    intake_reports, tuple(Binding(INTAKE, f"case.{key}") for key in ("report", "amend", "withdraw"))
+                ),
+                *receipts,
+            ),
+            publishes_to=(EVENTS,),
+        ),
+        "referral": Part(
+            "referral",
+            (
+                QueueSpec(
+                    referral_cases,
+                    tuple(Binding(EVENTS, f"case.{key}") for key in ("reported", "amended", "withdrawn")),
+                ),
+                QueueSpec(
+                    referral_deliveries,
+                    (Binding(EVENTS, "referral.*.delivered"), Binding(EVENTS, "referral.*.delivery_failed")),
+                ),
+                QueueSpec(referral_replies, (Binding(REPLIES, "referral.*.*"),)),
+                *inboxes,
+            ),
+            publishes_to=(EVENTS,),
+        ),
+        "notifier": Part(
+            "notifier",
+            (
+                QueueSpec(
+                    notifier_referrals,
+                    tuple(
+                        Binding(EVENTS, f"referral.*.{key}") for key in ("issued", "escalated", "cancelled", "taken")
+                    ),
+                ),
+                QueueSpec(notifier_notifications),
+                *(QueueSpec(wait, dead_lettered=False) for wait in waits),
+            ),
+            publishes_to=(EVENTS,),
+        ),
+    }
     return Topology(
         intake_reports=intake_reports,
         referral_cases=referral_cases,
@@ -157,5 +236,5 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
         notifier_referrals=notifier_referrals,
         notifier_notifications=notifier_notifications,
         notifier_waits=waits,
-        specs=tuple(specs),
+        parts=parts,
     )

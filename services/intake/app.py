@@ -43,7 +43,7 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await registry.create_schema()
         await broker.connect()
-        await topology.declare(broker)
+        await topology.part("intake").declare(broker)
         await broker.start()
         log.info("service_started", port=settings.intake_port)
         try:

@@ -100,7 +100,7 @@ def build_notifier(
         for channel in channels:
             await channel.start()
         await broker.connect()
-        await topology.declare(broker)
+        await topology.part("notifier").declare(broker)
         await broker.start()
         log.info("service_started", port=settings.notifier_port)
         try:

@@ -63,7 +63,7 @@ def build_referral(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ledger.migrate()
         await broker.connect()
-        await topology.declare(broker)
+        await topology.part("referral").declare(broker)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         await broker.start()
         tasks = [

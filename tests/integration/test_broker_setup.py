@@ -18,7 +18,15 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
 from services.cli import main
 from shared.broker import make_broker
-from shared.broker_setup import SERVICES, Management, SetupResult, broker_users, read_secrets, set_up_broker
+from shared.broker_setup import (
+    SERVICES,
+    Management,
+    SetupResult,
+    broker_users,
+    declare_topology,
+    read_secrets,
+    set_up_broker,
+)
 from shared.directory import Directory, load_directory
 from shared.topology import build_topology
 from tests.rabbit import AMQP_BASE, MANAGEMENT_URL
@@ -83,21 +91,19 @@ async def holders_of(vhost: str) -> set[str]:
 
 @asynccontextmanager
 async def deployed(directory: Directory, tmp_path: Path) -> AsyncIterator[Deployment]:
-    """A vhost and broker users of their own, set up as ``rujukan broker setup`` does, topology declared by the
-    intake service's own user; removed afterwards, even when the test fails."""
+    """A vhost and broker users of their own, set up as ``rujukan broker setup`` does, each part of the topology
+    declared by its service's own user; removed afterwards, even when the test fails."""
     tag = uuid.uuid4().hex[:8]
     vhost, prefix = f"rujukan-setup-{tag}", f"t{tag}-"
     secrets_file = tmp_path / "broker-secrets.json"
     try:
         result = await _set_up(directory, vhost, prefix, secrets_file, rotate=False)
-        deployment = Deployment(vhost, prefix, secrets_file, directory, result)
-        broker = make_broker(settings_for(deployment.url("intake"), tmp_path), app_id="setup-test")
-        await broker.connect()
-        try:
-            await build_topology(directory, (1.0, 2.0)).declare(broker)
-        finally:
-            await broker.stop()
-        yield deployment
+        await declare_topology(
+            build_topology(directory, (1.0, 2.0)),
+            result.credentials,
+            lambda url: make_broker(settings_for(url, tmp_path), app_id="setup-test"),
+        )
+        yield Deployment(vhost, prefix, secrets_file, directory, result)
     finally:
         await remove(vhost, prefix)
 
@@ -187,6 +193,29 @@ async def test_an_agency_removed_from_the_directory_loses_its_rights_on_the_next
     assert not [change for change in again.changes if change.startswith(("created", "rotated"))]
     assert removed not in await holders_of(deployment.vhost)
     assert "dinsos-kalbar-utara" not in read_secrets(deployment.secrets_file)["users"]
+
+
+async def test_the_notifier_reads_no_intake_or_agency_queue_and_cannot_publish_to_intake(
+    deployment: Deployment,
+) -> None:
+    notifier = deployment.url("notifier")
+    await read(notifier, "notifier.notifications")
+
+    for queue in ("intake.reports", "intake.reports.dead", "agency.dinsos-bengkayang.inbox",
+                  "agency.polres-bengkayang.receipts", "referral.replies"):  # fmt: skip
+        with pytest.raises(ChannelAccessRefused):
+            await read(notifier, queue)
+    with pytest.raises(ChannelAccessRefused):
+        await publish(notifier, "rujukan.intake", "case.report")
+
+
+async def test_intake_reads_no_referral_or_notifier_queue(deployment: Deployment) -> None:
+    intake = deployment.url("intake")
+    await read(intake, "intake.reports")
+
+    for queue in ("referral.cases", "referral.replies", "notifier.referrals", "notifier.notifications.wait.1s"):
+        with pytest.raises(ChannelAccessRefused):
+            await read(intake, queue)
 
 
 async def test_an_agency_reads_its_own_inbox_and_is_refused_another_agencys(deployment: Deployment) -> None:

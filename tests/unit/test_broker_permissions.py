@@ -90,15 +90,32 @@ def test_a_police_unit_publishes_only_case_keys_to_intake_and_reads_only_its_rec
     assert not allows(police.read, "intake.reports")
 
 
-def test_a_service_may_touch_the_whole_topology_and_nothing_else() -> None:
-    intake = users_of(load_directory(CONFIG))["intake"]
+def test_each_service_may_touch_its_own_part_of_the_topology_and_nothing_else() -> None:
+    users = users_of(load_directory(CONFIG))
+    intake, referral, notifier = users["intake"], users["referral"], users["notifier"]
 
-    assert allows(intake.configure, "agency.dinsos-bengkayang.inbox")
-    assert allows(intake.read, "referral.cases")
+    assert allows(intake.read, "intake.reports")
+    assert allows(intake.configure, "agency.polres-bengkayang.receipts")
     assert allows(intake.write, "rujukan.events")
     assert not allows(intake.write, "rujukan.intake")
-    assert not allows(intake.configure, "another-app.jobs")
-    assert not allows(intake.read, "another-app.jobs")
+    for queue in ("referral.cases", "referral.replies", "notifier.referrals", "notifier.notifications.wait.30s"):
+        assert not allows(intake.read, queue), queue
+        assert not allows(intake.configure, queue), queue
+    assert allows(referral.read, "referral.replies")
+    assert allows(referral.configure, "agency.dinsos-bengkayang.inbox")
+    assert not allows(referral.read, "intake.reports")
+    assert not allows(referral.read, "notifier.notifications")
+    assert allows(notifier.read, "notifier.notifications")
+    assert allows(notifier.configure, "notifier.notifications.wait.30s")
+    assert not allows(notifier.write, "rujukan.intake")
+    assert not allows(notifier.read, "rujukan.replies")
+    for queue in ("intake.reports", "intake.reports.dead", "agency.dinsos-bengkayang.inbox",
+                  "agency.polres-bengkayang.receipts", "referral.cases"):  # fmt: skip
+        assert not allows(notifier.read, queue), queue
+        assert not allows(notifier.configure, queue), queue
+    for user in (intake, referral, notifier):
+        assert not allows(user.configure, "another-app.jobs")
+        assert not allows(user.read, "another-app.jobs")
 
 
 def test_every_service_police_unit_and_receiving_agency_gets_an_identity_and_none_is_guest() -> None:
