@@ -160,6 +160,13 @@ class Management:
     async def user_exists(self, username: str) -> bool:
         return await self._call("GET", f"/users/{_q(username)}") is not None
 
+    async def vhosts_of(self, username: str) -> set[str]:
+        """The vhosts ``username`` holds permissions on."""
+        return {entry["vhost"] for entry in await self._call("GET", f"/users/{_q(username)}/permissions") or []}
+
+    async def delete_user(self, username: str) -> None:
+        await self._call("DELETE", f"/users/{_q(username)}")
+
     async def set_password(self, username: str, password: str) -> None:
         # No tags: agency and service users never log in to the management UI.
         await self._call("PUT", f"/users/{_q(username)}", {"password": password, "tags": ""})
@@ -261,7 +268,8 @@ async def set_up_broker(
     """Makes the vhost hold exactly these identities and permissions, and the secrets file their credentials.
 
     Idempotent: a user the secrets file already knows keeps its password unless ``rotate``; one that exists on
-    the broker but not in the file gets a new password (the old one cannot be recovered).
+    the broker but not in the file gets a new password (the old one cannot be recovered). A user of the last run
+    that is no longer wanted loses its rights here and is deleted.
     """
     known: dict[str, Any] = read_secrets(secrets_file).get("users", {})
     changes: list[str] = []
@@ -289,6 +297,17 @@ async def set_up_broker(
     for holder in sorted(await management.permission_holders(vhost) - {c.username for c in credentials.values()}):
         await management.revoke(vhost, holder)
         changes.append(f"revoked the rights of {holder} on {vhost}")
+    # Users are node-wide: revoking leaves the password of a removed agency's system able to log in. Only users
+    # this deployment made (named in its last secrets file, with its prefix) go, and none another vhost still uses.
+    wanted = {c.username for c in credentials.values()}
+    for name, entry in sorted(known.items()):
+        made = entry.get("username") if isinstance(entry, dict) else None
+        if name in credentials or not isinstance(made, str) or not made.startswith(prefix) or made in wanted:
+            continue
+        if not await management.user_exists(made) or await management.vhosts_of(made):
+            continue
+        await management.delete_user(made)
+        changes.append(f"deleted user {made}")
     write_secrets(
         secrets_file,
         {

@@ -20,6 +20,7 @@ from services.cli import main
 from shared.broker import make_broker
 from shared.broker_setup import (
     SERVICES,
+    BrokerUser,
     Management,
     SetupResult,
     broker_users,
@@ -185,14 +186,27 @@ async def test_running_setup_again_changes_nothing_and_rotate_changes_only_passw
 
 async def test_an_agency_removed_from_the_directory_loses_its_rights_on_the_next_run(deployment: Deployment) -> None:
     removed = deployment.username("dinsos-kalbar-utara")
+    # A user of the deployment's prefix that it did not make (not in its secrets file) loses its rights, and stays.
+    stranger = f"{deployment.prefix}stranger"
+    async with aiohttp.ClientSession(headers=_ADMIN) as session:
+        management = Management(session, MANAGEMENT_URL)
+        await management.set_password(stranger, "not-ours")
+        await management.ensure_permissions(deployment.vhost, stranger, BrokerUser(stranger, ".*", ".*", ".*"))
     deployment.directory = load_directory(CONFIG)
 
     again = await deployment.set_up()
 
     assert f"revoked the rights of {removed} on {deployment.vhost}" in again.changes
+    assert f"deleted user {removed}" in again.changes
     assert not [change for change in again.changes if change.startswith(("created", "rotated"))]
     assert removed not in await holders_of(deployment.vhost)
     assert "dinsos-kalbar-utara" not in read_secrets(deployment.secrets_file)["users"]
+    with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
+        await aio_pika.connect(deployment.url("dinsos-kalbar-utara"))
+    assert f"revoked the rights of {stranger} on {deployment.vhost}" in again.changes
+    assert f"deleted user {stranger}" not in again.changes
+    async with aiohttp.ClientSession(headers=_ADMIN) as session:
+        assert await Management(session, MANAGEMENT_URL).user_exists(stranger)
 
 
 async def test_the_notifier_reads_no_intake_or_agency_queue_and_cannot_publish_to_intake(
