@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from services.referral.privacy import Privacy
 from services.referral.referrals import UnknownCaseError
 from shared.broker import make_broker
 from shared.broker_setup import Management, broker_users, declare_topology, set_up_broker
+from shared.clock import utcnow
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
@@ -42,13 +44,16 @@ def build_services(
     settings: Settings,
     directory: Directory | Callable[[], Directory],
     sealer: IdentitySealer,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> list[Service]:
-    """``directory`` is a fixed one (tests) or the live one that SIGHUP reloads."""
+    """``directory`` is a fixed one (tests) or the live one that SIGHUP reloads; ``clock`` is the referral
+    service's (deadlines, overdue figures), which tests move instead of waiting."""
     current: Callable[[], Directory] = directory if callable(directory) else lambda: directory
 
     builders = {
         "intake": lambda: build_intake(settings, current, sealer),
-        "referral": lambda: build_referral(settings, current, sealer),
+        "referral": lambda: build_referral(settings, current, sealer, clock=clock),
         "notifier": lambda: build_notifier(settings, current),
     }
     return [builders[name]() for name in names]

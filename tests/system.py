@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from standardwebhooks.webhooks import Webhook
 
 from services.cli import build_services
 from shared.broker import make_broker
+from shared.clock import utcnow
 from shared.contracts.cases import IDENTITY_FIELDS
 from shared.directory import Directory, load_directory
 from shared.sealing import load_sealer
@@ -348,6 +350,7 @@ class System:
         *,
         smtp: SmtpSink | None = None,
         gateway: GatewaySink | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.smtp = smtp or SmtpSink()
         self.gateway = gateway or GatewaySink()
@@ -356,7 +359,7 @@ class System:
         self.sink = sink
         self.identities = Identities()
         self._running = Running(
-            build_services(names, self.settings, directory, load_sealer(self.settings)), "127.0.0.1"
+            build_services(names, self.settings, directory, load_sealer(self.settings), clock=clock), "127.0.0.1"
         )
         self.http = httpx.AsyncClient(timeout=15, event_hooks={"request": [self._note_identity]})
 
