@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     require_user_id: bool = False
     # Broker users are named ``<prefix><agency or service id>``; users are global to a RabbitMQ node.
     broker_user_prefix: str = "rujukan-"
+    # The RabbitMQ management API the ops console reads queue figures from (credentials from the AMQP URL);
+    # unset, the broker's host on port 15672 (15671 for amqps). Unreachable, it falls back to passive declares.
+    management_url: str | None = None
 
     @model_validator(mode="after")
     def _tls_files_need_amqps(self) -> Settings:

@@ -18,6 +18,8 @@ from services.referral.handlers import build_router
 from services.referral.ledger import Ledger
 from services.referral.officer_desk import OfficerDesk
 from services.referral.officer_page import build_officer_page
+from services.referral.operations import Operations
+from services.referral.ops_api import OPS_ERROR_ANSWERS, build_ops_api
 from services.referral.outbox import OutboxRelay
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
@@ -89,7 +91,7 @@ def build_referral(
         return sweeper.healthy()
 
     http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
-    install_error_handlers(http, ERROR_ANSWERS)
+    install_error_handlers(http, {**ERROR_ANSWERS, **OPS_ERROR_ANSWERS})
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http.include_router(metrics_router(metrics))
     http.include_router(
@@ -102,7 +104,10 @@ def build_referral(
             }
         )
     )
-    http.include_router(build_api(referrals, Depends(agency_auth(directory))))
+    authenticate = Depends(agency_auth(directory))
+    http.include_router(build_api(referrals, authenticate))
+    operations = Operations(ledger, directory, settings, sealer, clock=clock)
+    http.include_router(build_ops_api(operations, authenticate))
     privacy = Privacy(ledger, directory, clock=clock)
     desk = OfficerDesk(
         ledger,

@@ -1,0 +1,122 @@
+"""Operators list, replay and discard dead letters through the referral service's ops API, over a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.builders import a_case_report_body, a_victim
+from tests.rabbit import BrokerClient
+from tests.system import System, eventually
+
+OPERATOR = {"Authorization": "Bearer dev-ops-rujukan"}
+
+
+async def ops(system: System, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return await system.http.request(method, system.url("referral", f"/v1/ops{path}"), headers=OPERATOR, **kwargs)
+
+
+async def listed(
+    system: System, queue: str, count: int, *, where: Callable[[dict[str, Any]], bool] = lambda _: True
+) -> list[dict[str, Any]]:
+    """The dead letters of ``queue`` once ``count`` of them satisfy ``where``."""
+    found: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        response = await ops(system, "GET", "/dead-letters", params={"queue": queue})
+        assert response.status_code == 200, response.text
+        found = response.json()
+        return len([letter for letter in found if where(letter)]) >= count
+
+    await eventually(enough)
+    return found
+
+
+async def an_invalid_report(broker: BrokerClient) -> str:
+    body = a_case_report_body(victims=[a_victim(age_years=-3, full_name="Siti Aminah", nik="6107014501900001")])
+    return await broker.publish("rujukan.intake", "case.report", body, message_type="case.report.v1")
+
+
+async def test_an_invalid_amqp_report_is_listed_with_its_reason_and_no_identity(
+    system: System, broker: BrokerClient
+) -> None:
+    message_id = await an_invalid_report(broker)
+
+    [letter] = await listed(system, "intake.reports", 1)
+    shown = await ops(system, "GET", f"/dead-letters/intake.reports/{message_id}")
+
+    assert letter["message_id"] == message_id
+    assert letter["queue"] == "intake.reports"
+    assert "victims.0.age_years" in letter["reason"]
+    assert letter["attempts"] == 1
+    assert letter["sealed"] is True
+    assert letter["size"] > 0
+    assert letter["content_type"] == "application/json"
+    assert shown.status_code == 200
+    assert {**shown.json(), "age": None} == {**letter, "age": None}
+    everything = (await ops(system, "GET", "/dead-letters")).text
+    for identity in ("Siti", "Aminah", "6107014501900001"):
+        assert identity not in everything
+
+
+async def test_looking_at_dead_letters_loses_none_and_keeps_their_order(system: System, broker: BrokerClient) -> None:
+    sent = {await an_invalid_report(broker) for _ in range(5)}
+    # Intake refuses them concurrently: the queue's order is whatever the first listing shows.
+    order = [letter["message_id"] for letter in await listed(system, "intake.reports", 5)]
+
+    listings = await asyncio.gather(*(ops(system, "GET", "/dead-letters") for _ in range(4)))
+    for _ in range(6):
+        await ops(system, "GET", f"/dead-letters/intake.reports/{order[2]}")
+
+    assert set(order) == sent
+    for listing in listings:
+        assert [letter["message_id"] for letter in listing.json()] == order
+    taken = await broker.take("intake.reports.dead", 5)
+    assert [message.message_id for message in taken] == order
+
+
+async def test_a_replay_goes_back_into_its_own_queue_only_and_is_audited(system: System, broker: BrokerClient) -> None:
+    message_id = await an_invalid_report(broker)
+    await listed(system, "intake.reports", 1)
+    await broker.take("agency.polres-bengkayang.receipts")  # the rejection receipt of the first round
+    inboxes = ("agency.dinsos-bengkayang.inbox", "agency.uptd-ppa-kalbar.inbox")
+
+    replayed = await ops(system, "POST", f"/dead-letters/intake.reports/{message_id}/replay", json={"note": "retry"})
+
+    assert replayed.status_code == 200, replayed.text
+    # Still invalid, intake refuses it again: it went through intake.reports, and it counts a second attempt.
+    again = await listed(system, "intake.reports", 1, where=lambda letter: letter["attempts"] == 2)
+    assert [letter["message_id"] for letter in again] == [message_id]
+    for inbox in inboxes:
+        assert await broker.depth(inbox) == 0
+    for queue in ("referral.cases.dead", "notifier.referrals.dead", "referral.replies.dead"):
+        assert await broker.depth(queue) == 0
+
+
+async def test_a_discard_needs_a_note_and_removes_the_dead_letter(system: System, broker: BrokerClient) -> None:
+    message_id = await an_invalid_report(broker)
+    await listed(system, "intake.reports", 1)
+
+    without_note = await ops(system, "POST", f"/dead-letters/intake.reports/{message_id}/discard", json={})
+    blank_note = await ops(system, "POST", f"/dead-letters/intake.reports/{message_id}/discard", json={"note": ""})
+    discarded = await ops(
+        system, "POST", f"/dead-letters/intake.reports/{message_id}/discard", json={"note": "police resent it"}
+    )
+
+    assert without_note.status_code == 422
+    assert blank_note.status_code == 422
+    assert discarded.status_code == 200, discarded.text
+    assert (await ops(system, "GET", f"/dead-letters/intake.reports/{message_id}")).status_code == 404
+    assert await broker.depth("intake.reports.dead") == 0
+
+
+async def test_an_unknown_queue_or_message_answers_404(system: System) -> None:
+    unknown_queue = await ops(system, "GET", "/dead-letters", params={"queue": "rujukan.events"})
+    unknown_message = await ops(system, "POST", "/dead-letters/intake.reports/nope/replay")
+
+    assert unknown_queue.status_code == 404
+    assert unknown_message.status_code == 404
