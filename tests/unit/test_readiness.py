@@ -8,7 +8,13 @@ from shared.observability import broker_checks
 
 @dataclass
 class FakeChannel:
+    """aio-pika's channel and, beneath it, aiormq's, which holds the consumers the broker still feeds."""
+
     is_closed: bool = False
+    consumers: set[str] = field(default_factory=lambda: {"ctag-1"})
+
+    async def get_underlay_channel(self) -> FakeChannel:
+        return self
 
 
 @dataclass
@@ -44,5 +50,11 @@ async def test_a_consumer_whose_channel_closed_makes_the_service_not_ready() -> 
     assert not await consuming(FakeSubscriber(), FakeSubscriber(_queue_obj=FakeQueue(FakeChannel(is_closed=True))))
 
 
-async def test_a_consumer_the_broker_cancelled_makes_the_service_not_ready() -> None:
+async def test_a_consumer_never_started_makes_the_service_not_ready() -> None:
     assert not await consuming(FakeSubscriber(_consumer_tag=None))
+
+
+async def test_a_consumer_the_broker_cancelled_makes_the_service_not_ready_though_faststream_keeps_its_tag() -> None:
+    cancelled = FakeSubscriber(_queue_obj=FakeQueue(FakeChannel(consumers=set())))
+
+    assert not await consuming(FakeSubscriber(), cancelled)
