@@ -92,6 +92,38 @@ def load_link_key(settings: Settings) -> bytes:
     return key
 
 
+def load_audit_keys(settings: Settings) -> dict[str, bytes]:
+    """Every key of the audit trail's chain by id: the current one (``audit_key_id``) and the retired ones older
+    entries name. The demo makes the current one in its data directory (and says so), production refuses."""
+    if settings.audit_key:
+        key = _decode_key(settings.audit_key, "RUJUKAN_AUDIT_KEY")
+    elif settings.environment == "production":
+        raise ConfigurationError("RUJUKAN_AUDIT_KEY is required in production (base64 of 32 random bytes)")
+    else:
+        key = _demo_key(settings.data_dir / "audit.key")
+    keys = {settings.audit_key_id: key}
+    for item in (settings.audit_retired_keys or "").split(","):
+        if not item.strip():
+            continue
+        key_id, colon, encoded = item.strip().partition(":")
+        if not colon or not key_id or key_id in keys:
+            raise ConfigurationError(
+                "RUJUKAN_AUDIT_RETIRED_KEYS is id:base64,id:base64 with ids unique and not the current one"
+            )
+        keys[key_id] = _decode_key(encoded, f"retired audit key {key_id!r}")
+    for key_id, secret in keys.items():
+        if len(secret) != 32:
+            raise ConfigurationError(f"audit key {key_id!r} must be 32 bytes, base64-encoded")
+    return keys
+
+
+def _decode_key(encoded: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} is not base64") from exc
+
+
 def _demo_key(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

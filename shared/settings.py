@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # Base64 of a 32-byte AES key; without it the demo makes one in data_dir (production refuses).
     identity_key: str | None = None
     identity_key_id: str = "k1"
+    # Keys the audit trail's hash chain (HMAC-SHA256, base64 of 32 bytes), kept apart from the database so that
+    # write access to the ledger cannot rewrite the chain; without it the demo makes one in data_dir.
+    audit_key: str | None = None
+    audit_key_id: str = Field(default="a1", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    # After a rotation, the keys older entries were chained with: "id:base64,id:base64" (verified, never written).
+    audit_retired_keys: str | None = None
 
     http_host: str = "127.0.0.1"
     intake_port: int = 8001
@@ -95,7 +101,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "identity_key", "smtp_username", "smtp_password", "sms_gateway_token", "inbound_gateway_token", "link_key",
-        mode="before",
+        "audit_key", "audit_retired_keys", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -13,6 +13,7 @@ import structlog
 from fastapi import Depends, FastAPI
 
 from services.referral.api import ERROR_ANSWERS, build_api
+from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
 from services.referral.handlers import build_router
 from services.referral.ledger import Ledger
@@ -31,7 +32,7 @@ from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
 from shared.observability import broker_checks, instrument, metrics_router
-from shared.sealing import IdentitySealer, load_link_key
+from shared.sealing import IdentitySealer, load_audit_keys, load_link_key
 from shared.service import Service
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -53,7 +54,7 @@ def build_referral(
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
     topology = build_topology(directory(), settings.retry_schedule)
     engine = make_engine(settings.database_url)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
     relay = OutboxRelay(engine, publisher, poll_seconds=settings.outbox_poll_seconds)
     sweeper = DeadlineSweeper(
         ledger, directory, interval_seconds=settings.deadline_sweep_seconds, on_commit=relay.wake, clock=clock

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.referral.audit import GENESIS, AuditEntry, ChainedEntry, chain
+from services.referral.audit import GENESIS, AuditEntry, AuditKeys, ChainedEntry, chain
 from services.referral.lifecycle import AWAITING_ACK, Status
 from shared.broker import Envelope
 from shared.contracts.base import Priority
@@ -169,7 +169,7 @@ officer_lockouts = Table(
     Column("locked_until", UtcDateTime, nullable=True),
 )
 
-# Tamper-evident: each row carries the hash of the one before (services/referral/audit.py). Ids are assigned by
+# Tamper-evident: each row carries the keyed hash of the one before (services/referral/audit.py). Ids are assigned by
 # the appender, one after another, so a deleted row leaves a gap; no foreign key, the trail outlives anything.
 audit_trail = Table(
     "audit_trail",
@@ -183,6 +183,7 @@ audit_trail = Table(
     Column("referral_id", String(36), nullable=True),
     Column("victim_ref", String(20), nullable=True),
     Column("fields", JSON, nullable=False),
+    Column("key_id", String(40), nullable=False, server_default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
@@ -284,8 +285,9 @@ def _referral(row: Any) -> Referral:
 class LedgerTx:
     """Reads and writes inside one database transaction; nothing is visible until it commits."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, audit_keys: AuditKeys | None) -> None:
         self._c = connection
+        self._audit_keys = audit_keys
         # Timeline and outbox rows are written in one executemany each when the transaction ends:
         # a case with three referrals is then a handful of statements, not fifteen round trips.
         self._timeline: list[dict[str, Any]] = []
@@ -384,11 +386,13 @@ class LedgerTx:
         transaction at a time (BEGIN IMMEDIATE); on PostgreSQL an advisory lock is held until the commit."""
         if not entries:
             return
+        if self._audit_keys is None:
+            raise RuntimeError("this ledger was opened without the audit keys; it cannot append to the trail")
         if self._c.dialect.name == "postgresql":
             await self._c.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
         query = select(audit_trail.c.id, audit_trail.c.hash).order_by(audit_trail.c.id.desc()).limit(1)
         last = (await self._c.execute(query)).one_or_none()
-        chained = chain(last.id if last else 0, last.hash if last else GENESIS, entries)
+        chained = chain(last.id if last else 0, last.hash if last else GENESIS, entries, self._audit_keys)
         await self._c.execute(
             audit_trail.insert(),
             [
@@ -402,6 +406,7 @@ class LedgerTx:
                     "referral_id": str(row.entry.referral_id) if row.entry.referral_id else None,
                     "victim_ref": row.entry.victim_ref,
                     "fields": list(row.entry.fields),
+                    "key_id": row.key_id,
                     "prev_hash": row.prev_hash,
                     "hash": row.hash,
                 }
@@ -708,7 +713,7 @@ def _audit_row(row: Any) -> ChainedEntry:
         victim_ref=row.victim_ref,
         fields=tuple(row.fields),
     )
-    return ChainedEntry(row.id, entry, row.prev_hash, row.hash)
+    return ChainedEntry(row.id, entry, row.key_id, row.prev_hash, row.hash)
 
 
 def _deadline_key(referral_id: UUID, kind: DeadlineKind) -> Any:
@@ -716,8 +721,10 @@ def _deadline_key(referral_id: UUID, kind: DeadlineKind) -> Any:
 
 
 class Ledger:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, audit_keys: AuditKeys | None = None) -> None:
+        """Without ``audit_keys`` the ledger reads everything but cannot append to the audit trail."""
         self.engine = engine
+        self._audit_keys = audit_keys
 
     async def audit_rows(self, *, page: int = 1000) -> AsyncIterator[ChainedEntry]:
         """The whole audit trail in id order, a page per transaction."""
@@ -735,7 +742,7 @@ class Ledger:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[LedgerTx]:
         async with self.engine.begin() as connection:
-            tx = LedgerTx(connection)
+            tx = LedgerTx(connection, self._audit_keys)
             yield tx
             await tx.flush()
 

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import update
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, update
 
 from services.intake.reports import ReportIntake, fingerprint_of
-from services.referral.audit import ChainCheck, ChainedEntry
+from services.referral.audit import AuditAction, AuditEntry, AuditKeys, ChainCheck, ChainedEntry, entry_hash
 from services.referral.ledger import Ledger, audit_trail
 from services.referral.referrals import Referrals
 from shared.contracts.cases import CaseReported
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
 from shared.ids import case_id_for
-from shared.sealing import IdentitySealer
+from shared.sealing import IdentitySealer, load_audit_keys
+from shared.settings import Settings
 from tests.builders import a_case_report, a_case_report_body, a_victim
 from tests.integration.test_officer_desk import link_for, officer_browser
 from tests.system import CONFIG, ROOT, System, delivered_everywhere
@@ -50,9 +56,18 @@ A_WOMAN_BACK_FROM_MALAYSIA = a_victim(
 )
 
 
-async def rujukan(*args: str, database_url: str, config: Path = CONFIG) -> tuple[int, str]:
-    """The `rujukan` command as an operator runs it against the ledger."""
-    env = {**os.environ, "RUJUKAN_DATABASE_URL": database_url, "RUJUKAN_CONFIG": str(config)}
+async def rujukan(*args: str, database_url: str, config: Path = CONFIG, **variables: str) -> tuple[int, str]:
+    """The `rujukan` command as an operator runs it against the System's ledger, with the System's demo keys
+    (they are in its data directory, beside its SQLite ledger)."""
+    assert database_url.startswith("sqlite+aiosqlite:///"), "the System's ledger is SQLite"
+    data_dir = Path(database_url.removeprefix("sqlite+aiosqlite:///")).parent
+    env = {
+        **os.environ,
+        "RUJUKAN_DATABASE_URL": database_url,
+        "RUJUKAN_CONFIG": str(config),
+        "RUJUKAN_DATA_DIR": str(data_dir),
+        **{f"RUJUKAN_{name.upper()}": value for name, value in variables.items()},
+    }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -69,8 +84,8 @@ async def audit_rows(database_url: str) -> list[ChainedEntry]:
         await engine.dispose()
 
 
-def intact(rows: list[ChainedEntry]) -> bool:
-    check = ChainCheck()
+def intact(rows: list[ChainedEntry], keys: Mapping[str, bytes]) -> bool:
+    check = ChainCheck(keys)
     return all(check.add(row) is None for row in rows)
 
 
@@ -114,7 +129,8 @@ async def test_each_identity_read_adds_a_chained_entry_per_victim_naming_the_fie
     assert {str(r.entry.case_id) for r in rows} == {case_id}
     assert {r.entry.action for r in rows} == {"identity_read"}
     assert [r.prev_hash for r in rows[1:]] == [r.hash for r in rows[:-1]]
-    assert intact(rows)
+    assert {r.key_id for r in rows} == {"a1"}
+    assert intact(rows, load_audit_keys(system.settings))
     reads = [e for e in (await system.case(case_id)).json()["timeline"] if e["event"] == "identity_read"]
     assert len(reads) == 3
 
@@ -162,6 +178,136 @@ async def test_audit_verify_passes_on_an_intact_trail_and_names_the_first_edited
     assert "row 4: the row after 2 is missing" in deleted[1]
 
 
+async def rehash_without_the_key(database_url: str) -> None:
+    """What write access to the ledger allows without the audit key: every row rehashed with plain SHA-256, in
+    order and without key ids, so that each row follows the one before."""
+    previous = "0" * 64
+    rows = await audit_rows(database_url)
+    with sqlite3.connect(database_url.removeprefix("sqlite+aiosqlite:///")) as db:
+        for row in rows:
+            digest = entry_hash(previous, row.id, row.entry, None)
+            db.execute(
+                "UPDATE audit_trail SET key_id = '', prev_hash = ?, hash = ? WHERE id = ?", (previous, digest, row.id)
+            )
+            previous = digest
+
+
+async def test_audit_verify_names_a_chain_rehashed_without_the_key(system: System) -> None:
+    _, legs = await referred_case(system, [A_GIRL])
+    for _ in range(3):
+        await read_referral(system, legs["dinsos-bengkayang"], "dinsos-bengkayang")
+    url = system.settings.database_url
+
+    await rehash_without_the_key(url)
+    code, output = await rujukan("audit", "verify", database_url=url)
+
+    assert code == 1
+    assert "audit trail broken at row 1: not keyed" in output
+
+
+async def test_audit_verify_with_an_earlier_head_names_a_trail_cut_short_at_the_end(system: System) -> None:
+    _, legs = await referred_case(system, [A_GIRL])
+    for _ in range(2):
+        await read_referral(system, legs["dinsos-bengkayang"], "dinsos-bengkayang")
+    url = system.settings.database_url
+    first = await rujukan("audit", "verify", database_url=url)
+    head = first[1].rsplit("the last hash is ", 1)[1].strip()
+    await read_referral(system, legs["dinsos-bengkayang"], "dinsos-bengkayang")
+
+    grown = await rujukan("audit", "verify", "--expect-head", head, database_url=url)
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as db:
+        db.execute("DELETE FROM audit_trail WHERE id >= 2")
+    cut = await rujukan("audit", "verify", "--expect-head", head, database_url=url)
+    unchecked = await rujukan("audit", "verify", database_url=url)
+
+    assert first[0] == 0
+    assert "audit trail intact: 2 entries" in first[1]
+    assert grown[0] == 0
+    assert "audit trail intact: 3 entries" in grown[1]
+    assert cut[0] == 1
+    assert f"audit trail cut short: no entry has the expected head {head}; the 1 entries left are intact" in cut[1]
+    assert unchecked[0] == 0, "without a head kept elsewhere a cut tail looks like a shorter trail"
+
+
+async def test_after_a_key_rotation_audit_verify_checks_old_entries_with_the_retired_key(system: System) -> None:
+    case_id, legs = await referred_case(system, [A_GIRL])
+    await read_referral(system, legs["dinsos-bengkayang"], "dinsos-bengkayang")
+    url = system.settings.database_url
+    [old_key] = load_audit_keys(system.settings).values()
+    new_key = os.urandom(32)
+    [read] = await audit_rows(url)
+    rotated = Ledger(make_engine(url), audit_keys=AuditKeys("a2", {"a2": new_key, "a1": old_key}))
+    try:
+        async with rotated.transaction() as tx:
+            await tx.append_audit([replace(read.entry, at=datetime.now(UTC))])
+    finally:
+        await rotated.engine.dispose()
+    new = {"audit_key": base64.b64encode(new_key).decode(), "audit_key_id": "a2"}
+
+    both = await rujukan(
+        "audit", "verify", database_url=url, **new, audit_retired_keys=f"a1:{base64.b64encode(old_key).decode()}"
+    )
+    new_only = await rujukan("audit", "verify", database_url=url, **new)
+
+    assert [row.key_id for row in await audit_rows(url)] == ["a1", "a2"]
+    assert str((await audit_rows(url))[1].entry.case_id) == case_id
+    assert both[0] == 0
+    assert "audit trail intact: 2 entries" in both[1]
+    assert new_only[0] == 1
+    assert "row 1: keyed with 'a1', which is not configured" in new_only[1]
+
+
+async def test_entries_written_before_the_trail_was_keyed_pass_with_their_count_and_the_chain_goes_on_keyed(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/rujukan.db"
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to, "0006")
+            previous = "0" * 64
+            for entry_id in (1, 2):
+                entry = AuditEntry(
+                    at=datetime(2026, 11, 1, entry_id, tzinfo=UTC),
+                    actor="bp3mi-kalbar",
+                    action=AuditAction.IDENTITY_READ,
+                    case_id=uuid.uuid4(),
+                    victim_ref="V1",
+                    fields=("full_name",),
+                )
+                digest = entry_hash(previous, entry_id, entry, None)
+                # The columns of revision 0006: no key id yet.
+                values = {"at": entry.at, "actor": entry.actor, "action": str(entry.action)}
+                values |= {"case_id": str(entry.case_id), "victim_ref": "V1", "fields": ["full_name"]}
+                await connection.execute(
+                    audit_trail.insert(), {"id": entry_id, **values, "prev_hash": previous, "hash": digest}
+                )
+                previous = digest
+        keys = AuditKeys("a1", {"a1": load_audit_keys(Settings(data_dir=tmp_path))["a1"]})
+        ledger = Ledger(engine, audit_keys=keys)
+        await ledger.migrate()
+        async with ledger.transaction() as tx:
+            await tx.append_audit([replace(entry, at=datetime(2026, 11, 28, tzinfo=UTC))])
+    finally:
+        await engine.dispose()
+
+    counted = await rujukan("audit", "verify", "--unkeyed-rows", "2", database_url=url)
+    uncounted = await rujukan("audit", "verify", database_url=url)
+
+    assert [row.key_id for row in await audit_rows(url)] == ["", "", "a1"]
+    assert counted[0] == 0
+    assert "audit trail intact: 3 entries" in counted[1]
+    assert uncounted[0] == 1
+    assert "row 1: not keyed, and only the first 0 rows predate the keyed trail" in uncounted[1]
+
+
+def upgrade_to(connection: Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "services" / "referral" / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
 # PostgreSQL: several referral replicas append to one chain.
 
 
@@ -190,7 +336,8 @@ def case_reported(sealer: IdentitySealer, directory: Directory) -> CaseReported:
 async def test_reads_on_two_postgres_replicas_at_once_never_fork_the_chain(postgres_url: str) -> None:
     sealer = IdentitySealer({"k": os.urandom(32)}, "k")
     directory = load_directory(CONFIG)
-    ledgers = [Ledger(make_engine(postgres_url)) for _ in range(2)]
+    keys = AuditKeys("a1", {"a1": os.urandom(32)})
+    ledgers = [Ledger(make_engine(postgres_url), audit_keys=keys) for _ in range(2)]
     try:
         await ledgers[0].migrate()
         replicas = [Referrals(ledger, lambda: directory, sealer) for ledger in ledgers]
@@ -205,10 +352,10 @@ async def test_reads_on_two_postgres_replicas_at_once_never_fork_the_chain(postg
 
         rows = await audit_rows(postgres_url)
         assert [row.id for row in rows] == list(range(1, 41))
-        assert intact(rows)
+        assert intact(rows, keys.keys)
         async with ledgers[0].engine.begin() as connection:
             await connection.execute(update(audit_trail).where(audit_trail.c.id == 7).values(actor="bp3mi-kalbar"))
-        check = ChainCheck()
+        check = ChainCheck(keys.keys)
         assert next(problem for row in await audit_rows(postgres_url) if (problem := check.add(row)))
         assert check.intact == 6
     finally:

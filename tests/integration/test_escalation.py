@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI
 
 from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.api import ERROR_ANSWERS, build_api
+from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
 from services.referral.ledger import Ledger, Referral, TimelineEntry
 from services.referral.lifecycle import Reply, Status
@@ -117,7 +118,7 @@ async def service(amqp_url: str, tmp_path: Path) -> AsyncIterator[ReferralServic
     await broker.connect()
     await build_topology(directory, settings.retry_schedule).declare(broker)
     engine = make_engine(settings.database_url)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, audit_keys=AuditKeys("a1", {"a1": os.urandom(32)}))
     await ledger.migrate()
     clock = Clock(START)
     relay = OutboxRelay(engine, MessagePublisher(broker, timeout=5), poll_seconds=60)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from services.intake.reports import ReportIntake, fingerprint_of
+from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
 from services.referral.ledger import Ledger, outbox, timeline
 from services.referral.lifecycle import Reply
@@ -54,7 +55,7 @@ async def database_url() -> AsyncIterator[str]:
 @pytest.fixture
 async def ledger(database_url: str) -> AsyncIterator[Ledger]:
     engine = make_engine(database_url)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, audit_keys=AuditKeys("a1", {"a1": os.urandom(32)}))
     await ledger.migrate()
     yield ledger
     await engine.dispose()

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
+from services.referral.audit import AuditKeys
 from services.referral.ledger import Ledger
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, WithdrawalReason
 from shared.database import make_engine
 from shared.directory import Directory, Retention, load_directory
-from shared.sealing import IdentitySealer
+from shared.sealing import IdentitySealer, load_audit_keys
 from tests.integration.test_audit_trail import (
     A_GIRL,
     A_WOMAN_BACK_FROM_MALAYSIA,
@@ -38,6 +39,7 @@ from tests.system import CONFIG, System, WebhookSink, directory_for, eventually,
 pytestmark = pytest.mark.rabbit
 
 ON_REQUEST = ("--reason", "permintaan korban", "--by", "ops-rina")
+AUDIT_KEYS = AuditKeys("a1", {"a1": os.urandom(32)})
 
 
 def erased(referral: dict[str, Any]) -> bool:
@@ -65,7 +67,7 @@ async def test_an_erased_case_still_answers_with_its_facts_and_identity_marked_e
     assert [(r.entry.action, r.entry.actor, r.entry.officer) for r in rows[1:]] == [
         ("case_erased", "operator", "ops-rina")
     ]
-    assert intact(rows)
+    assert intact(rows, load_audit_keys(system.settings))
     with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as db:
         [(identity,)] = db.execute("SELECT identity FROM cases WHERE case_id = ?", (case_id,)).fetchall()
     assert identity == '{"erased": true}'
@@ -130,7 +132,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             url = await stack.enter_async_context(contextlib.asynccontextmanager(postgres_database)())
         engine = make_engine(url)
         stack.push_async_callback(engine.dispose)
-        ledger = Ledger(engine)
+        ledger = Ledger(engine, audit_keys=AUDIT_KEYS)
         await ledger.migrate()
         yield ledger
 
@@ -180,7 +182,7 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     )
     assert (rows[2].entry.action, rows[2].entry.case_id) == ("identity_erased", recent.case_id)
     assert len(rows) == 3
-    assert intact(rows)
+    assert intact(rows, AUDIT_KEYS.keys)
 
 
 async def test_the_running_referral_service_erases_a_closed_case_past_its_retention_by_itself(
