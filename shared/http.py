@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.clock import utcnow
@@ -27,6 +28,11 @@ log = structlog.get_logger(__name__)
 Check = Callable[[], Awaitable[bool]]
 
 
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+
+
 def health_router(checks: Mapping[str, Check]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -35,7 +41,14 @@ def health_router(checks: Mapping[str, Check]) -> APIRouter:
         """The process is alive."""
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        response_model=None,
+        responses={
+            200: {"model": Readiness, "description": "every dependency answers"},
+            503: {"model": Readiness, "description": "a dependency does not answer (named in checks)"},
+        },
+    )
     async def readyz() -> JSONResponse:
         """Ready when every dependency answers (broker, database, consumers)."""
         results: dict[str, bool] = {}
@@ -67,11 +80,74 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 ErrorAnswers = Mapping[type[Exception], Callable[[Any], JSONResponse]]
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """The body of every refusal: what is wrong and, for an invalid request, the fields at fault (never their
+    values). Some refusals add a key of their own (``case_id``, ``status``)."""
+
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+AGENCY_TOKEN_SCHEME = "AgencyToken"  # noqa: S105  # a name in the OpenAPI document, not a secret
+"""The OpenAPI security scheme of agency and operator tokens (``agency_auth``)."""
+_CALLER_REFUSALS = {
+    "401": "missing, unknown or expired bearer token",
+    "403": "the token is valid, but not for this",
+    "429": "too many failed authentications from this address: try again after Retry-After seconds",
+}
+_RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}
+_PROBLEM = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
 def install_error_handlers(app: FastAPI, answers: ErrorAnswers | None = None) -> None:
-    """Safe 422 bodies for every service, and each service's domain errors mapped to HTTP answers once."""
+    """Safe 422 bodies for every service, and each service's domain errors mapped to HTTP answers once; the
+    OpenAPI document lists these answers where they can happen."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error, answer in (answers or {}).items():
         app.add_exception_handler(error, _answering(answer))
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        document = generate()
+        if fresh:
+            limited = any(isinstance(m.cls, type) and issubclass(m.cls, BodyLimit) for m in app.user_middleware)
+            document_refusals(document, body_limit=limited)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend its document
+
+
+def document_refusals(document: dict[str, Any], *, body_limit: bool) -> None:
+    """Adds to each operation the refusals that come from outside its own code — the token check (401, 403,
+    429), the body parser (400, 422) and ``BodyLimit`` (413) — and gives every refusal the ``Problem`` body it has
+    (FastAPI would document its own validation error, which ``_validation_error`` replaces)."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            if any(AGENCY_TOKEN_SCHEME in requirement for requirement in operation.get("security", ())):
+                for code, description in _CALLER_REFUSALS.items():
+                    responses.setdefault(code, {"description": description})
+                responses["429"].setdefault("headers", _RETRY_AFTER)
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": "the body cannot be read as JSON text (e.g. not UTF-8)"})
+                responses.setdefault("422", {"description": "invalid request: the fields at fault, never their values"})
+                if body_limit:
+                    responses.setdefault("413", {"description": "the body is larger than this service accepts"})
+            for code, answer in responses.items():
+                if code[0] in "45" and (not answer.get("content") or "HTTPValidationError" in str(answer["content"])):
+                    answer["content"] = _PROBLEM
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem_schema.pop("$defs"))
+    schemas["Problem"] = problem_schema
 
 
 def _answering(answer: Callable[[Any], JSONResponse]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
@@ -132,7 +208,7 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-_bearer = HTTPBearer(auto_error=False)
+_bearer = HTTPBearer(auto_error=False, scheme_name=AGENCY_TOKEN_SCHEME)
 
 
 @dataclass(frozen=True)

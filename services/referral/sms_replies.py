@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.referral.officer_desk import OfficerDesk
 
-_bearer = HTTPBearer(auto_error=False)
+_bearer = HTTPBearer(auto_error=False, scheme_name="GatewayToken")
 
 
 class InboundMessage(BaseModel):
@@ -36,7 +36,14 @@ def build_sms_replies(desk: OfficerDesk, gateway_token: str | None) -> APIRouter
         if credentials is None or not hmac.compare_digest(credentials.credentials, gateway_token):
             raise HTTPException(status_code=401, detail="missing or wrong gateway token")
 
-    @router.post("/sms", dependencies=[Depends(gateway)])
+    @router.post(
+        "/sms",
+        dependencies=[Depends(gateway)],
+        responses={
+            401: {"description": "missing or wrong gateway token"},
+            404: {"description": "no inbound gateway is configured"},
+        },
+    )
     async def sms_reply(message: InboundMessage) -> InboundAnswer:
         """200 for every message handled, refused or not: a gateway retries anything else."""
         outcome = await desk.sms_reply(message.sender, message.text)
