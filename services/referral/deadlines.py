@@ -42,13 +42,16 @@ class DeadlineSweeper:
         *,
         interval_seconds: float,
         on_commit: Callable[[], None] = lambda: None,
+        on_escalated: Callable[[str, int], None] = lambda _agency, _level: None,
         clock: Callable[[], datetime] = utcnow,
         batch: int = 20,
     ) -> None:
+        """``on_escalated(agency_id, level)`` hears of each level fired once it is committed (the metrics)."""
         self._ledger = ledger
         self._directory = directory
         self._interval = interval_seconds
         self._on_commit = on_commit
+        self._on_escalated = on_escalated
         self._clock = clock
         self._batch = batch
         self._wake = asyncio.Event()
@@ -89,7 +92,7 @@ class DeadlineSweeper:
 
     async def _sweep_batch(self, now: datetime) -> tuple[int, int]:
         directory = self._directory()
-        fired = 0
+        fired: list[tuple[str, int]] = []
         async with self._ledger.transaction() as tx:
             due = await tx.due_deadlines(now, self._batch)
             for deadline, referral in due:
@@ -105,10 +108,12 @@ class DeadlineSweeper:
                     log.error("escalation_failed", referral_id=str(referral.referral_id), error=str(exc)[:200])
                     await tx.postpone_deadline(deadline, now, due_at=now + _RETRY_BROKEN)
                     continue
-                fired += 1
+                fired.append((referral.agency_id, deadline.next_level))
         if fired:
             self._on_commit()
-        return len(due), fired
+            for agency_id, level in fired:
+                self._on_escalated(agency_id, level)
+        return len(due), len(fired)
 
 
 async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, referral: Referral, now: datetime) -> None:

@@ -104,13 +104,16 @@ class Referrals:
         *,
         on_commit: Callable[[], None] = lambda: None,
         on_deadline_due: Callable[[], None] = lambda: None,
+        on_acknowledged: Callable[[Referral], None] = lambda _: None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``on_acknowledged`` hears of each referral's first reply once it is committed (the metrics)."""
         self._ledger = ledger
         self._directory = directory
         self._sealer = sealer
         self._on_commit = on_commit
         self._on_deadline_due = on_deadline_due
+        self._on_acknowledged = on_acknowledged
         self._clock = clock
 
     def now(self) -> datetime:
@@ -395,6 +398,8 @@ class Referrals:
                 now,
             )
         self._on_commit()
+        if referral.acknowledged_at is None:
+            self._on_acknowledged(moved)
         log.info("referral_moved", referral_id=str(referral.referral_id), status=status.value)
         return moved
 
