@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AmqpDsn, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AmqpDsn, BeforeValidator, Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigurationError
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -48,14 +51,63 @@ class Settings(BaseSettings):
     # The RabbitMQ management API the ops console reads queue figures from (credentials from the AMQP URL);
     # unset, the broker's host on port 15672 (15671 for amqps). Unreachable, it falls back to passive declares.
     management_url: str | None = None
+    # The secrets file ``rujukan broker setup`` wrote: each service then logs in as its own user
+    # (``users.<service>.amqp_url``) with the deployment's settings (its ``environment``). See ``for_service``.
+    broker_secrets_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_broker_credentials(self) -> Settings:
+        if self.broker_secrets_file is not None and "amqp_url" in self.model_fields_set:
+            raise ValueError(
+                "RUJUKAN_AMQP_URL and RUJUKAN_BROKER_SECRETS_FILE are both set: each service takes its own AMQP URL "
+                "from the secrets file, so unset RUJUKAN_AMQP_URL"
+            )
+        return self
+
+    def for_service(self, service: str) -> Settings:
+        """These settings as ``service`` runs with them: with a broker secrets file, its own AMQP URL and the
+        deployment's RUJUKAN_REQUIRE_USER_ID and RUJUKAN_BROKER_USER_PREFIX come from that file."""
+        if self.broker_secrets_file is None:
+            return self
+        path = self.broker_secrets_file
+        try:
+            secrets = json.loads(path.read_text())
+            url = AmqpDsn(secrets["users"][service]["amqp_url"])
+            environment: dict[str, str] = secrets.get("environment", {})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Never the exception's text: a half-parsed secrets file may echo a password.
+            raise ConfigurationError(
+                f"RUJUKAN_BROKER_SECRETS_FILE {path}: no AMQP URL for the {service} service in it "
+                f"({type(exc).__name__}); run `rujukan broker setup`"
+            ) from None
+        update: dict[str, object] = {"amqp_url": url}
+        for variable, value in environment.items():
+            field = variable.removeprefix("RUJUKAN_").lower()
+            if field not in type(self).model_fields:
+                raise ConfigurationError(
+                    f"{path}: {variable} is not a setting; was it written by `rujukan broker setup`?"
+                )
+            wanted = TypeAdapter(type(getattr(self, field))).validate_python(value)
+            if field in self.model_fields_set and getattr(self, field) != wanted:
+                raise ConfigurationError(f"{variable} contradicts {path}, which says {value!r}: unset it")
+            update[field] = wanted
+        resolved = self.model_copy(update=update)
+        try:
+            resolved._check_tls()
+        except ValueError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
+        return resolved
 
     @model_validator(mode="after")
     def _tls_files_need_amqps(self) -> Settings:
+        self._check_tls()
+        return self
+
+    def _check_tls(self) -> None:
         # Certificates next to a plain amqp:// URL would be ignored, and the connection silently unencrypted.
         tls_files = (self.amqp_ca_file, self.amqp_cert_file, self.amqp_key_file)
         if any(tls_files) and self.amqp_url.scheme != "amqps":
             raise ValueError("RUJUKAN_AMQP_CA_FILE / _CERT_FILE / _KEY_FILE need an amqps:// RUJUKAN_AMQP_URL")
-        return self
 
     database_url: str = "sqlite+aiosqlite:///var/rujukan.db"
     # Intake's registry of accepted reports; its own SQLite file by default so intake and referral never

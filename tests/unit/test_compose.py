@@ -6,6 +6,7 @@ with the real ``rujukan`` parser, ``Settings`` and ``pyproject.toml``, which is 
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -207,7 +208,8 @@ def test_compose_environment_loads_as_production_settings(name: str, monkeypatch
     assert settings.environment == "production"
     # Inside a container 127.0.0.1 cannot be reached through a published port.
     assert settings.http_host == "0.0.0.0"  # noqa: S104
-    assert settings.amqp_url.host == "rabbitmq"
+    # Its AMQP URL (host rabbitmq) comes from the secrets file broker-setup writes; see the broker tests below.
+    assert settings.broker_secrets_file is not None
     config = PurePosixPath(str(settings.config))
     assert config.is_relative_to(IMAGE_WORKDIR), f"RUJUKAN_CONFIG {config} is not inside the image's {IMAGE_WORKDIR}"
     assert (ROOT / config.relative_to(IMAGE_WORKDIR)).is_file(), f"RUJUKAN_CONFIG {config} is not a file in the repo"
@@ -251,21 +253,73 @@ def test_image_exposes_every_service_port() -> None:
     assert exposed == {_default_port(name) for name in SERVICES}
 
 
-def test_no_service_uses_the_guest_broker_user() -> None:
+def _broker_setup_command() -> argparse.Namespace:
+    command = _service("broker-setup").get("command")
+    assert isinstance(command, list), "broker-setup: command must be a list"
+    try:
+        return _parser().parse_args([_interpolate(str(part)) for part in command])
+    except SystemExit:
+        pytest.fail(f"broker-setup: `rujukan {' '.join(command)}` is rejected by the rujukan command line")
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path -> (volume, read-only) of the named volumes in short syntax."""
+    mounts = {}
+    for entry in service.get("volumes") or []:
+        source, target, *options = str(entry).split(":")
+        mounts[target] = (source, "ro" in options)
+    return mounts
+
+
+def test_broker_setup_runs_rujukan_broker_setup_as_the_broker_admin_against_the_compose_rabbitmq() -> None:
+    args = _broker_setup_command()
     broker_env = _environment(_service("rabbitmq"))
-    broker_user = broker_env.get("RABBITMQ_DEFAULT_USER")
-    assert broker_user, "rabbitmq must set RABBITMQ_DEFAULT_USER (otherwise the broker creates guest/guest)"
-    assert broker_user != "guest"
+
+    assert (args.command, args.action) == ("broker", "setup")
+    assert urlsplit(args.management_url).hostname == "rabbitmq"
+    assert args.admin_user == broker_env["RABBITMQ_DEFAULT_USER"] != "guest"
+    assert args.admin_password == _interpolate(broker_env["RABBITMQ_DEFAULT_PASS"])
+    assert not args.rotate, "a rotation on every `up` would break agency systems' passwords each time"
+    # The users' AMQP URLs are made from this one: the host the services reach, no credentials of its own.
+    url = urlsplit(_environment(_service("broker-setup"))["RUJUKAN_AMQP_URL"])
+    assert (url.hostname, url.username) == ("rabbitmq", None)
+    assert (_service("broker-setup").get("depends_on") or {}).get("rabbitmq", {}).get("condition") == "service_healthy"
+    assert _service("broker-setup").get("restart") == "no"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_reads_its_broker_user_from_the_file_broker_setup_writes(name: str) -> None:
+    written = PurePosixPath(str(_broker_setup_command().secrets))
+    [(volume_dir, (volume, _))] = [
+        (PurePosixPath(target), mount)
+        for target, mount in _mounts(_service("broker-setup")).items()
+        if written.is_relative_to(target)
+    ]
+    service = _service(name)
+    env = _environment(service)
+    read = PurePosixPath(env.get("RUJUKAN_BROKER_SECRETS_FILE", ""))
+    [(mount_dir, (_, read_only))] = [
+        (PurePosixPath(target), mount) for target, mount in _mounts(service).items() if mount[0] == volume
+    ]
+
+    assert read == mount_dir / written.relative_to(volume_dir), f"{name} reads {read}, broker-setup writes {written}"
+    assert read_only, f"{name} could rewrite every broker user's URL"
+    assert volume in (_compose().get("volumes") or {})
+    assert "RUJUKAN_AMQP_URL" not in env, f"{name}: RUJUKAN_AMQP_URL and the secrets file together are refused"
+    assert (service.get("depends_on") or {}).get("broker-setup", {}).get("condition") == (
+        "service_completed_successfully"
+    )
+
+
+def test_the_broker_admin_password_reaches_only_rabbitmq_and_broker_setup() -> None:
+    broker_env = _environment(_service("rabbitmq"))
+    assert broker_env.get("RABBITMQ_DEFAULT_USER") not in (None, "guest"), "otherwise the broker creates guest/guest"
     for name, service in (_compose().get("services") or {}).items():
-        env = _environment(service)
-        assert env.get("RABBITMQ_DEFAULT_USER", broker_user) != "guest", name
-    for name, service in _rujukan_services():
-        # Settings' own default is amqp://guest:guest@127.0.0.1, so leaving the URL out means guest.
-        url = _environment(service).get("RUJUKAN_AMQP_URL")
-        assert url, f"{name} does not set RUJUKAN_AMQP_URL and would log in as guest"
-        parsed = urlsplit(_interpolate(url))
-        assert parsed.username == broker_user, f"{name} logs in to the broker as {parsed.username!r}"
-        assert parsed.password == _interpolate(broker_env["RABBITMQ_DEFAULT_PASS"]), f"{name}: another password"
+        if name in ("rabbitmq", "broker-setup"):
+            continue
+        text = yaml.safe_dump({"environment": service.get("environment"), "command": service.get("command")})
+        assert "RABBITMQ_PASSWORD" not in text, name
+        assert _environment(service).get("RABBITMQ_DEFAULT_USER", "x") != "guest", name
 
 
 def test_compose_refuses_to_start_without_its_secrets() -> None:
