@@ -143,7 +143,8 @@ class BrokerClient:
 
     async def depth(self, queue: str) -> int:
         channel = await self.channel()
-        declared = await channel.declare_queue(queue, passive=True)
+        # robust=False: a robust channel answers a repeated passive declare from its cache, with the first count.
+        declared = await channel.declare_queue(queue, passive=True, robust=False)
         return declared.declaration_result.message_count or 0
 
     async def close(self) -> None:
