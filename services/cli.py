@@ -18,7 +18,7 @@ from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
 from services.notifier.rosters import uncovered_agencies
 from services.referral.app import build_referral
-from services.referral.audit import ChainCheck
+from services.referral.audit import AuditKeys, ChainCheck
 from services.referral.ledger import Ledger
 from services.referral.privacy import Privacy
 from services.referral.referrals import UnknownCaseError
@@ -30,7 +30,7 @@ from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
 from shared.live_directory import LiveDirectory, pid_file, signal_running
 from shared.logging import configure_logging
-from shared.sealing import IdentitySealer, load_sealer
+from shared.sealing import IdentitySealer, load_audit_keys, load_sealer
 from shared.service import Service, serve
 from shared.settings import Settings
 from shared.tokens import Scope, issue_token
@@ -82,7 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--admin-password", default="guest")
     broker.add_argument("--rotate", action="store_true", help="give every user a new password")
     audit = commands.add_parser("audit", help="the identity audit trail in RUJUKAN_DATABASE_URL")
-    audit.add_argument("action", choices=("verify",), help="verify: check the hash chain; exit 1 at the first bad row")
+    audit.add_argument("action", choices=("verify",), help="verify: check the keyed chain; exit 1 at the first bad row")
+    audit.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a head printed by an earlier verify, kept apart from the database: exit 1 unless the trail still reaches"
+        " it (rows cut off the end)",
+    )
+    audit.add_argument(
+        "--unkeyed-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rows written before the trail was keyed (the count an earlier verify printed): checked with plain hashes",
+    )
     privacy = commands.add_parser("privacy", help="erase victim identity (RUJUKAN_DATABASE_URL)")
     erasures = privacy.add_subparsers(dest="action", required=True)
     erase = erasures.add_parser("erase", help="erase one case's victim identity now; its facts and timeline stay")
@@ -105,23 +118,33 @@ def _issue_token(scopes: Sequence[str], label: str | None) -> int:
     return 0
 
 
-async def _audit_verify(settings: Settings) -> int:
+async def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    check = ChainCheck(load_audit_keys(settings), unkeyed_rows=args.unkeyed_rows)
+    # The expected head is the last entry when the trail was last verified; entries written since follow it.
+    reached = args.expect_head is None
     engine = make_engine(settings.database_url)
-    check = ChainCheck()
     try:
         async for row in Ledger(engine).audit_rows():
             if problem := check.add(row):
                 print(f"audit trail broken at {problem}; {check.intact} entries before it are intact", file=sys.stderr)
                 return 1
+            reached = reached or row.hash == args.expect_head
     finally:
         await engine.dispose()
+    if not reached:
+        print(
+            f"audit trail cut short: no entry has the expected head {args.expect_head}; the {check.intact} entries"
+            f" left are intact up to {check.head}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"audit trail intact: {check.intact} entries; the last hash is {check.head}")
     return 0
 
 
 async def _privacy_command(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
     try:
         await ledger.migrate()
         privacy = Privacy(ledger, lambda: load_directory(settings.config))
@@ -202,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         return _issue_token(args.scopes, args.label)
     if args.command == "audit":
-        return asyncio.run(_audit_verify(settings))
+        try:
+            return asyncio.run(_audit_verify(args, settings))
+        except ConfigurationError as exc:
+            print(f"rujukan: {exc}", file=sys.stderr)
+            return 2
     if args.command == "privacy":
         # The command prints what it did; the service's info lines would only repeat it.
         configure_logging("WARNING")
