@@ -17,11 +17,13 @@ from pydantic import AmqpDsn
 from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
 from services.notifier.rosters import uncovered_agencies
+from services.ops_cli import add_ops_parser, run_ops
 from services.referral.app import build_referral
 from services.referral.audit import AuditKeys, ChainCheck
 from services.referral.ledger import Ledger
 from services.referral.privacy import Privacy
 from services.referral.referrals import UnknownCaseError
+from services.referral.reporting.statistics import month
 from shared.broker import make_broker
 from shared.broker_setup import Management, broker_users, declare_topology, set_up_broker
 from shared.clock import utcnow
@@ -106,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="issue an API token: printed once, with its entry for the directory")
     token.add_argument("scopes", nargs="+", choices=[scope.value for scope in Scope], metavar="scope")
     token.add_argument("--label", help="who or what holds it, e.g. the agency's case system")
+    add_ops_parser(commands)
+    report = commands.add_parser(
+        "report", help="monthly statistics per agency and regency from RUJUKAN_DATABASE_URL, as CSV and HTML"
+    )
+    report.add_argument("--from", dest="first", required=True, type=month, metavar="YYYY-MM", help="first month")
+    report.add_argument("--to", dest="last", required=True, type=month, metavar="YYYY-MM", help="last month")
+    report.add_argument("--out", type=Path, default=Path(), help="directory for the CSV and the HTML page")
     return parser
 
 
@@ -224,6 +233,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _directory_command(args.action, settings)
     if args.command == "token":
         return _issue_token(args.scopes, args.label)
+    if args.command == "ops":
+        return run_ops(args, settings)
+    if args.command == "report":
+        from services.referral.reporting.command import write_report
+
+        configure_logging("WARNING")
+        try:
+            return asyncio.run(write_report(settings, first=args.first, last=args.last, out=args.out))
+        except ConfigurationError as exc:
+            print(f"rujukan: {exc}", file=sys.stderr)
+            return 2
     if args.command == "audit":
         try:
             return asyncio.run(_audit_verify(args, settings))
