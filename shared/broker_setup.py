@@ -33,6 +33,9 @@ DEFAULT_EXCHANGE = "amq.default"
 """How permissions name the default exchange (publishing straight to a queue: dead letters, wait queues)."""
 NOTHING = "^$"
 """Matches no resource ("" would too; this one says so)."""
+OPERATOR_CONSOLE = "referral"
+"""The service whose operator console (services/referral/operations) lists, replays and discards the dead letters
+of every queue: it reads every ``.dead`` queue, and replays through the default exchange it already writes to."""
 
 
 def exactly(names: Iterable[str]) -> str:
@@ -70,12 +73,14 @@ def service_user(name: str, topology: Topology) -> BrokerUser:
     for dead letters and wait queues, straight to queues through the default exchange."""
     part = topology.part(name)
     queues = part.queue_names
+    dead_letters = [queue for each in topology.parts.values() for queue in each.queue_names if queue.endswith(".dead")]
+    readable = [*queues, *(dead_letters if name == OPERATOR_CONSOLE else [])]
     dead_lettering = [DLX.name] if any(exchange.name == DLX.name for exchange in part.bound_from) else []
     return BrokerUser(
         name=name,
         configure=exactly([*(exchange.name for exchange in part.exchanges), *queues]),
         write=exactly([*(exchange.name for exchange in part.publishes_to), *dead_lettering, DEFAULT_EXCHANGE, *queues]),
-        read=exactly([*(exchange.name for exchange in part.bound_from), *queues]),
+        read=exactly([*(exchange.name for exchange in part.bound_from), *readable]),
     )
 
 

@@ -223,6 +223,18 @@ async def test_the_notifier_reads_no_intake_or_agency_queue_and_cannot_publish_t
         await publish(notifier, "rujukan.intake", "case.report")
 
 
+async def test_referral_reads_every_dead_letter_queue_for_its_operators_but_no_other_services_work_queue(
+    deployment: Deployment,
+) -> None:
+    referral = deployment.url("referral")
+    for queue in ("intake.reports.dead", "notifier.notifications.dead", "agency.polres-bengkayang.receipts.dead"):
+        await read(referral, queue)
+
+    for queue in ("intake.reports", "notifier.notifications", "agency.polres-bengkayang.receipts"):
+        with pytest.raises(ChannelAccessRefused):
+            await read(referral, queue)
+
+
 async def test_intake_reads_no_referral_or_notifier_queue(deployment: Deployment) -> None:
     intake = deployment.url("intake")
     await read(intake, "intake.reports")
