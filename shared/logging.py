@@ -21,6 +21,7 @@ LOGGABLE_FIELDS: frozenset[str] = frozenset(
         "notification_id", "error", "count", "port", "url", "path", "method", "status_code",
         "victim_count", "referrals", "published", "elapsed_ms", "key_id", "key_file", "directory",
         "recipient", "history", "gaps", "nobody_on_duty", "escalation_level",
+        "operator",  # an operator's id from the directory (ops console actions)
     }
 )  # fmt: skip
 """Everything else is replaced by ``[redacted]``: a new field must be shown to be victim-safe first."""

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # The RabbitMQ management API the ops console reads queue figures from (credentials from the AMQP URL);
     # unset, the broker's host on port 15672 (15671 for amqps). Unreachable, it falls back to passive declares.
     management_url: str | None = None
+    # Where `rujukan ops` reaches the referral service's ops API, and the operate token it presents.
+    ops_url: str = "http://127.0.0.1:8002"
+    ops_token: str | None = None
     # The secrets file ``rujukan broker setup`` wrote: each service then logs in as its own user
     # (``users.<service>.amqp_url``) with the deployment's settings (its ``environment``). See ``for_service``.
     broker_secrets_file: Path | None = None

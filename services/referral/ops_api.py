@@ -100,7 +100,8 @@ def build_ops_api(operations: Operations, authenticate: Any) -> APIRouter:
             return problem(404, f"no dead letter {message_id} in {queue}")
         return JSONResponse({"discarded": letter.model_dump(mode="json")})
 
-    @router.get("/cases/{query}", responses=missing)
+    # ``:path``: police report numbers have slashes (LP/B/123/VIII/2025/POLRES).
+    @router.get("/cases/{query:path}", responses=missing)
     async def find_case(_: Operator, query: str) -> JSONResponse:
         """A case by id, police report number or case code: legs and timeline, no identity."""
         view = await operations.find_case(query)

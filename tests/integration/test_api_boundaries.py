@@ -24,6 +24,7 @@ from tests.system import System, WebhookSink, directory_for, settings_for
 pytestmark = pytest.mark.rabbit
 
 POLICE_A = "polres-bengkayang"
+NO_LETTER = "00000000-0000-0000-0000-000000000000"
 EXPIRED = "expired-token-of-polres-bengkayang"
 
 
@@ -107,6 +108,17 @@ ENDPOINTS = [
              body=lambda _: {"note": "dikirim karena salah input"}, leg="uptd-ppa-kalbar", other="bp3mi-kalbar"),
     Endpoint("withdraw", "intake", "POST", lambda c: f"/v1/cases/{c.case_id}/withdraw", "police A", 202,
              body=lambda _: {"reason": "duplicate"}),
+    Endpoint("ops overview", "referral", "GET", lambda _: "/v1/ops/overview", "operator"),
+    Endpoint("ops overdue", "referral", "GET", lambda _: "/v1/ops/overdue", "operator"),
+    Endpoint("ops dead letters", "referral", "GET", lambda _: "/v1/ops/dead-letters?queue=intake.reports", "operator"),
+    # No such dead letter: the operator gets past authorisation to the lookup (replay and discard: test_ops_*).
+    Endpoint("ops dead letter", "referral", "GET", lambda _: f"/v1/ops/dead-letters/intake.reports/{NO_LETTER}",
+             "operator", 404),
+    Endpoint("ops replay", "referral", "POST", lambda _: f"/v1/ops/dead-letters/intake.reports/{NO_LETTER}/replay",
+             "operator", 404),
+    Endpoint("ops discard", "referral", "POST", lambda _: f"/v1/ops/dead-letters/intake.reports/{NO_LETTER}/discard",
+             "operator", 404, body=lambda _: {"note": "test"}),
+    Endpoint("ops case", "referral", "GET", lambda c: f"/v1/ops/cases/{c.report['police_report_number']}", "operator"),
 ]  # fmt: skip
 
 ROLES = ["police B", "other receiver", "operator", "overseer", "no token", "expired token", "receiver", "police A"]

@@ -46,7 +46,7 @@ import aio_pika
 import aiohttp
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aio_pika.exceptions import ChannelClosed
+from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity
 
 from services.referral.operations.dead_letters import (
     dead_at_of,
@@ -119,6 +119,19 @@ def _rate(stats: Any, key: str) -> float | None:
     return float(details["rate"]) if isinstance(details, dict) and "rate" in details else 0.0
 
 
+def _with_rates(figures: QueueFigures, queue: dict[str, Any] | None) -> QueueFigures:
+    if queue is None:
+        return figures
+    stats = queue.get("message_stats") or {}
+    return figures.model_copy(
+        update={
+            "publish_rate": _rate(stats, "publish"),
+            "deliver_rate": _rate(stats, "deliver_get"),
+            "idle_since": _idle_since(queue.get("idle_since")),
+        }
+    )
+
+
 def _idle_since(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -152,19 +165,28 @@ class BrokerOps:
     # Queue figures
 
     async def figures(self, inventory: Sequence[QueueInfo]) -> tuple[QueueSource, list[QueueFigures]]:
-        """From the management API when it answers for our credentials, else from passive declares."""
+        """Depth and consumers from passive declares, always: the broker answers them from the queue itself, while
+        the management API's figures are samples up to a stats interval (5 s by default) old, and a status check
+        must not call a queue unconsumed because its consumer arrived a moment ago. Rates and idle times, which
+        only the management API has, are added when it answers for our credentials; ``source`` says whether
+        it did."""
+        passive = await self._passive(inventory)
         managed = await self._management_queues()
-        if managed is not None:
-            return "management", [self._from_management(info, managed.get(info.name)) for info in inventory]
-        return "passive", await self._passive(inventory)
+        if managed is None:
+            return "passive", passive
+        return "management", [_with_rates(figures, managed.get(figures.name)) for figures in passive]
 
     async def _management_queues(self) -> dict[str, dict[str, Any]] | None:
-        amqp = self._settings.amqp_url
-        auth = aiohttp.BasicAuth(unquote(amqp.username or "guest"), unquote(amqp.password or "guest"))
-        url = f"{management_base(self._settings)}/api/queues/{quote(_vhost(self._settings), safe='')}"
+        base = urlsplit(management_base(self._settings))
+        # Credentials in RUJUKAN_MANAGEMENT_URL win: a service's broker user has no management tag of its own.
+        login = base if base.username is not None else urlsplit(str(self._settings.amqp_url))
+        header = aiohttp.encode_basic_auth(unquote(login.username or ""), unquote(login.password or ""))
+        auth = {"Authorization": header}
+        host = base.netloc.rsplit("@", 1)[-1]
+        url = f"{base.scheme}://{host}{base.path}/api/queues/{quote(_vhost(self._settings), safe='')}"
         try:
             async with (
-                aiohttp.ClientSession(auth=auth, timeout=aiohttp.ClientTimeout(total=5)) as session,
+                aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=5)) as session,
                 session.get(url) as response,
             ):
                 if response.status != 200:
@@ -175,22 +197,6 @@ class BrokerOps:
             log.info("management_api_unavailable", error=type(exc).__name__)
             return None
         return {queue["name"]: queue for queue in body if isinstance(queue, dict) and "name" in queue}
-
-    @staticmethod
-    def _from_management(info: QueueInfo, queue: dict[str, Any] | None) -> QueueFigures:
-        if queue is None:
-            return QueueFigures(name=info.name, owner=info.owner, kind=info.kind, messages=None, consumers=None)
-        stats = queue.get("message_stats") or {}
-        return QueueFigures(
-            name=info.name,
-            owner=info.owner,
-            kind=info.kind,
-            messages=int(queue.get("messages") or 0),
-            consumers=int(queue.get("consumers") or 0),
-            publish_rate=_rate(stats, "publish"),
-            deliver_rate=_rate(stats, "deliver_get"),
-            idle_since=_idle_since(queue.get("idle_since")),
-        )
 
     async def _passive(self, inventory: Sequence[QueueInfo]) -> list[QueueFigures]:
         figures: list[QueueFigures] = []
@@ -219,12 +225,12 @@ class BrokerOps:
         return self._locks.setdefault(dead_letter_queue, asyncio.Lock())
 
     @contextlib.asynccontextmanager
-    async def _holding(self, dead_letter_queue: str) -> AsyncIterator[tuple[AbstractConnection, list[Held]]]:
+    async def _holding(self, connection: AbstractConnection, dead_letter_queue: str) -> AsyncIterator[list[Held]]:
         """Every message of the queue (up to the limit), held unacknowledged for the duration; whatever was not
         acked inside goes back, in order, when the block ends, however it ends."""
-        async with self._lock(dead_letter_queue), self._connection() as connection:
+        async with self._lock(dead_letter_queue):
             channel = await connection.channel()
-            held: list[AbstractIncomingMessage] = []
+            held: list[Held] = []
             try:
                 queue = await channel.declare_queue(dead_letter_queue, passive=True)
                 while len(held) < BROWSE_LIMIT:
@@ -232,13 +238,22 @@ class BrokerOps:
                     if message is None:
                         break
                     held.append(message)
-                yield connection, held
+                yield held
             finally:
                 await _give_back(channel, held)
 
-    async def dead_letters(self, dead_letter_queue: str, now: datetime) -> list[DeadLetter]:
-        async with self._holding(dead_letter_queue) as (_, held):
-            return [_describe(message, dead_letter_queue, now) for message in held]
+    async def dead_letters(self, dead_letter_queues: Sequence[str], now: datetime) -> list[DeadLetter]:
+        """The dead letters of each queue in turn, on one connection."""
+        found: list[DeadLetter] = []
+        async with self._connection() as connection:
+            for dead_letter_queue in dead_letter_queues:
+                try:
+                    async with self._holding(connection, dead_letter_queue) as held:
+                        found.extend(_describe(message, dead_letter_queue, now) for message in held)
+                except ChannelNotFoundEntity:
+                    # Declared by the service that publishes there: not yet, when that service never ran.
+                    continue
+        return found
 
     async def act_on(
         self,
@@ -250,7 +265,7 @@ class BrokerOps:
     ) -> DeadLetter | None:
         """Runs ``action`` on the dead letter ``message_id`` while the queue's messages are held; the message is
         acked (removed) only when the action returned. None when the queue holds no such message."""
-        async with self._holding(dead_letter_queue) as (connection, held):
+        async with self._connection() as connection, self._holding(connection, dead_letter_queue) as held:
             found = next((message for message in held if message.message_id == message_id), None)
             if found is None:
                 return None

@@ -219,11 +219,7 @@ class Operations:
     async def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         """The dead letters of one queue (a work queue's name or its ``.dead`` one), or of every queue."""
         names = [self._dead_letter_queue(queue)] if queue is not None else self.dead_letter_queues()
-        now = self._clock()
-        found: list[DeadLetter] = []
-        for name in names:
-            found.extend(await self._broker.dead_letters(name, now))
-        return found
+        return await self._broker.dead_letters(names, self._clock())
 
     async def dead_letter(self, queue: str, message_id: str) -> DeadLetter | None:
         return next((letter for letter in await self.dead_letters(queue) if letter.message_id == message_id), None)

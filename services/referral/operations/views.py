@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from shared.contracts.referrals import DeadlineKind
 
@@ -33,14 +33,17 @@ class QueueFigures(_View):
     idle_since: datetime | None = None
     """From the management API: when the queue last saw traffic (None while busy, or when unknown)."""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def needs_consumer(self) -> bool:
         """Service work queues must always be consumed; wait and dead-letter queues never are, and an agency
         queue is its agency's to consume."""
         return self.kind == "work"
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def stalled(self) -> bool:
+        """A work queue with no consumer (or missing): nothing takes its messages."""
         return self.needs_consumer and not self.consumers
 
 
@@ -75,6 +78,7 @@ class Overview(_View):
     def stalled_queues(self) -> tuple[QueueFigures, ...]:
         return tuple(queue for queue in self.queues if queue.stalled)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def dead_letters(self) -> int:
         return sum(queue.messages or 0 for queue in self.queues if queue.kind == "dead")

@@ -1,0 +1,93 @@
+"""Reading dead letters' headers and the headers of their replay, without a broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.referral.operations.broker import queue_inventory
+from services.referral.operations.dead_letters import (
+    dead_at_of,
+    reason_of,
+    replay_headers,
+    replays_of,
+    routing_key_of,
+    work_queue_of,
+)
+from shared.directory import load_directory
+from shared.topology import build_topology
+from tests.system import CONFIG
+
+BROKER_DEATH = {
+    "x-death": [
+        {
+            "count": 1,
+            "reason": "delivery_limit",
+            "queue": "referral.cases",
+            "time": datetime(2026, 3, 1, 8, 0),
+            "exchange": "rujukan.events",
+            "routing-keys": ["case.reported"],
+        }
+    ],
+    "x-first-death-reason": "delivery_limit",
+    "x-delivery-count": 10,
+}
+
+
+def test_our_reason_is_shown_before_the_brokers() -> None:
+    ours = {"x-rujukan-reason": "invalid case.report.v1: victims.0.age_years: too small", **BROKER_DEATH}
+
+    assert reason_of(ours) == "invalid case.report.v1: victims.0.age_years: too small"
+    assert reason_of(BROKER_DEATH) == "broker: delivery_limit"
+    assert reason_of({}) == "unknown (no reason header)"
+
+
+def test_a_broker_dead_letter_tells_its_routing_key_and_time() -> None:
+    assert routing_key_of(BROKER_DEATH) == "case.reported"
+    assert dead_at_of(BROKER_DEATH, None) == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    assert dead_at_of({"x-rujukan-dead-at": "2026-03-02T01:00:00+00:00"}, None) == datetime(2026, 3, 2, 1, tzinfo=UTC)
+    assert dead_at_of({}, datetime(2026, 3, 3, tzinfo=UTC)) == datetime(2026, 3, 3, tzinfo=UTC)
+
+
+def test_a_replay_counts_itself_names_the_operator_and_leaves_the_dead_letter_bookkeeping_behind() -> None:
+    dead = {
+        **BROKER_DEATH,
+        "x-rujukan-reason": "gave up after 10 deliveries: OperationalError",
+        "x-rujukan-queue": "referral.cases",
+        "x-rujukan-dead-at": "2026-03-02T01:00:00+00:00",
+        "x-rujukan-replays": 1,
+        "causation_id": "c-1",
+    }
+
+    headers = replay_headers(dead, operator="ops-rujukan")
+
+    assert headers == {"causation_id": "c-1", "x-rujukan-replays": 2, "x-rujukan-replayed-by": "ops-rujukan"}
+    assert replays_of(headers) == 2
+    assert replays_of({"x-rujukan-replays": "nonsense"}) == 0
+
+
+def test_a_dead_letter_goes_back_only_to_the_queue_its_dead_letter_queue_belongs_to() -> None:
+    assert work_queue_of("agency.dinsos-bengkayang.inbox.dead") == "agency.dinsos-bengkayang.inbox"
+    with pytest.raises(ValueError, match="not a dead-letter queue"):
+        work_queue_of("rujukan.events")
+    with pytest.raises(ValueError, match="not a dead-letter queue"):
+        work_queue_of(".dead")
+
+
+def test_every_service_work_queue_needs_a_consumer_and_agency_wait_and_dead_queues_do_not() -> None:
+    inventory = {info.name: info for info in queue_inventory(build_topology(load_directory(CONFIG), (30.0, 120.0)))}
+
+    work = {name: info.owner for name, info in inventory.items() if info.kind == "work"}
+    assert work == {
+        "intake.reports": "intake",
+        "referral.cases": "referral",
+        "referral.deliveries": "referral",
+        "referral.replies": "referral",
+        "notifier.referrals": "notifier",
+        "notifier.notifications": "notifier",
+    }
+    assert inventory["agency.dinsos-bengkayang.inbox"].owner == "agency:dinsos-bengkayang"
+    assert inventory["agency.dinsos-bengkayang.inbox.dead"].kind == "dead"
+    assert inventory["notifier.notifications.wait.2m"].kind == "wait"
+    assert "notifier.notifications.wait.2m.dead" not in inventory

@@ -1,0 +1,66 @@
+"""Overdue legs, acknowledgement medians and what an operator sees of a timeline, without a ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from services.referral.lifecycle import Status
+from services.referral.operations.figures import OpenLeg, ack_medians, awaited, median_span, operator_detail
+from shared.contracts.referrals import DeadlineKind
+
+NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def a_leg(status: Status, *, ack_due: timedelta, accept_due: timedelta | None = None) -> OpenLeg:
+    return OpenLeg(
+        referral_id=uuid4(),
+        case_id=uuid4(),
+        case_code="KB-0001",
+        agency_id="dinsos-bengkayang",
+        status=status,
+        priority="urgent",
+        issued_at=NOW - timedelta(days=1),
+        ack_due_at=NOW + ack_due,
+        accept_due_at=NOW + accept_due if accept_due is not None else None,
+        escalation_level=0,
+    )
+
+
+def test_a_leg_not_acknowledged_by_its_deadline_awaits_acknowledgement() -> None:
+    leg = a_leg(Status.DELIVERED, ack_due=-timedelta(hours=2))
+
+    assert awaited(leg, NOW) == (DeadlineKind.ACKNOWLEDGE, leg.ack_due_at)
+
+
+def test_an_acknowledged_leg_past_its_acceptance_deadline_awaits_acceptance() -> None:
+    leg = a_leg(Status.ACKNOWLEDGED, ack_due=-timedelta(days=2), accept_due=-timedelta(hours=1))
+
+    assert awaited(leg, NOW) == (DeadlineKind.ACCEPT, leg.accept_due_at)
+
+
+def test_a_leg_within_its_deadlines_is_not_overdue() -> None:
+    assert awaited(a_leg(Status.REQUESTED, ack_due=timedelta(minutes=5)), NOW) is None
+    assert awaited(a_leg(Status.ACKNOWLEDGED, ack_due=-timedelta(hours=1), accept_due=timedelta(hours=1)), NOW) is None
+
+
+def test_ack_medians_count_the_last_7_and_30_days_apart() -> None:
+    rows = [
+        ("a", NOW - timedelta(days=2, minutes=10), NOW - timedelta(days=2)),  # 10 min, this week
+        ("a", NOW - timedelta(days=3, minutes=30), NOW - timedelta(days=3)),  # 30 min, this week
+        ("a", NOW - timedelta(days=20, hours=2), NOW - timedelta(days=20)),  # 2 h, this month
+        ("a", NOW - timedelta(days=40, hours=9), NOW - timedelta(days=40)),  # too old
+        ("b", NOW - timedelta(days=10, hours=1), NOW - timedelta(days=10)),  # 1 h, this month only
+    ]
+
+    medians = ack_medians(rows, NOW)
+
+    assert medians["a"] == (timedelta(minutes=20), timedelta(minutes=30))
+    assert medians["b"] == (None, timedelta(hours=1))
+    assert median_span([]) is None
+
+
+def test_an_operator_sees_what_happened_on_a_timeline_not_whom_it_is_about() -> None:
+    detail = {"victim_refs": ["V1 Siti"], "note": "Siti Aminah di rumah paman", "officer": "ani", "reasons": []}
+
+    assert operator_detail(detail) == {"victim_refs": "(hidden)", "note": "(hidden)", "officer": "ani"}
