@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    IPvAnyNetwork,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -28,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.addresses import Network, address_allowed
 from shared.contracts.base import AgencyId, Priority, RegencyCode
 from shared.contracts.cases import IDENTITY_FIELDS, MigrantWorkerStatus, Sex
 from shared.errors import ConfigurationError
@@ -461,9 +464,11 @@ class Directory(_Config):
     calendar: Calendar = Calendar()
     retention: Retention = Retention()
     operators: tuple[Operator, ...] = ()
-    allow_private_webhooks: bool = Field(
-        default=False,
-        description="Whether agency webhooks may point at loopback or private addresses (the local demo only).",
+    private_webhook_networks: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="Networks outside the public internet that agency webhooks and the SMS gateway may reach, in"
+        " CIDR form (the local demo: its own endpoints on 127.0.0.1/32). Loopback, private and link-local"
+        " addresses are refused unless listed here.",
     )
 
     @model_validator(mode="after")
@@ -526,6 +531,18 @@ class Directory(_Config):
 SERVICE_NAMES = frozenset({"intake", "referral", "notifier"})
 
 
+def _private_webhook(webhook: Webhook, allowed: Sequence[Network]) -> str | None:
+    """A webhook written as an IP address outside the public internet and the allowed networks; a name is checked
+    when the notifier connects (services/notifier/channels/targets.py), since what it resolves to may change."""
+    try:
+        ip = ipaddress.ip_address((webhook.url.host or "").strip("[]"))
+    except ValueError:
+        return None
+    if address_allowed(ip, allowed):
+        return None
+    return f"webhook address {ip} is not public and not in private_webhook_networks"
+
+
 def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ...], str]]:
     """What no single entry can know: duplicates, regencies outside the province, missing fallbacks."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -547,6 +564,8 @@ def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ..
                 problems.append((("agencies", index, "jurisdiction", "regencies", position), f"unknown regency {code}"))
         if agency.receives_referrals and agency.webhook is None:
             problems.append((("agencies", index, "webhook"), "a receiving agency needs a webhook"))
+        if agency.webhook and (problem := _private_webhook(agency.webhook, directory.private_webhook_networks)):
+            problems.append((("agencies", index, "webhook", "url"), problem))
         if agency.receives_referrals and agency.jurisdiction.is_provincial and directory.coordinator is None:
             problems.append(
                 (("agencies", index, "jurisdiction"), "a provincial unit escalates to the coordinator: add one")

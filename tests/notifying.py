@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from aiohttp.abc import AbstractResolver
 
 from services.notifier.app import build_notifier
 from shared.contracts.base import Contract, Priority
@@ -148,6 +149,7 @@ class NotifierRig:
         *,
         clock: Clock,
         adjust: Callable[[Directory], Directory] = lambda directory: directory,
+        resolver: AbstractResolver | None = None,
         **settings: Any,
     ) -> None:
         self.sink = WebhookSink()
@@ -158,7 +160,9 @@ class NotifierRig:
         self.settings = with_sinks(settings_for(amqp_url, data_dir, **settings), self.smtp, self.gateway)
         self.clock = clock
         self._amqp_url = amqp_url
-        self._running = Running([build_notifier(self.settings, lambda: self.directory, clock=clock)], "127.0.0.1")
+        self._running = Running(
+            [build_notifier(self.settings, lambda: self.directory, clock=clock, resolver=resolver)], "127.0.0.1"
+        )
         self.broker: BrokerClient | None = None
 
     async def start(self) -> None:

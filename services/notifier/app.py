@@ -3,22 +3,25 @@ health wired together."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
+from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI
 
 from services.notifier.channels import Channel, CircuitBreakers, QuickRetries
 from services.notifier.channels.email import EmailChannel
 from services.notifier.channels.gateway import GatewayChannel
+from services.notifier.channels.targets import GuardedResolver
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.dispatch import Notifier
 from services.notifier.handlers import build_router
 from services.notifier.rosters import uncovered_agencies
 from services.notifier.store import NotificationStore
+from shared.addresses import Network
 from shared.broker import MessagePublisher, make_broker
 from shared.consuming import DeadLetterMiddleware, DeadLetters
 from shared.database import make_engine, ping
@@ -34,7 +37,10 @@ from shared.topology import build_topology
 log = structlog.get_logger(__name__)
 
 
-def build_channels(settings: Settings, directory: Callable[[], Directory]) -> list[Channel]:
+def build_channels(
+    settings: Settings, directory: Callable[[], Directory], *, resolver: AbstractResolver | None = None
+) -> list[Channel]:
+    """``resolver`` looks names up behind the channels' address guard (default: aiohttp's; tests stand in for DNS)."""
     # One breaker set for every endpoint: a dead agency webhook, SMTP server or gateway is left alone for a
     # while instead of holding the prefetch slots that every other notification needs.
     retries = QuickRetries(
@@ -43,11 +49,15 @@ def build_channels(settings: Settings, directory: Callable[[], Directory]) -> li
             threshold=settings.webhook_circuit_failures, cool_down=settings.webhook_circuit_seconds
         ),
     )
+
+    def allowed() -> Sequence[Network]:
+        return directory().private_webhook_networks
+
     return [
         WebhookChannel(
             timeout_seconds=settings.webhook_timeout_seconds,
             retries=retries,
-            allow_private=lambda: directory().allow_private_webhooks,
+            resolver=GuardedResolver(allowed, what="webhook", inner=resolver),
         ),
         EmailChannel(settings, retries=retries),
         GatewayChannel(
@@ -55,6 +65,7 @@ def build_channels(settings: Settings, directory: Callable[[], Directory]) -> li
             token=settings.sms_gateway_token,
             timeout_seconds=settings.webhook_timeout_seconds,
             retries=retries,
+            resolver=GuardedResolver(allowed, what="gateway", inner=resolver),
         ),
     ]
 
@@ -66,7 +77,11 @@ def warn_of_roster_gaps(directory: Directory) -> None:
 
 
 def build_notifier(
-    settings: Settings, directory: Callable[[], Directory], *, clock: Callable[[], datetime] | None = None
+    settings: Settings,
+    directory: Callable[[], Directory],
+    *,
+    clock: Callable[[], datetime] | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> Service:
     broker = make_broker(settings, app_id="rujukan-notifier")
     metrics = instrument(broker, "notifier")
@@ -78,7 +93,7 @@ def build_notifier(
     # under the same notification id, which receivers drop. Not worth an fsync per notification.
     engine = make_engine(settings.notifier_database_url, survive_power_loss=False)
     store = NotificationStore(engine)
-    channels = build_channels(settings, directory)
+    channels = build_channels(settings, directory, resolver=resolver)
     notifier = Notifier(
         directory,
         channels,

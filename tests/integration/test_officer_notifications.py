@@ -277,7 +277,7 @@ async def test_a_webhook_pointed_inside_the_network_is_refused_and_the_agency_is
         amqp_url,
         tmp_path,
         clock=Clock(WEDNESDAY_10_WIB),
-        adjust=lambda directory: directory.model_copy(update={"allow_private_webhooks": False}),
+        adjust=lambda directory: directory.model_copy(update={"private_webhook_networks": ()}),
     )
     await rig.start()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.notifier.channels import Outgoing, QuickRetries
 from services.notifier.channels.http import HttpPoster
+from services.notifier.channels.targets import GuardedResolver
 
 
 class GatewayChannel:
@@ -12,11 +13,13 @@ class GatewayChannel:
 
     kinds = frozenset({"sms", "whatsapp"})
 
-    def __init__(self, *, url: str, token: str | None, timeout_seconds: float, retries: QuickRetries) -> None:
+    def __init__(
+        self, *, url: str, token: str | None, timeout_seconds: float, retries: QuickRetries, resolver: GuardedResolver
+    ) -> None:
         self._url = url
         self._token = token
         self._retries = retries
-        self._http = HttpPoster(timeout_seconds=timeout_seconds, what="gateway")
+        self._http = HttpPoster(timeout_seconds=timeout_seconds, what="gateway", resolver=resolver)
 
     async def start(self) -> None:
         await self._http.start()

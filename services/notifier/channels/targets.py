@@ -1,44 +1,69 @@
-"""Where a webhook may go: an address on the public internet, unless the directory allows private ones."""
+"""Where the channels that POST may connect: an address on the public internet, or one inside a network the
+directory allows (``private_webhook_networks``; the demo allows its own loopback endpoints; shared/addresses.py).
+
+A webhook URL is directory data, but one reaching loopback, a private range or a link-local address (cloud
+metadata) would let a directory edit reach inside the network Rujukan runs in. The check is on the address the
+connection goes to, not on the name in the URL: a name that resolves to a public address when checked and to
+127.0.0.1 when connected (DNS rebinding) must not get through, so the check sits in the connector's resolver."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from collections.abc import Callable, Sequence
 
-from services.notifier.channels import PermanentChannelError, TransientChannelError
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
-
-async def refuse_private_target(url: str) -> None:
-    """A webhook URL is directory data, but one resolving to loopback, a private range or a link-local address
-    (cloud metadata) would let a directory edit reach inside the network Rujukan runs in."""
-    parts = urlsplit(url)
-    if parts.hostname is None:
-        raise PermanentChannelError("webhook address has no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        found = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TransientChannelError(f"webhook host does not resolve: {exc.strerror}") from exc
-    for *_, address in found:
-        ip = ipaddress.ip_address(address[0])
-        if not all(candidate.is_global for candidate in _with_embedded_ipv4(ip)):
-            raise PermanentChannelError(f"webhook host resolves to a non-public address ({ip}); not allowed")
+from services.notifier.channels import PermanentChannelError
+from shared.addresses import Network, address_allowed
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+class RefusedAddressError(PermanentChannelError):
+    """The host is, or resolves to, an address outside the public internet and the allowed networks."""
 
 
-def _with_embedded_ipv4(ip: IPAddress) -> list[IPAddress]:
-    """The address, and any IPv4 address an IPv6 one carries (mapped, 6to4, NAT64), which is where it leads."""
-    found: list[IPAddress] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            found.append(ip.ipv4_mapped)
-        if ip.sixtofour is not None:
-            found.append(ip.sixtofour)
-        if ip in _NAT64:
-            found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return found
+class GuardedResolver(AbstractResolver):
+    """Resolves through ``inner`` (aiohttp's default resolver) and refuses the whole answer if any address in it
+    is not allowed. The connector connects only to addresses its resolver returned, so the address checked is
+    the address connected to. ``allowed`` is read on every lookup: a directory reload takes effect at once."""
+
+    def __init__(
+        self, allowed: Callable[[], Sequence[Network]], *, what: str, inner: AbstractResolver | None = None
+    ) -> None:
+        self._allowed = allowed
+        self._what = what
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:
+            # aiohttp's resolvers want the running loop, which a channel built before the service starts lacks.
+            self._inner = DefaultResolver()
+        found = await self._inner.resolve(host, port, family)
+        allowed = self._allowed()
+        for result in found:
+            self._check(host, result["host"], allowed)
+        return found
+
+    def check_literal(self, host: str) -> None:
+        """An IP address written in the URL: aiohttp connects to it without asking the resolver."""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return
+        self._check(host, host, self._allowed())
+
+    def _check(self, host: str, address: str, allowed: Sequence[Network]) -> None:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise RefusedAddressError(f"{self._what} host {host} resolves to an unreadable address") from None
+        if not address_allowed(ip, allowed):
+            where = "is a non-public address" if host == address else f"resolves to a non-public address ({ip})"
+            raise RefusedAddressError(f"{self._what} host {host} {where} outside the allowed networks")
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()

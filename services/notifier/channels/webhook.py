@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
 from services.notifier.channels import Outgoing, QuickRetries
 from services.notifier.channels.http import HttpPoster
-from services.notifier.channels.targets import refuse_private_target
+from services.notifier.channels.targets import GuardedResolver
 
 
 class WebhookChannel:
@@ -19,12 +18,9 @@ class WebhookChannel:
 
     kinds = frozenset({"webhook"})
 
-    def __init__(
-        self, *, timeout_seconds: float, retries: QuickRetries, allow_private: Callable[[], bool] = lambda: False
-    ) -> None:
+    def __init__(self, *, timeout_seconds: float, retries: QuickRetries, resolver: GuardedResolver) -> None:
         self._retries = retries
-        self._allow_private = allow_private
-        self._http = HttpPoster(timeout_seconds=timeout_seconds, what="webhook")
+        self._http = HttpPoster(timeout_seconds=timeout_seconds, what="webhook", resolver=resolver)
         self._signers: dict[str, Webhook] = {}
 
     def _signer(self, secret: str) -> Webhook:
@@ -44,8 +40,6 @@ class WebhookChannel:
 
     async def _post_once(self, message: Outgoing) -> None:
         assert message.secret is not None, "a webhook is signed"
-        if not self._allow_private():
-            await refuse_private_target(message.to)
         body = json.dumps(message.payload, separators=(",", ":"))
         sent_at = datetime.now(UTC)
         signature = self._signer(message.secret).sign(message.notification_id, sent_at, body)
