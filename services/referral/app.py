@@ -21,6 +21,7 @@ from services.referral.officer_desk import OfficerDesk
 from services.referral.officer_page import build_officer_page
 from services.referral.operations import Operations
 from services.referral.ops_api import OPS_ERROR_ANSWERS, build_ops_api
+from services.referral.ops_page import build_ops_page
 from services.referral.outbox import OutboxRelay
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
@@ -109,6 +110,14 @@ def build_referral(
     http.include_router(build_api(referrals, authenticate))
     operations = Operations(ledger, directory, settings, sealer, clock=clock)
     http.include_router(build_ops_api(operations, authenticate))
+    http.include_router(
+        build_ops_page(
+            operations,
+            directory,
+            load_link_key(settings),
+            secure_cookie=settings.public_referral_url.startswith("https://"),
+        )
+    )
     privacy = Privacy(ledger, directory, clock=clock)
     desk = OfficerDesk(
         ledger,
