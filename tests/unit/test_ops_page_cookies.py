@@ -1,0 +1,62 @@
+"""The ops page's cookies, as a browser receives them (no broker: signing in reads only the directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.referral.ledger import Ledger
+from services.referral.operations import Operations
+from services.referral.ops_page import COOKIE, build_ops_page
+from shared.database import make_engine
+from shared.directory import load_directory
+from shared.sealing import IdentitySealer
+from shared.settings import Settings
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "kalbar.yaml"
+OPERATOR_TOKEN = "dev-ops-rujukan"
+
+
+def an_ops_page(tmp_path: Path, *, secure_cookie: bool) -> FastAPI:
+    directory = load_directory(CONFIG)
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/rujukan.db")
+    ledger = Ledger(make_engine(settings.database_url))
+    operations = Operations(ledger, lambda: directory, settings, IdentitySealer({"k": os.urandom(32)}, "k"))
+    app = FastAPI()
+    app.include_router(build_ops_page(operations, lambda: directory, os.urandom(32), secure_cookie=secure_cookie))
+    return app
+
+
+async def signed_in(app: FastAPI, token: str = OPERATOR_TOKEN) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://rujukan.example") as client:
+        return await client.post("/ops/signin", data={"token": token})
+
+
+@pytest.mark.parametrize("secure", [True, False])
+async def test_the_session_cookie_is_http_only_strict_short_lived_and_secure_behind_https(
+    tmp_path: Path, secure: bool
+) -> None:
+    response = await signed_in(an_ops_page(tmp_path, secure_cookie=secure))
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ops/overview"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "max-age", "path", "samesite"} <= attributes
+    assert "samesite=strict" in cookie.lower()
+    assert "max-age=3600" in cookie.lower()
+    assert ("secure" in attributes) is secure
+
+
+async def test_a_refused_sign_in_sets_no_cookie(tmp_path: Path) -> None:
+    response = await signed_in(an_ops_page(tmp_path, secure_cookie=True), token="dev-dinsos-bengkayang")
+
+    assert response.status_code == 403
+    assert COOKIE not in response.headers.get("set-cookie", "")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
