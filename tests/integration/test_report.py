@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,12 +17,12 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from services.cli import main
 from services.referral.ledger import Ledger, cases, referrals, timeline
 from services.referral.reporting.csv_file import COLUMNS
 from shared.database import make_engine
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "kalbar.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config" / "kalbar.yaml"
 CANARY_NAME = "Kenanga Canarywati"
 CANARY_NIK = "6107015505100009"
 REPORT_NUMBER = "LP/B/9123/I/2026/SPKT/POLRES BENGKAYANG"
@@ -209,12 +212,21 @@ async def seed(database_url: str, seeded: tuple[Seeded, ...]) -> list[str]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path}/rujukan.db"
-    monkeypatch.setenv("RUJUKAN_DATABASE_URL", url)
-    monkeypatch.setenv("RUJUKAN_CONFIG", str(CONFIG))
-    monkeypatch.setenv("RUJUKAN_DATA_DIR", str(tmp_path))
-    return url
+def ledger(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/rujukan.db"
+
+
+def rujukan_report(ledger: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command as an operator runs it, in its own process (it configures logging for the whole process)."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "services.cli", "report", *args],
+        cwd=ROOT,
+        env={**os.environ, "RUJUKAN_DATABASE_URL": ledger, "RUJUKAN_CONFIG": str(CONFIG)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def report_files(out: Path, first: str, last: str) -> tuple[list[dict[str, str]], str, str]:
@@ -226,7 +238,9 @@ def report_files(out: Path, first: str, last: str) -> tuple[list[dict[str, str]]
 def test_the_csv_has_the_figures_worked_out_by_hand_per_month_agency_and_regency(ledger: str, tmp_path: Path) -> None:
     asyncio.run(seed(ledger, SEED))
 
-    assert main(["report", "--from", "2026-01", "--to", "2026-02", "--out", str(tmp_path / "out")]) == 0
+    done = rujukan_report(ledger, "--from", "2026-01", "--to", "2026-02", "--out", str(tmp_path / "out"))
+
+    assert done.returncode == 0, done.stderr
 
     rows, _, _ = report_files(tmp_path / "out", "2026-01", "2026-02")
     assert [{key: value for key, value in row.items() if key != "agency_name"} for row in rows] == EXPECTED
@@ -239,7 +253,9 @@ def test_the_csv_has_the_figures_worked_out_by_hand_per_month_agency_and_regency
 def test_the_html_page_shows_the_same_figures_and_no_identity_or_case_reference(ledger: str, tmp_path: Path) -> None:
     secrets = asyncio.run(seed(ledger, SEED))
 
-    assert main(["report", "--from", "2026-01", "--to", "2026-02", "--out", str(tmp_path / "out")]) == 0
+    done = rujukan_report(ledger, "--from", "2026-01", "--to", "2026-02", "--out", str(tmp_path / "out"))
+
+    assert done.returncode == 0, done.stderr
 
     _, csv_text, html = report_files(tmp_path / "out", "2026-01", "2026-02")
     for expected in EXPECTED:
@@ -266,7 +282,9 @@ def test_the_html_page_shows_the_same_figures_and_no_identity_or_case_reference(
 def test_an_empty_period_gives_a_valid_report_with_only_the_header(ledger: str, tmp_path: Path) -> None:
     asyncio.run(seed(ledger, SEED))
 
-    assert main(["report", "--from", "2025-06", "--to", "2025-08", "--out", str(tmp_path / "out")]) == 0
+    done = rujukan_report(ledger, "--from", "2025-06", "--to", "2025-08", "--out", str(tmp_path / "out"))
+
+    assert done.returncode == 0, done.stderr
 
     rows, csv_text, html = report_files(tmp_path / "out", "2025-06", "2025-08")
     assert rows == []
@@ -275,16 +293,16 @@ def test_an_empty_period_gives_a_valid_report_with_only_the_header(ledger: str, 
     assert html.rstrip().endswith("</html>")
 
 
-def test_from_after_to_is_a_usage_error(ledger: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", "--from", "2026-03", "--to", "2026-01", "--out", str(tmp_path / "out")]) == 2
+def test_from_after_to_is_a_usage_error(ledger: str, tmp_path: Path) -> None:
+    done = rujukan_report(ledger, "--from", "2026-03", "--to", "2026-01", "--out", str(tmp_path / "out"))
 
-    assert "--from 2026-03 is after --to 2026-01" in capsys.readouterr().err
+    assert done.returncode == 2
+    assert "--from 2026-03 is after --to 2026-01" in done.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_a_month_that_is_not_yyyy_mm_is_a_usage_error(ledger: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["report", "--from", "2026-13", "--to", "2026-12"])
+def test_a_month_that_is_not_yyyy_mm_is_a_usage_error(ledger: str) -> None:
+    done = rujukan_report(ledger, "--from", "2026-13", "--to", "2026-12")
 
-    assert exit_.value.code == 2
-    assert "--from" in capsys.readouterr().err
+    assert done.returncode == 2
+    assert "argument --from: invalid month value: '2026-13'" in done.stderr

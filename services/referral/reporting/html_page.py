@@ -285,7 +285,7 @@ def _nice_ceiling(value: int) -> int:
     """The top of the axis: four grid steps of 1, 2 or 5 times a power of ten, so every grid line is a whole
     number of referrals."""
     needed = math.ceil(max(value, 4) / 4)
-    magnitude = 10 ** math.floor(math.log10(needed))
+    magnitude: int = 10 ** math.floor(math.log10(needed))
     step = next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= needed)
     return 4 * step
 
