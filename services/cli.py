@@ -18,7 +18,6 @@ from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
 from services.notifier.rosters import uncovered_agencies
 from services.ops_cli import add_ops_parser, run_ops
-from services.ops_cli import add_ops_parser, run_ops
 from services.referral.app import build_referral
 from services.referral.audit import AuditKeys, ChainCheck
 from services.referral.ledger import Ledger
@@ -109,7 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="issue an API token: printed once, with its entry for the directory")
     token.add_argument("scopes", nargs="+", choices=[scope.value for scope in Scope], metavar="scope")
     token.add_argument("--label", help="who or what holds it, e.g. the agency's case system")
-    add_ops_parser(commands)
     add_ops_parser(commands)
     report = commands.add_parser(
         "report", help="monthly statistics per agency and regency from RUJUKAN_DATABASE_URL, as CSV and HTML"
@@ -235,8 +233,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _directory_command(args.action, settings)
     if args.command == "token":
         return _issue_token(args.scopes, args.label)
-    if args.command == "ops":
-        return run_ops(args, settings)
     if args.command == "ops":
         return run_ops(args, settings)
     if args.command == "report":
