@@ -25,7 +25,7 @@ ATTENTION = 1
 USAGE = 2
 """No token, or an argument the command cannot use."""
 UNREACHABLE = 3
-"""The ops API did not answer, or refused the token (401/403), or failed."""
+"""The ops API did not answer, refused the token (401/403) or the action (409), or failed."""
 NOT_FOUND = 4
 """No such dead letter, queue or case."""
 
@@ -33,7 +33,7 @@ EXIT_CODES = f"""exit codes (for cron jobs and scripts):
   {OK}  all well (status: every service queue has a consumer; overdue: nothing late past --late-by)
   {ATTENTION}  needs attention (status: a service queue has no consumer; overdue: something is late past --late-by)
   {USAGE}  usage error, or RUJUKAN_OPS_TOKEN is not set
-  {UNREACHABLE}  the ops API did not answer, refused the token, or failed
+  {UNREACHABLE}  the ops API did not answer, refused the token or the action (409), or failed
   {NOT_FOUND}  no such dead letter, queue or case
 
 RUJUKAN_OPS_URL is the referral service (default http://127.0.0.1:8002); RUJUKAN_OPS_TOKEN an operate token."""

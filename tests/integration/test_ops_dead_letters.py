@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -79,11 +80,19 @@ async def test_looking_at_dead_letters_loses_none_and_keeps_their_order(system: 
     assert [message.message_id for message in taken] == order
 
 
-async def test_a_replay_goes_back_into_its_own_queue_only_and_is_audited(system: System, broker: BrokerClient) -> None:
+async def spy_on_topic_exchanges(broker: BrokerClient) -> str:
+    """A queue bound to everything published through the topic exchanges: a replay must never pass there."""
+    channel = await broker.channel()
+    spy = await channel.declare_queue(f"spy-{uuid.uuid4().hex[:8]}", exclusive=True)
+    for exchange in ("rujukan.intake", "rujukan.events", "rujukan.replies"):
+        await spy.bind(exchange, routing_key="#")
+    return spy.name
+
+
+async def test_a_replay_goes_back_into_its_own_queue_only(system: System, broker: BrokerClient) -> None:
     message_id = await an_invalid_report(broker)
     await listed(system, "intake.reports", 1)
-    await broker.take("agency.polres-bengkayang.receipts")  # the rejection receipt of the first round
-    inboxes = ("agency.dinsos-bengkayang.inbox", "agency.uptd-ppa-kalbar.inbox")
+    spy = await spy_on_topic_exchanges(broker)
 
     replayed = await ops(system, "POST", f"/dead-letters/intake.reports/{message_id}/replay", json={"note": "retry"})
 
@@ -91,10 +100,35 @@ async def test_a_replay_goes_back_into_its_own_queue_only_and_is_audited(system:
     # Still invalid, intake refuses it again: it went through intake.reports, and it counts a second attempt.
     again = await listed(system, "intake.reports", 1, where=lambda letter: letter["attempts"] == 2)
     assert [letter["message_id"] for letter in again] == [message_id]
-    for inbox in inboxes:
-        assert await broker.depth(inbox) == 0
-    for queue in ("referral.cases.dead", "notifier.referrals.dead", "referral.replies.dead"):
-        assert await broker.depth(queue) == 0
+    assert await broker.depth(spy) == 0
+
+
+async def test_a_referral_an_agency_system_rejected_is_replayed_into_that_agencys_inbox_alone(
+    system: System, broker: BrokerClient
+) -> None:
+    accepted = await system.report(a_case_report_body())
+    assert accepted.status_code == 202, accepted.text
+    inbox = "agency.dinsos-bengkayang.inbox"
+    await eventually(lambda: broker.depth(inbox))
+    agency_system = await broker.connection.channel()
+    issued = await (await agency_system.get_queue(inbox)).get(no_ack=False)
+    assert issued is not None
+    await issued.reject(requeue=False)  # the agency's system could not take it: the broker dead-letters it
+    [letter] = await listed(system, inbox, 1)
+    spy = await spy_on_topic_exchanges(broker)
+
+    replayed = await ops(system, "POST", f"/dead-letters/{inbox}/{letter['message_id']}/replay")
+
+    assert replayed.status_code == 200, replayed.text
+    assert letter["message_id"] == issued.message_id
+    assert letter["reason"] == "broker: rejected"
+    assert letter["routing_key"] == "referral.dinsos-bengkayang.issued"
+    [back] = await broker.take(inbox)
+    assert back.message_id == issued.message_id
+    assert back.body == issued.body
+    assert back.headers["x-rujukan-replays"] == 1
+    assert await broker.depth(spy) == 0
+    assert await broker.depth(f"{inbox}.dead") == 0
 
 
 async def test_a_discard_needs_a_note_and_removes_the_dead_letter(system: System, broker: BrokerClient) -> None:
