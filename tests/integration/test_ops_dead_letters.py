@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from shared.topology import DELIVERY_LIMIT
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
 from tests.system import System, eventually
@@ -70,7 +71,8 @@ async def test_looking_at_dead_letters_loses_none_and_keeps_their_order(system: 
     order = [letter["message_id"] for letter in await listed(system, "intake.reports", 5)]
 
     listings = await asyncio.gather(*(ops(system, "GET", "/dead-letters") for _ in range(4)))
-    for _ in range(6):
+    # More looks than a work queue's delivery limit: a dead-letter queue has none to reach.
+    for _ in range(DELIVERY_LIMIT + 2):
         await ops(system, "GET", f"/dead-letters/intake.reports/{order[2]}")
 
     assert set(order) == sent
@@ -146,6 +148,27 @@ async def test_a_discard_needs_a_note_and_removes_the_dead_letter(system: System
     assert discarded.status_code == 200, discarded.text
     assert (await ops(system, "GET", f"/dead-letters/intake.reports/{message_id}")).status_code == 404
     assert await broker.depth("intake.reports.dead") == 0
+
+
+async def test_a_replay_that_cannot_be_made_leaves_the_dead_letter_where_it_was(
+    system: System, broker: BrokerClient
+) -> None:
+    message_id = await broker.publish(
+        "",
+        "intake.reports.dead",
+        b'{"sealed": "not really"}',
+        message_type="case.report.v1",
+        headers={"x-rujukan-sealed-body": True, "x-rujukan-reason": "invalid case.report.v1: (body)"},
+    )
+    await listed(system, "intake.reports", 1)
+
+    refused = await ops(system, "POST", f"/dead-letters/intake.reports/{message_id}/replay")
+
+    assert refused.status_code == 409
+    assert "sealed body does not open" in refused.json()["detail"]
+    [kept] = await broker.take("intake.reports.dead")
+    assert kept.message_id == message_id
+    assert kept.body == b'{"sealed": "not really"}'
 
 
 async def test_an_unknown_queue_or_message_answers_404(system: System) -> None:
