@@ -11,6 +11,8 @@ import structlog
 from aio_pika.abc import AbstractConnection
 from sqlalchemy import func, or_, select
 
+# Who is on duty is the notifier's rule (pure, on shared.directory alone): imported rather than copied, so the
+# console names the officers the notifier would call. It is the one place a service imports another's module.
 from services.notifier.rosters import duty_officers
 from services.referral import ledger as tables
 from services.referral.ledger import Ledger
