@@ -239,7 +239,8 @@ def build_ops_page(
         nonce = secrets.token_urlsafe(16)
         fragment = request.headers.get(FRAGMENT_HEADER) == "1"
         zone = directory().timezone
-        rendered_at = f"{clock().astimezone(zone):%H:%M:%S %Z}"
+        # The figures' own time (the service's clock), not the session clock's.
+        rendered_at = f"{operations.now().astimezone(zone):%H:%M:%S %Z}"
         kept = [(key, value) for key, value in request.query_params.multi_items() if key != "lang"]
         values = {
             "t": _WORDS[lang],
