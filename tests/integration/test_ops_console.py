@@ -91,6 +91,7 @@ async def test_status_exits_zero_when_every_service_queue_has_a_consumer(
         "notifier": True,
     }
     assert not [queue for queue in overview["queues"] if queue["stalled"]]
+    assert all(service["last_message_seen"] for service in overview["services"])
 
 
 async def test_status_exits_non_zero_naming_the_queues_nobody_consumes(
@@ -132,6 +133,7 @@ async def test_without_the_management_api_queue_figures_come_from_passive_declar
     assert cases.messages == 0
     assert cases.publish_rate is None
     assert all(service.consuming for service in overview.services)
+    assert {service.name: service.last_message_seen for service in overview.services}["intake"] is None
 
 
 async def test_overdue_lists_a_referral_past_its_deadline_the_latest_first(

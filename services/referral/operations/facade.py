@@ -92,7 +92,9 @@ class Operations:
         for service in SERVICES:
             own = [queue for queue in queues if queue.owner == service]
             work = [queue for queue in own if queue.needs_consumer]
-            idle = [queue.idle_since for queue in work if queue.idle_since is not None]
+            # The management API gives ``idle_since`` only to a queue with no traffic lately: one without it is
+            # busy now. Passive declares tell nothing of the sort.
+            idle = [queue.idle_since or now for queue in work] if source == "management" else []
             known = [moment for moment in (seen.get(service), max(idle, default=None)) if moment is not None]
             services.append(
                 ServiceStatus(
