@@ -115,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="first", required=True, type=month, metavar="YYYY-MM", help="first month")
     report.add_argument("--to", dest="last", required=True, type=month, metavar="YYYY-MM", help="last month")
     report.add_argument("--out", type=Path, default=Path(), help="directory for the CSV and the HTML page")
+    docs = commands.add_parser("docs", help="the integrators' AsyncAPI and OpenAPI documents (repository root)")
+    docs.add_argument("action", choices=("generate",), help="generate: rewrite them from the code")
+    docs.add_argument("--out", type=Path, default=Path("docs"))
+    docs.add_argument("--config", type=Path, default=Path("config/kalbar.yaml"), help="names the agency queues")
     return parser
 
 
@@ -235,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _issue_token(args.scopes, args.label)
     if args.command == "ops":
         return run_ops(args, settings)
+    if args.command == "docs":
+        # Imported here: it builds every service through this module.
+        from services.docs import generate_command
+
+        configure_logging("WARNING")
+        return generate_command(args.out, args.config)
     if args.command == "report":
         from services.referral.reporting.command import write_report
 

@@ -15,6 +15,9 @@ from shared.ids import case_id_for
 from shared.settings import Settings
 from shared.topology import Topology
 
+CASE_MESSAGES = (CaseReport, CaseAmendment, CaseWithdrawal)
+"""What a police system publishes to ``rujukan.intake`` (``case.report|amend|withdraw``)."""
+
 
 def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -> RabbitRouter:
     router = RabbitRouter()
@@ -27,7 +30,7 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
         message_id = raw(msg).message_id
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
-                message = decode(msg, CaseReport, CaseAmendment, CaseWithdrawal)
+                message = decode(msg, *CASE_MESSAGES)
                 verify_sender(msg, message.reporting_agency, settings=settings)
                 if isinstance(message, CaseAmendment):
                     await intake.amend(message, source_message_id=message_id)

@@ -18,12 +18,15 @@ from services.notifier.channels.gateway import GatewayChannel
 from services.notifier.channels.targets import GuardedResolver
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.dispatch import Notifier
-from services.notifier.handlers import build_router
+from services.notifier.handlers import REFERRAL_EVENTS, build_router
+from services.notifier.messages import Notification
 from services.notifier.rosters import uncovered_agencies
 from services.notifier.store import NotificationStore
 from shared.addresses import Network
+from shared.asyncapi import Send, asyncapi_document, register_sends, serve_asyncapi
 from shared.broker import MessagePublisher, make_broker
 from shared.consuming import DeadLetterMiddleware, DeadLetters
+from shared.contracts.referrals import ReferralDelivered, ReferralDeliveryFailed
 from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import health_router, install_error_handlers
@@ -32,9 +35,31 @@ from shared.observability import broker_checks, instrument, metrics_router
 from shared.sealing import load_link_key
 from shared.service import Service
 from shared.settings import Settings
-from shared.topology import build_topology
+from shared.topology import EVENTS, build_topology
 
 log = structlog.get_logger(__name__)
+
+
+SENDS = (
+    Send(
+        EVENTS,
+        "referral.<agency>.delivered",
+        (ReferralDelivered,),
+        "A notification of a referral reached its recipient (the referral service records it).",
+    ),
+    Send(
+        EVENTS,
+        "referral.<agency>.delivery_failed",
+        (ReferralDeliveryFailed,),
+        "Every channel of a recipient failed (the referral service escalates).",
+    ),
+    Send(
+        "",
+        "notifier.notifications",
+        (Notification,),
+        "Internal: one message per recipient and channel, to the notifier's own queue.",
+    ),
+)
 
 
 def build_channels(
@@ -107,6 +132,7 @@ def build_notifier(
         clock=clock,
     )
     broker.include_router(build_router(notifier, publisher, dead_letters, topology, settings))
+    register_sends(broker, SENDS)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -126,8 +152,23 @@ def build_notifier(
                 await channel.close()
             await engine.dispose()
 
-    http = FastAPI(title="Rujukan notifier", version="1", lifespan=lifespan)
+    # No /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json and /asyncapi.json stay.
+    http = FastAPI(title="Rujukan notifier", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(http)
     http.include_router(metrics_router(metrics))
     http.include_router(health_router({**broker_checks(broker), "database": partial(ping, engine)}))
+    serve_asyncapi(
+        http,
+        lambda: asyncapi_document(
+            broker,
+            title="Rujukan notifier",
+            description="Tells agency systems (webhook) and duty officers (email, SMS, WhatsApp) of referrals"
+            " and escalations, retries, and reports each notification's fate to the referral service.",
+            topology=topology,
+            receives={
+                topology.notifier_referrals.name: REFERRAL_EVENTS,
+                topology.notifier_notifications.name: (Notification,),
+            },
+        ),
+    )
     return Service(name="notifier", port=settings.notifier_port, http=http)

@@ -22,6 +22,8 @@ from shared.topology import DELIVERY_LIMIT, Topology
 ROUND_HEADER = "x-rujukan-retry-round"
 REPLAY_HEADER = "x-rujukan-replay"
 """``true`` on a dead letter an operator republishes to ``notifier.notifications``: its record starts afresh."""
+REFERRAL_EVENTS = (ReferralIssued, ReferralEscalated, ReferralCancelled, ReferralTaken)
+"""What the referral service publishes about a referral, on ``notifier.referrals``."""
 INFRASTRUCTURE_ERRORS = (SQLAlchemyError, AMQPError, TimeoutError, ConnectionError)
 log = structlog.get_logger(__name__)
 

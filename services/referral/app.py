@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 from services.referral.api import ERROR_ANSWERS, build_api
 from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
-from services.referral.handlers import build_router
+from services.referral.handlers import CASE_EVENTS, DELIVERY_REPORTS, build_router
 from services.referral.ledger import Ledger
 from services.referral.officer_desk import OfficerDesk
 from services.referral.officer_page import build_officer_page
@@ -26,9 +26,18 @@ from services.referral.outbox import OutboxRelay
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
 from services.referral.sms_replies import build_sms_replies
+from shared.asyncapi import Send, asyncapi_document, register_sends, serve_asyncapi
 from shared.broker import MessagePublisher, make_broker
 from shared.clock import utcnow
 from shared.consuming import DeadLetterMiddleware, DeadLetters
+from shared.contracts.referrals import (
+    REPLIES,
+    CaseReceipt,
+    ReferralCancelled,
+    ReferralEscalated,
+    ReferralIssued,
+    ReferralTaken,
+)
 from shared.database import make_engine, ping
 from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
@@ -36,9 +45,38 @@ from shared.observability import broker_checks, instrument, metrics_router
 from shared.sealing import IdentitySealer, load_audit_keys, load_link_key
 from shared.service import Service
 from shared.settings import Settings
-from shared.topology import build_topology
+from shared.topology import EVENTS, build_topology
 
 log = structlog.get_logger(__name__)
+
+
+SENDS = (
+    Send(
+        EVENTS,
+        "referral.<agency>.issued",
+        (ReferralIssued,),
+        "A new referral for one agency: its inbox `agency.<id>.inbox` and the notifier get it.",
+    ),
+    Send(
+        EVENTS,
+        "referral.<agency>.escalated",
+        (ReferralEscalated,),
+        "A deadline passed with nobody acting (level 1-3): the agency's inbox and the notifier get it.",
+    ),
+    Send(
+        EVENTS,
+        "referral.<agency>.cancelled",
+        (ReferralCancelled,),
+        "A referral withdrawn with its case or entered in error: the agency should stand down.",
+    ),
+    Send(EVENTS, "referral.<agency>.taken", (ReferralTaken,), "A referral was taken: the notifier stops reminding."),
+    Send(
+        EVENTS,
+        "case.<agency>.receipt",
+        (CaseReceipt,),
+        "What became of a police unit's case (queue `agency.<id>.receipts`): referred, acknowledged, progress.",
+    ),
+)
 
 
 def build_referral(
@@ -62,6 +100,7 @@ def build_referral(
     )
     referrals = Referrals(ledger, directory, sealer, on_commit=relay.wake, on_deadline_due=sweeper.wake, clock=clock)
     broker.include_router(build_router(referrals, topology, settings))
+    register_sends(broker, SENDS)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +131,8 @@ def build_referral(
     async def sweeper_alive() -> bool:
         return sweeper.healthy()
 
-    http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan)
+    # No /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json and /asyncapi.json stay.
+    http = FastAPI(title="Rujukan referral", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(http, {**ERROR_ANSWERS, **OPS_ERROR_ANSWERS})
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http.include_router(metrics_router(metrics))
@@ -110,6 +150,21 @@ def build_referral(
     http.include_router(build_api(referrals, authenticate))
     operations = Operations(ledger, directory, settings, sealer, clock=clock)
     http.include_router(build_ops_api(operations, authenticate))
+    serve_asyncapi(
+        http,
+        lambda: asyncapi_document(
+            broker,
+            title="Rujukan referral",
+            description="Routes each case to the agencies that must act, keeps the ledger of referrals and"
+            " their deadlines, and takes the agencies' replies over AMQP (and HTTP, see its OpenAPI document).",
+            topology=topology,
+            receives={
+                topology.referral_cases.name: CASE_EVENTS,
+                topology.referral_deliveries.name: DELIVERY_REPORTS,
+                topology.referral_replies.name: REPLIES,
+            },
+        ),
+    )
     http.include_router(
         build_ops_page(
             operations,

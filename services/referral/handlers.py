@@ -16,6 +16,11 @@ from shared.errors import PermanentError
 from shared.settings import Settings
 from shared.topology import Topology
 
+CASE_EVENTS = (CaseReported, CaseAmended, CaseWithdrawn)
+"""What intake publishes about a case, on ``referral.cases``."""
+DELIVERY_REPORTS = (ReferralDelivered, ReferralDeliveryFailed)
+"""What the notifier reports about a referral's notification, on ``referral.deliveries``."""
+
 
 def build_router(referrals: Referrals, topology: Topology, settings: Settings) -> RabbitRouter:
     router = RabbitRouter()
@@ -25,7 +30,7 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
     async def on_case_event(msg: RabbitMessage) -> None:
         """``case.reported``: route the case and issue its referrals; ``case.amended``: refer what is new;
         ``case.withdrawn``: cancel the open legs."""
-        event = decode(msg, CaseReported, CaseAmended, CaseWithdrawn)
+        event = decode(msg, *CASE_EVENTS)
         message_id = message_id_of(msg)
         with structlog.contextvars.bound_contextvars(case_id=str(event.case_id), message_id=message_id):
             if isinstance(event, CaseAmended):
@@ -38,7 +43,7 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
     @router.subscriber(topology.referral_deliveries, channel=consumer_channel(settings))
     async def on_delivery_report(msg: RabbitMessage) -> None:
         """``referral.<agency>.delivered`` / ``.delivery_failed`` from the notifier."""
-        report = decode(msg, ReferralDelivered, ReferralDeliveryFailed)
+        report = decode(msg, *DELIVERY_REPORTS)
         with structlog.contextvars.bound_contextvars(
             referral_id=str(report.referral_id), message_id=message_id_of(msg)
         ):
