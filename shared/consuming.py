@@ -153,6 +153,25 @@ _BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-excha
                              "x-first-death-reason"})  # fmt: skip
 
 
+_SINGLE_PRECISION_MAX = 3.4028234663852886e38
+
+
+def encodable(value: Any) -> Any:
+    """A header value as it was read, in a form pamqp can write again. Other clients send what pamqp reads but
+    never writes — a long string that is not UTF-8 (read as ``bytes``), a double beyond single precision (pamqp
+    writes every float as one) — and a message whose headers cannot be written can be neither retried nor
+    dead-lettered: it would go round until the broker's delivery limit dropped our reason."""
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, float) and abs(value) > _SINGLE_PRECISION_MAX:
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: encodable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [encodable(item) for item in value]
+    return value
+
+
 async def republish(
     publisher: MessagePublisher,
     message: IncomingMessage,
@@ -164,7 +183,7 @@ async def republish(
     """The same message (body, id, type) to one queue through the default exchange, with extra headers. The
     broker's own delivery bookkeeping stays behind: a copied ``x-delivery-count`` would have a later round parked
     early by the last-delivery check."""
-    kept = {key: value for key, value in (message.headers or {}).items() if key not in _BROKER_HEADERS}
+    kept = {key: encodable(value) for key, value in (message.headers or {}).items() if key not in _BROKER_HEADERS}
     properties = {
         "message_id": message.message_id,
         "correlation_id": message.correlation_id,
