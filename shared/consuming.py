@@ -243,7 +243,15 @@ def _permanent_reason(error: Exception, message: IncomingMessage) -> str | None:
         return "invalid message body"
     # Quorum queues count earlier deliveries in x-delivery-count. On the last one we dead-letter the message
     # ourselves rather than let the broker do it: our reason is kept, and a sealed body stays sealed.
-    deliveries = int(str((message.headers or {}).get("x-delivery-count", 0))) + 1
+    deliveries = earlier_deliveries(message) + 1
     if deliveries >= DELIVERY_LIMIT:
         return f"gave up after {deliveries} deliveries: {type(error).__name__}"
     return None
+
+
+def earlier_deliveries(message: IncomingMessage) -> int:
+    """How often the broker delivered the message before (quorum queues count in ``x-delivery-count``). A sender
+    may put anything in that header before the first delivery; what is not a whole number counts as none, rather
+    than failing the error handling itself (the message would then be rejected without our reason)."""
+    count = (message.headers or {}).get("x-delivery-count", 0)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else 0

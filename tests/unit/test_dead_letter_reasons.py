@@ -28,3 +28,10 @@ def test_a_transient_error_is_retried_until_the_last_delivery_then_dead_lettered
 
     assert early is None
     assert last == f"gave up after {DELIVERY_LIMIT} deliveries: ConnectionError"
+
+
+def test_a_delivery_count_a_sender_forged_as_anything_but_a_whole_number_counts_as_none() -> None:
+    for forged in (0.001, "sepuluh", b"\xff", True, -3, None):
+        reason = _permanent_reason(ConnectionError(), Message({"x-delivery-count": forged}))  # type: ignore[arg-type]
+
+        assert reason is None, forged
