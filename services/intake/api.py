@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.intake.metrics import IntakeMetrics, Kind
 from services.intake.reports import (
     IntakeUnavailableError,
     InvalidReportError,
@@ -53,7 +54,7 @@ ERROR_ANSWERS: ErrorAnswers = {
 """How intake's refusals reach a reporter over HTTP (installed on the app by the composition root)."""
 
 
-def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
+def build_api(intake: ReportIntake, authenticate: Any, metrics: IntakeMetrics) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["cases"])
     Reporter = Annotated[Agency, scoped(authenticate, Scope.REPORT)]
 
@@ -73,9 +74,10 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
     )
     async def report_case(report: CaseReport, agency: Reporter) -> JSONResponse:
         """Report a TPPO case. 202 only once the broker confirmed it; the same report again is the same case."""
-        if agency.id != report.reporting_agency:
-            raise NotPermittedError(f"agency {agency.id} cannot report on behalf of {report.reporting_agency}")
-        accepted = await intake.accept(report)
+        with metrics.counting(Kind.REPORT):
+            if agency.id != report.reporting_agency:
+                raise NotPermittedError(f"agency {agency.id} cannot report on behalf of {report.reporting_agency}")
+            accepted = await intake.accept(report)
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,
@@ -97,7 +99,8 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
                 "request is invalid",
                 errors=[{"field": "police_report_number", "message": f"does not belong to case {case_id}"}],
             )
-        accepted = await intake.amend(report)
+        with metrics.counting(Kind.AMENDMENT):
+            accepted = await intake.amend(report)
         return JSONResponse(
             CaseAccepted(case_id=accepted.case_id, case_code=accepted.case_code).model_dump(mode="json"),
             status_code=202,
@@ -110,7 +113,8 @@ def build_api(intake: ReportIntake, authenticate: Any) -> APIRouter:
     )
     async def withdraw_case(case_id: UUID, body: WithdrawRequest, agency: Reporter) -> JSONResponse:
         """Withdraw a case this police unit reported: every open referral is cancelled and its agency told."""
-        await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
+        with metrics.counting(Kind.WITHDRAWAL):
+            await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
         return JSONResponse({"case_id": str(case_id), "withdrawn": True}, status_code=202)
 
     return router

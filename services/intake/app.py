@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 
 from services.intake.api import ERROR_ANSWERS, build_api
 from services.intake.handlers import CASE_MESSAGES, build_router
+from services.intake.metrics import IntakeMetrics
 from services.intake.registry import ReportRegistry
 from services.intake.reports import ReportIntake
 from shared.asyncapi import Send, asyncapi_document, register_sends, serve_asyncapi
@@ -53,7 +54,8 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     engine = make_engine(settings.intake_database_url)
     registry = ReportRegistry(engine)
     intake = ReportIntake(directory, sealer, registry, publisher)
-    broker.include_router(build_router(intake, topology, settings))
+    counted = IntakeMetrics(metrics.registry)
+    broker.include_router(build_router(intake, topology, settings, counted))
     register_sends(broker, SENDS)
 
     @asynccontextmanager
@@ -75,7 +77,7 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     http.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http.include_router(metrics_router(metrics))
     http.include_router(health_router({**broker_checks(broker), "database": partial(ping, engine)}))
-    http.include_router(build_api(intake, Depends(agency_auth(directory))))
+    http.include_router(build_api(intake, Depends(agency_auth(directory)), counted))
     serve_asyncapi(
         http,
         lambda: asyncapi_document(

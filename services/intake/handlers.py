@@ -6,6 +6,7 @@ import structlog
 from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 
+from services.intake.metrics import IntakeMetrics, kind_of
 from services.intake.reports import ReportIntake, claimed_agency
 from shared.broker import consumer_channel
 from shared.consuming import UnverifiedSenderError, decode, raw, verify_sender, warn_if_senders_unverified
@@ -19,7 +20,7 @@ CASE_MESSAGES = (CaseReport, CaseAmendment, CaseWithdrawal)
 """What a police system publishes to ``rujukan.intake`` (``case.report|amend|withdraw``)."""
 
 
-def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -> RabbitRouter:
+def build_router(intake: ReportIntake, topology: Topology, settings: Settings, metrics: IntakeMetrics) -> RabbitRouter:
     router = RabbitRouter()
     warn_if_senders_unverified(settings)
 
@@ -28,7 +29,7 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings) -
         """A police system's case report, amendment or withdrawal; refused ones are dead-lettered and
         answered with a receipt."""
         message_id = raw(msg).message_id
-        with structlog.contextvars.bound_contextvars(message_id=message_id):
+        with structlog.contextvars.bound_contextvars(message_id=message_id), metrics.counting(kind_of(raw(msg).type)):
             try:
                 message = decode(msg, *CASE_MESSAGES)
                 verify_sender(msg, message.reporting_agency, settings=settings)

@@ -20,6 +20,7 @@ from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.dispatch import Notifier
 from services.notifier.handlers import REFERRAL_EVENTS, build_router
 from services.notifier.messages import Notification
+from services.notifier.metrics import NotifierMetrics, store_gauges
 from services.notifier.rosters import uncovered_agencies
 from services.notifier.store import NotificationStore
 from shared.addresses import Network
@@ -119,6 +120,7 @@ def build_notifier(
     engine = make_engine(settings.notifier_database_url, survive_power_loss=False)
     store = NotificationStore(engine)
     channels = build_channels(settings, directory, resolver=resolver)
+    metrics.add(store_gauges(engine, (kind for channel in channels for kind in channel.kinds)))
     notifier = Notifier(
         directory,
         channels,
@@ -129,6 +131,7 @@ def build_notifier(
         referral_url=settings.public_referral_url,
         link_ttl=timedelta(hours=settings.link_ttl_hours),
         retry_rounds=len(topology.notifier_waits),
+        metrics=NotifierMetrics(metrics.registry),
         clock=clock,
     )
     broker.include_router(build_router(notifier, publisher, dead_letters, topology, settings))

@@ -17,6 +17,7 @@ from services.notifier.channels import (
     TransientChannelError,
 )
 from services.notifier.messages import Event, Notification
+from services.notifier.metrics import NotifierMetrics, Outcome
 from services.notifier.recipients import recipients_for
 from services.notifier.store import ENDED, NotificationStore, Record, Status
 from services.notifier.templates import Reader, api_link, email_message, reader_for, short_message, webhook_payload
@@ -78,6 +79,7 @@ class Notifier:
         referral_url: str,
         link_ttl: timedelta,
         retry_rounds: int,
+        metrics: NotifierMetrics,
         clock: Callable[[], datetime] | None = None,
         lease: timedelta = CLAIM_LEASE,
     ) -> None:
@@ -90,6 +92,7 @@ class Notifier:
         self._referral_url = referral_url
         self._link_ttl = link_ttl
         self._retry_rounds = retry_rounds
+        self._metrics = metrics
         self._clock = clock or utcnow
         self._lease = lease
 
@@ -129,6 +132,7 @@ class Notifier:
         try:
             attempts = await self._channels[kind].deliver(self._outgoing(note))
         except TransientChannelError as exc:
+            self._metrics.sent(kind, Outcome.CIRCUIT_OPEN if isinstance(exc, CircuitOpenError) else Outcome.TRANSIENT)
             total = record.attempts + exc.attempts
             if round_ < self._rounds_before_next_channel(note, exc):
                 # Published before the record says so: if the store fails now, the claim lapses and a copy sends.
@@ -141,9 +145,11 @@ class Notifier:
             await self._give_up(note, (*note.history, why), total, onward)
             return
         except PermanentChannelError as exc:
+            self._metrics.sent(kind, Outcome.PERMANENT)
             total = record.attempts + exc.attempts
             await self._give_up(note, (*note.history, f"{kind}: {exc.reason}"), total, onward)
             return
+        self._metrics.sent(kind, Outcome.DELIVERED)
         total = record.attempts + attempts
         # Recorded before the report: a report lost to a broker hiccup is published again by the next copy, never
         # the send. The report's own id makes the repeat harmless.
@@ -292,6 +298,7 @@ class Notifier:
             history=history,
         )
         await self._report(event, failed, "delivery_failed", note.notification_id)
+        self._metrics.failed(note.address.kind)
         log.warning("notification_failed", recipient=note.recipient.id, history=list(history))
 
     async def failed_for_good(self, note: Notification, reason: str) -> None:
@@ -321,6 +328,7 @@ class Notifier:
             history=(reason,),
         )
         await self._report(event, failed, "delivery_failed", failed.notification_id)
+        self._metrics.failed(failed.channel)
         log.warning("notification_nobody_to_notify", escalation_level=level)
 
     async def _report(

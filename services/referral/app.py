@@ -17,6 +17,7 @@ from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
 from services.referral.handlers import CASE_EVENTS, DELIVERY_REPORTS, build_router
 from services.referral.ledger import Ledger
+from services.referral.metrics import ReferralMetrics, ledger_gauges
 from services.referral.officer_desk import OfficerDesk
 from services.referral.officer_page import build_officer_page
 from services.referral.operations import Operations
@@ -89,16 +90,31 @@ def build_referral(
     """``clock`` is the time deadlines are set and swept by; tests move it instead of waiting."""
     broker = make_broker(settings, app_id="rujukan-referral")
     metrics = instrument(broker, "referral")
+    recorded = ReferralMetrics(metrics.registry)
     publisher = MessagePublisher(broker, timeout=settings.publish_timeout_seconds)
     broker.add_middleware(partial(DeadLetterMiddleware, dead_letters=DeadLetters(publisher)))
     topology = build_topology(directory(), settings.retry_schedule)
     engine = make_engine(settings.database_url)
+    metrics.add(ledger_gauges(engine, clock))
     ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
     relay = OutboxRelay(engine, publisher, poll_seconds=settings.outbox_poll_seconds)
     sweeper = DeadlineSweeper(
-        ledger, directory, interval_seconds=settings.deadline_sweep_seconds, on_commit=relay.wake, clock=clock
+        ledger,
+        directory,
+        interval_seconds=settings.deadline_sweep_seconds,
+        on_commit=relay.wake,
+        on_escalated=recorded.escalated,
+        clock=clock,
     )
-    referrals = Referrals(ledger, directory, sealer, on_commit=relay.wake, on_deadline_due=sweeper.wake, clock=clock)
+    referrals = Referrals(
+        ledger,
+        directory,
+        sealer,
+        on_commit=relay.wake,
+        on_deadline_due=sweeper.wake,
+        on_acknowledged=recorded.acknowledged,
+        clock=clock,
+    )
     broker.include_router(build_router(referrals, topology, settings))
     register_sends(broker, SENDS)
 
@@ -150,6 +166,14 @@ def build_referral(
     http.include_router(build_api(referrals, authenticate))
     operations = Operations(ledger, directory, settings, sealer, clock=clock)
     http.include_router(build_ops_api(operations, authenticate))
+    http.include_router(
+        build_ops_page(
+            operations,
+            directory,
+            load_link_key(settings),
+            secure_cookie=settings.public_referral_url.startswith("https://"),
+        )
+    )
     serve_asyncapi(
         http,
         lambda: asyncapi_document(
@@ -164,14 +188,6 @@ def build_referral(
                 topology.referral_replies.name: REPLIES,
             },
         ),
-    )
-    http.include_router(
-        build_ops_page(
-            operations,
-            directory,
-            load_link_key(settings),
-            secure_cookie=settings.public_referral_url.startswith("https://"),
-        )
     )
     privacy = Privacy(ledger, directory, clock=clock)
     desk = OfficerDesk(
