@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from shared.broker import MessagePublisher
 from shared.contracts.base import Contract
-from shared.errors import MissingMessageIdError, PermanentError, UnknownContractError
+from shared.errors import MissingMessageIdError, PermanentError, UnknownContractError, field_path
 from shared.settings import Settings
 from shared.topology import DELIVERY_LIMIT, dead_letter_queue_name
 
@@ -42,7 +42,7 @@ class InvalidMessageError(PermanentError):
 def field_errors(error: ValidationError) -> list[dict[str, str]]:
     """Field paths and messages of a validation error, without the offending input (it may be identity)."""
     return [
-        {"field": ".".join(str(part) for part in item["loc"]) or "(body)", "message": item["msg"]}
+        {"field": field_path(item["loc"], item["type"]), "message": item["msg"]}
         for item in error.errors(include_input=False, include_url=False, include_context=False)
     ]
 

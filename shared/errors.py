@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from uuid import UUID
 
 
@@ -63,3 +65,19 @@ class TransientError(RujukanError):
 
 class ConfigurationError(RujukanError):
     """The directory or settings are invalid; the service refuses to start."""
+
+
+UNKNOWN_FIELD = "(a field not in the contract)"
+
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def field_path(loc: Iterable[str | int], error_type: str) -> str:
+    """A validation error's field path, for an error body or a dead-letter reason. The name of a field that is
+    not in the contract is the sender's own text: named when it is written like a field name (``religion``,
+    ``reporter_name``: what an integrator needs to see), left out otherwise (a system may key a victim by name)."""
+    parts = [str(part) for part in loc]
+    if error_type == "extra_forbidden" and parts and not _FIELD_NAME.fullmatch(parts[-1]):
+        parts[-1] = UNKNOWN_FIELD
+    return ".".join(parts) or "(body)"

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.clock import utcnow
 from shared.directory import Agency, Directory
+from shared.errors import field_path
 from shared.tokens import FailureLimiter, token_sha256
 from shared.tokens import Scope as TokenScope  # Scope alone is ASGI's
 
@@ -70,10 +71,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     # FastAPI's default body echoes the input; ours names the fields only (inputs may be victim identity).
     errors = []
     for item in exc.errors():
-        loc = [str(part) for part in item.get("loc", ())]
+        loc = list(item.get("loc", ()))
         if loc[:1] == ["body"]:
             loc = loc[1:]
-        errors.append({"field": ".".join(loc) or "(body)", "message": item.get("msg", "invalid")})
+        errors.append({"field": field_path(loc, item.get("type", "")), "message": item.get("msg", "invalid")})
     return JSONResponse({"detail": "request is invalid", "errors": errors}, status_code=422)
 
 
