@@ -31,7 +31,16 @@ from shared.directory import Directory
 from shared.service import Running
 from tests.builders import victim_facts
 from tests.rabbit import BrokerClient
-from tests.system import GatewaySink, Identities, SmtpSink, WebhookSink, directory_for, settings_for, with_sinks
+from tests.system import (
+    GatewaySink,
+    Identities,
+    SmtpSink,
+    WebhookSink,
+    declare_topology,
+    directory_for,
+    settings_for,
+    with_sinks,
+)
 
 WIB = ZoneInfo("Asia/Pontianak")
 WEDNESDAY_10_WIB = datetime(2026, 11, 25, 10, 0, tzinfo=WIB)
@@ -169,6 +178,8 @@ class NotifierRig:
         await self.sink.start()
         await self.smtp.start()
         await self.gateway.start()
+        # Its reports go to referral.deliveries, which the notifier does not declare.
+        await declare_topology(self.settings, self.directory)
         await self._running.start()
         self.broker = await BrokerClient.connect(self._amqp_url)
 

@@ -336,6 +336,17 @@ def settings_for(amqp_url: str, data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+async def declare_topology(settings: Settings, directory: Directory) -> None:
+    """The whole topology, as ``rujukan broker setup`` declares it: services declare only their own part, and a
+    test may run some of them (on guest, where nobody ran the setup)."""
+    broker = make_broker(settings, app_id="test-topology")
+    await broker.connect()
+    try:
+        await build_topology(directory, settings.retry_schedule).declare(broker)
+    finally:
+        await broker.stop()
+
+
 class System:
     """The services as an agency would see them: over HTTP, with bearer tokens. Officers' email and text
     messages go to its own SMTP and gateway sinks; once stopped, it fails the test if any victim identity it
@@ -371,14 +382,7 @@ class System:
         await self.smtp.start()
         await self.gateway.start()
         if not (self.settings.require_user_id or self.settings.broker_secrets_file):
-            # Services declare only their own part of the topology and a test may run some of them: on guest
-            # nobody ran `rujukan broker setup`, which declares the whole of it, so the test does.
-            broker = make_broker(self.settings, app_id="test-topology")
-            await broker.connect()
-            try:
-                await build_topology(self.directory, self.settings.retry_schedule).declare(broker)
-            finally:
-                await broker.stop()
+            await declare_topology(self.settings, self.directory)
         await self._running.start()
 
     async def stop(self) -> None:
