@@ -60,13 +60,21 @@ def add_ops_parser(commands: Any) -> None:
     )
     ops.add_argument("--json", action="store_true", help="print the API's JSON instead of tables (for scripts)")
     actions = ops.add_subparsers(dest="ops_command", required=True)
-    sub = {"epilog": EXIT_CODES, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    # --json also after the action (`rujukan ops status --json`); SUPPRESS keeps an absent one from unsetting it.
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
+    sub = {"epilog": EXIT_CODES, "formatter_class": argparse.RawDescriptionHelpFormatter, "parents": [json_flag]}
     actions.add_parser("status", help="services consuming, queue depths and rates, agencies' figures", **sub)
     overdue = actions.add_parser("overdue", help="referrals past their deadline, the latest first", **sub)
     overdue.add_argument(
         "--late-by", default="0s", help="only those late by at least this long, e.g. 30m or 2h (default: any)"
     )
-    dlq = actions.add_parser("dlq", help="dead letters: list, show, replay, discard", **sub)
+    dlq = actions.add_parser(
+        "dlq",
+        help="dead letters: list, show, replay, discard",
+        epilog=EXIT_CODES,
+        formatter_class=sub["formatter_class"],
+    )
     dlq_actions = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = dlq_actions.add_parser("list", help="dead letters of every queue, or of --queue", **sub)
     listing.add_argument("--queue", help="a work queue (e.g. referral.cases) or its .dead queue")

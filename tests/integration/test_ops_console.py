@@ -104,7 +104,7 @@ async def test_status_exits_non_zero_naming_the_queues_nobody_consumes(
     without_notifier = await start(amqp_url, sink, tmp_path, "intake", "referral")
     try:
         code, output = await rujukan_ops(without_notifier, monkeypatch, capsys, "status")
-        _, json_output = await rujukan_ops(without_notifier, monkeypatch, capsys, "--json", "status")
+        _, json_output = await rujukan_ops(without_notifier, monkeypatch, capsys, "status", "--json")
     finally:
         await without_notifier.stop()
 
