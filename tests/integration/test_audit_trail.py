@@ -183,7 +183,8 @@ async def rehash_without_the_key(database_url: str) -> None:
     order and without key ids, so that each row follows the one before."""
     previous = "0" * 64
     rows = await audit_rows(database_url)
-    with sqlite3.connect(database_url.removeprefix("sqlite+aiosqlite:///")) as db:
+    # The System's referral service may be writing: wait for its lock as long as the tests may take.
+    with sqlite3.connect(database_url.removeprefix("sqlite+aiosqlite:///"), timeout=60) as db:
         for row in rows:
             digest = entry_hash(previous, row.id, row.entry, None)
             db.execute(
@@ -215,7 +216,7 @@ async def test_audit_verify_with_an_earlier_head_names_a_trail_cut_short_at_the_
     await read_referral(system, legs["dinsos-bengkayang"], "dinsos-bengkayang")
 
     grown = await rujukan("audit", "verify", "--expect-head", head, database_url=url)
-    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as db:
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///"), timeout=60) as db:
         db.execute("DELETE FROM audit_trail WHERE id >= 2")
     cut = await rujukan("audit", "verify", "--expect-head", head, database_url=url)
     unchecked = await rujukan("audit", "verify", database_url=url)

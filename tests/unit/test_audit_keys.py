@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from shared.errors import ConfigurationError
 from shared.sealing import load_audit_keys
@@ -23,10 +24,12 @@ def test_production_refuses_to_start_without_the_audit_key(tmp_path: Path) -> No
     assert not (tmp_path / "audit.key").exists()
 
 
-def test_the_demo_makes_a_key_in_its_data_directory_and_keeps_using_it(tmp_path: Path) -> None:
-    first = load_audit_keys(Settings(data_dir=tmp_path))
-    again = load_audit_keys(Settings(data_dir=tmp_path))
+def test_the_demo_makes_a_key_in_its_data_directory_says_so_and_keeps_using_it(tmp_path: Path) -> None:
+    with capture_logs() as logs:
+        first = load_audit_keys(Settings(data_dir=tmp_path))
+        again = load_audit_keys(Settings(data_dir=tmp_path))
 
+    assert [(log["event"], log["key_file"]) for log in logs] == [("demo_key_generated", str(tmp_path / "audit.key"))]
     assert list(first) == ["a1"]
     assert len(first["a1"]) == 32
     assert again == first
