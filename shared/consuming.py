@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
+import pamqp.encode
 import structlog
 from aio_pika import IncomingMessage
 from faststream import BaseMiddleware
@@ -173,6 +174,31 @@ def encodable(value: Any) -> Any:
     return value
 
 
+SENDER_HEADERS_BUDGET = 64 * 1024
+"""Bytes of a sender's headers a republished message keeps. A message's headers must fit in one frame (128 KiB by
+default): one that arrived just under the limit would exceed it with our reason added, and the broker answers a
+frame too large by closing the whole connection — every consumer of the service with it, again on each
+redelivery."""
+DROPPED_HEADERS_HEADER = "x-rujukan-dropped-headers"
+
+
+def fitting(headers: dict[str, Any]) -> dict[str, Any]:
+    """``headers`` without their largest ones until they fit ``SENDER_HEADERS_BUDGET``; the names of those left
+    behind go in ``x-rujukan-dropped-headers``."""
+    sizes = {key: len(pamqp.encode.field_table({key: value})) for key, value in headers.items()}
+    total = sum(sizes.values())
+    dropped: list[str] = []
+    for key in sorted(sizes, key=lambda name: sizes[name], reverse=True):
+        if total <= SENDER_HEADERS_BUDGET:
+            break
+        total -= sizes[key]
+        dropped.append(key)
+    if not dropped:
+        return headers
+    kept = {key: value for key, value in headers.items() if key not in dropped}
+    return {**kept, DROPPED_HEADERS_HEADER: ", ".join(dropped)[:_MAX_REASON]}
+
+
 async def republish(
     publisher: MessagePublisher,
     message: IncomingMessage,
@@ -184,7 +210,9 @@ async def republish(
     """The same message (body, id, type) to one queue through the default exchange, with extra headers. The
     broker's own delivery bookkeeping stays behind: a copied ``x-delivery-count`` would have a later round parked
     early by the last-delivery check."""
-    kept = {key: encodable(value) for key, value in (message.headers or {}).items() if key not in _BROKER_HEADERS}
+    kept = fitting(
+        {key: encodable(value) for key, value in (message.headers or {}).items() if key not in _BROKER_HEADERS}
+    )
     properties = {
         "message_id": message.message_id,
         "correlation_id": message.correlation_id,

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.cli import build_services
-from shared.consuming import encodable, field_errors
+from shared.consuming import DROPPED_HEADERS_HEADER, SENDER_HEADERS_BUDGET, encodable, field_errors, fitting
 from shared.contracts.cases import CaseReport
 from shared.directory import load_directory
 from shared.sealing import load_sealer
@@ -68,3 +68,18 @@ async def test_an_http_error_body_names_a_field_not_in_the_contract_without_repe
     assert answer.json()["errors"] == [
         {"field": "victims.0.(a field not in the contract)", "message": "Extra inputs are not permitted"}
     ]
+
+
+def test_a_sender_s_headers_too_large_to_send_on_with_a_reason_lose_their_largest_first() -> None:
+    headers = {"small": "s", "large": "l" * 70_000, "medium": "m" * 30_000}
+
+    kept = fitting(headers)
+
+    assert kept == {"small": "s", "medium": "m" * 30_000, DROPPED_HEADERS_HEADER: "large"}
+    assert len(pamqp.encode.field_table(kept)) <= SENDER_HEADERS_BUDGET
+
+
+def test_headers_that_fit_are_kept_as_they_are() -> None:
+    headers = {"causation_id": "abc", "x-rujukan-retry-round": 2}
+
+    assert fitting(headers) is headers
