@@ -132,7 +132,7 @@ def _issue_token(scopes: Sequence[str], label: str | None) -> int:
 
 
 async def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    check = ChainCheck(load_audit_keys(settings), unkeyed_rows=args.unkeyed_rows)
+    check = ChainCheck(load_audit_keys(settings, create=False), unkeyed_rows=args.unkeyed_rows)
     # The expected head is the last entry when the trail was last verified; entries written since follow it.
     reached = args.expect_head is None
     engine = make_engine(settings.database_url)

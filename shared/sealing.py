@@ -92,15 +92,23 @@ def load_link_key(settings: Settings) -> bytes:
     return key
 
 
-def load_audit_keys(settings: Settings) -> dict[str, bytes]:
+def load_audit_keys(settings: Settings, *, create: bool = True) -> dict[str, bytes]:
     """Every key of the audit trail's chain by id: the current one (``audit_key_id``) and the retired ones older
-    entries name. The demo makes the current one in its data directory (and says so), production refuses."""
+    entries name. The demo makes the current one in its data directory (and says so), production refuses.
+
+    ``create=False`` is for checking a trail: a fresh demo key there would make every entry look edited."""
+    demo_key_file = settings.data_dir / "audit.key"
     if settings.audit_key:
         key = _decode_key(settings.audit_key, "RUJUKAN_AUDIT_KEY")
     elif settings.environment == "production":
         raise ConfigurationError("RUJUKAN_AUDIT_KEY is required in production (base64 of 32 random bytes)")
+    elif not create and not demo_key_file.exists():
+        raise ConfigurationError(
+            f"no audit key: RUJUKAN_AUDIT_KEY is unset and {demo_key_file} does not exist"
+            " (set RUJUKAN_DATA_DIR to the services' data directory)"
+        )
     else:
-        key = _demo_key(settings.data_dir / "audit.key")
+        key = _demo_key(demo_key_file)
     keys = {settings.audit_key_id: key}
     for item in (settings.audit_retired_keys or "").split(","):
         if not item.strip():

@@ -36,6 +36,16 @@ def test_the_demo_makes_a_key_in_its_data_directory_says_so_and_keeps_using_it(t
     assert (tmp_path / "audit.key").stat().st_mode & 0o777 == 0o600
 
 
+def test_checking_a_trail_never_makes_a_demo_key_that_would_fail_every_entry(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no audit key"):
+        load_audit_keys(Settings(data_dir=tmp_path), create=False)
+    assert not (tmp_path / "audit.key").exists()
+
+    made = load_audit_keys(Settings(data_dir=tmp_path))
+
+    assert load_audit_keys(Settings(data_dir=tmp_path), create=False) == made
+
+
 def test_the_configured_key_and_the_retired_ones_are_loaded_by_id(tmp_path: Path) -> None:
     settings = Settings(
         environment="production",
