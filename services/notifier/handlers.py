@@ -3,6 +3,8 @@ retried from a wait queue, moved to the recipient's next channel, or parked with
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from aio_pika import IncomingMessage
 from aiormq.exceptions import AMQPError
@@ -13,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.notifier.dispatch import Notifier, Onward
 from services.notifier.messages import Notification
 from shared.broker import MessagePublisher, consumer_channel
-from shared.consuming import DeadLetters, decode, message_id_of, raw, republish
+from shared.consuming import DeadLetters, decode, earlier_deliveries, message_id_of, raw, republish
 from shared.contracts.referrals import ReferralCancelled, ReferralEscalated, ReferralIssued, ReferralTaken
 from shared.errors import PermanentError
 from shared.settings import Settings
@@ -31,7 +33,15 @@ log = structlog.get_logger(__name__)
 def _last_delivery(message: IncomingMessage) -> bool:
     """Whether a failure now hands the message to the delivery-limit backstop (quorum queues count earlier
     deliveries in ``x-delivery-count``)."""
-    return int(str((message.headers or {}).get("x-delivery-count", 0))) + 1 >= DELIVERY_LIMIT
+    return earlier_deliveries(message) + 1 >= DELIVERY_LIMIT
+
+
+def _round_of(headers: dict[str, Any]) -> int:
+    """The retry round a notification is in; one whose round is not a whole number did not come from here."""
+    round_ = headers.get(ROUND_HEADER, 0)
+    if not isinstance(round_, int) or isinstance(round_, bool) or round_ < 0:
+        raise PermanentError(f"{ROUND_HEADER} is not a whole number")
+    return round_
 
 
 def build_router(
@@ -65,7 +75,7 @@ def build_router(
         headers = message.headers or {}
         replay = str(headers.get(REPLAY_HEADER, "")).lower() == "true"
         # A replayed dead letter starts the schedule afresh, whatever round it was parked in.
-        round_ = 0 if replay else int(str(headers.get(ROUND_HEADER, 0)))
+        round_ = 0 if replay else _round_of(headers)
 
         async def wait(step: int, round_: int) -> None:
             queue = topology.notifier_waits[step].name
