@@ -202,12 +202,12 @@ def broker_checks(broker: RabbitBroker) -> dict[str, Callable[[], Awaitable[bool
 
     async def consuming() -> bool:
         subscribers = broker.subscribers
-        return bool(subscribers) and all([await _consuming(subscriber) for subscriber in subscribers])
+        return bool(subscribers) and all(_consuming(subscriber) for subscriber in subscribers)
 
     return {"broker": connected, "consumers": consuming}
 
 
-async def _consuming(subscriber: Any) -> bool:
+def _consuming(subscriber: Any) -> bool:
     # FastStream's `running` flag and its consumer tag stay as they were when the broker cancels a consumer (its
     # queue deleted, a quorum queue's member lost) or closes its channel (ag2ai/faststream#2758); the channel, and
     # the consumers the channel itself still holds, say whether messages can still arrive.
@@ -215,5 +215,6 @@ async def _consuming(subscriber: Any) -> bool:
     tag = getattr(subscriber, "_consumer_tag", None)
     if not (subscriber.running and tag and queue is not None) or queue.channel.is_closed:
         return False
-    underlay = await queue.channel.get_underlay_channel()
-    return tag in underlay.consumers
+    # Not ``get_underlay_channel()``: on a robust channel it waits for a reconnection, and a probe must answer now.
+    underlay = getattr(getattr(queue.channel, "_channel", None), "channel", None)
+    return underlay is not None and tag in underlay.consumers

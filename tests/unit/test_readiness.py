@@ -7,14 +7,27 @@ from shared.observability import broker_checks
 
 
 @dataclass
+class FakeUnderlay:
+    """aiormq's channel, which holds the consumers the broker still feeds."""
+
+    consumers: set[str] = field(default_factory=lambda: {"ctag-1"})
+
+
+@dataclass
+class FakeContext:
+    channel: FakeUnderlay
+
+
+@dataclass
 class FakeChannel:
-    """aio-pika's channel and, beneath it, aiormq's, which holds the consumers the broker still feeds."""
+    """aio-pika's channel, over aiormq's."""
 
     is_closed: bool = False
     consumers: set[str] = field(default_factory=lambda: {"ctag-1"})
+    _channel: FakeContext | None = None
 
-    async def get_underlay_channel(self) -> FakeChannel:
-        return self
+    def __post_init__(self) -> None:
+        self._channel = FakeContext(FakeUnderlay(self.consumers))
 
 
 @dataclass
