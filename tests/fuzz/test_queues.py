@@ -15,6 +15,8 @@ from urllib.parse import quote, unquote
 import aio_pika
 import aiohttp
 import pamqp.encode
+import pamqp.frame
+import pamqp.header
 import pytest
 from hypothesis import given
 
@@ -50,27 +52,62 @@ def draw_messages(world: World, count: int) -> list[Fuzzed]:
     return [replace(m, message_id=f"fuzz-{n}") if m.tidy else m for n, m in enumerate(drawn)]
 
 
-async def publish(broker: BrokerClient, message: Fuzzed, n: int) -> bool:
-    """Whether the broker took (confirmed) the message; one it refuses is no part of the count."""
+FRAME_MAX = 131072
+"""RabbitMQ's default: a message's properties and headers must fit in one frame of this size."""
+
+
+def header_frame_size(message: aio_pika.Message) -> int:
+    return len(pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(message.body), message.properties), 1))
+
+
+def as_published(message: Fuzzed, n: int) -> aio_pika.Message | None:
+    """The AMQP message, or None for one no client could send: headers pamqp cannot write, or a header frame
+    over the broker's frame limit (it closes the connection). With ``fill_frame``, a header pads the frame to
+    within a few bytes of that limit: a consumer that adds headers when it dead-letters must still fit."""
+    headers = {**message.headers, TAG: n}
     try:
-        channel = await broker.channel()
-        exchange = await channel.get_exchange(message.exchange, ensure=False) if message.exchange else None
-        await (exchange or channel.default_exchange).publish(
-            aio_pika.Message(
-                message.body,
-                headers={**message.headers, TAG: n},
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                message_id=message.message_id,
-                type=message.message_type,
-                user_id=message.user_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=message.routing_key,
-            mandatory=True,
+        built = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            message_id=message.message_id,
+            type=message.message_type,
+            user_id=message.user_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-    except (aio_pika.exceptions.AMQPError, ValueError, TypeError, UnicodeError, OverflowError, struct.error):
+        size = header_frame_size(built)
+        if message.fill_frame and size < FRAME_MAX - 64:
+            headers["x-fuzz-padding"] = "p" * (FRAME_MAX - 64 - size)
+            built = replace_headers(built, headers)
+            size = header_frame_size(built)
+    except (ValueError, TypeError, UnicodeError, OverflowError, struct.error):
+        return None
+    return built if size <= FRAME_MAX else None
+
+
+def replace_headers(message: aio_pika.Message, headers: dict[str, Any]) -> aio_pika.Message:
+    properties = message.properties
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        message_id=properties.message_id,
+        type=properties.message_type,
+        user_id=properties.user_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+async def publish(broker: BrokerClient, message: Fuzzed, n: int) -> bool:
+    """Whether the broker took (confirmed) the message; one no client could send is no part of the count."""
+    built = as_published(message, n)
+    if built is None:
         return False
+    channel = await broker.channel()
+    exchange = await channel.get_exchange(message.exchange, ensure=False) if message.exchange else None
+    await (exchange or channel.default_exchange).publish(built, routing_key=message.routing_key, mandatory=True)
     return True
 
 
