@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
@@ -93,6 +94,38 @@ class UnverifiedSenderError(PermanentError):
     """An agency message whose ``user_id`` is not the broker user of the agency it claims to come from."""
 
 
+ORIGINAL_ROUTING_KEY_HEADER = "x-rujukan-routing-key"
+ORIGINAL_USER_ID_HEADER = "x-rujukan-user-id"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How a message first reached Rujukan: the routing key it was published with and the broker-checked
+    ``user_id`` of its publisher."""
+
+    routing_key: str | None
+    user_id: str | None
+
+
+def origin(message: IncomingMessage) -> Origin:
+    """Where a message first came from, also after a dead-letter replay.
+
+    A replay comes back through the default exchange, under its queue's name and published by a service's own
+    broker user, so it carries its origin in headers (set when it was dead-lettered). Only a message that arrived
+    through the default exchange is believed: ``rujukan broker setup`` lets no agency write to it, and an agency
+    header on a message published to a topic exchange is the sender's own word.
+    """
+    headers = message.headers or {}
+    if message.exchange == "" and ORIGINAL_ROUTING_KEY_HEADER in headers:
+        user_id = headers.get(ORIGINAL_USER_ID_HEADER)
+        return Origin(_text(headers[ORIGINAL_ROUTING_KEY_HEADER]), _text(user_id) if user_id is not None else None)
+    return Origin(message.routing_key, message.user_id)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
+
+
 def verify_sender(msg: RabbitMessage, agency_id: str, *, settings: Settings) -> None:
     """Refuses a message that claims ``agency_id`` but was published by another broker user.
 
@@ -100,7 +133,7 @@ def verify_sender(msg: RabbitMessage, agency_id: str, *, settings: Settings) -> 
     missing one proves nothing, and is accepted only where ``require_user_id`` is off (the demo on guest).
     """
     expected = f"{settings.broker_user_prefix}{agency_id}"
-    user_id = raw(msg).user_id
+    user_id = origin(raw(msg)).user_id
     if user_id is None:
         if settings.require_user_id:
             raise UnverifiedSenderError(f"no user_id: a message from {agency_id} must carry user_id {expected}")
@@ -144,6 +177,12 @@ class DeadLetters:
             "x-rujukan-queue": queue,
             "x-rujukan-dead-at": datetime.now(UTC).isoformat(),
         }
+        # A replay is checked against where the message first came from, as it was checked the first time.
+        first = origin(message)
+        if first.routing_key is not None:
+            headers[ORIGINAL_ROUTING_KEY_HEADER] = first.routing_key
+        if first.user_id is not None:
+            headers[ORIGINAL_USER_ID_HEADER] = first.user_id
         body = message.body
         if self._seal is not None:
             body = self._seal(body, dead_letter_context(message.message_id))

@@ -9,7 +9,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.referral.lifecycle import Reply
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import consumer_channel
-from shared.consuming import decode, message_id_of, raw, verify_sender, warn_if_senders_unverified
+from shared.consuming import decode, message_id_of, origin, raw, verify_sender, warn_if_senders_unverified
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
@@ -55,8 +55,9 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
         reply = decode(msg, *REPLIES)
         verify_sender(msg, reply.agency_id, settings=settings)
         expected_key = f"referral.{reply.agency_id}.{reply.EVENT}"
-        if raw(msg).routing_key != expected_key:
-            raise PermanentError(f"routing key {raw(msg).routing_key} does not match {expected_key}")
+        routing_key = origin(raw(msg)).routing_key
+        if routing_key != expected_key:
+            raise PermanentError(f"routing key {routing_key} does not match {expected_key}")
         with structlog.contextvars.bound_contextvars(referral_id=str(reply.referral_id), message_id=message_id_of(msg)):
             await referrals.reply(
                 ReplyCommand(

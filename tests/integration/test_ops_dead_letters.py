@@ -12,7 +12,7 @@ import httpx
 from shared.topology import DELIVERY_LIMIT
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import System, eventually
+from tests.system import System, delivered_everywhere, eventually
 
 OPERATOR = {"Authorization": "Bearer dev-ops-rujukan"}
 
@@ -103,6 +103,32 @@ async def test_a_replay_goes_back_into_its_own_queue_only(system: System, broker
     again = await listed(system, "intake.reports", 1, where=lambda letter: letter["attempts"] == 2)
     assert [letter["message_id"] for letter in again] == [message_id]
     assert await broker.depth(spy) == 0
+
+
+async def test_an_agency_reply_that_came_too_early_is_replayed_once_its_referral_is_ready(
+    system: System, broker: BrokerClient
+) -> None:
+    """The replay comes back through the default exchange under the queue's name; it is still checked against
+    the routing key the agency published it with, and still passes."""
+    accepted = await system.report(a_case_report_body(victims=[a_victim(sex="male", age_years=40)]))
+    case = await system.case_when(accepted.json()["case_id"], delivered_everywhere)
+    [leg] = case["referrals"]
+    reply = {"referral_id": leg["referral_id"], "agency_id": leg["agency_id"]}
+    started = await broker.publish(
+        "rujukan.replies", f"referral.{leg['agency_id']}.started", reply, message_type="referral.started.v1"
+    )
+    [letter] = await listed(system, "referral.replies", 1)
+    assert letter["reason"] == f"referral {leg['referral_id']}: delivered -> in_progress is not allowed"
+    await broker.publish(
+        "rujukan.replies", f"referral.{leg['agency_id']}.accepted", reply, message_type="referral.accepted.v1"
+    )
+    await system.case_when(case["case_id"], lambda c: c["referrals"][0]["status"] == "accepted")
+
+    replayed = await ops(system, "POST", f"/dead-letters/referral.replies/{started}/replay", json={})
+
+    assert replayed.status_code == 200, replayed.text
+    await system.case_when(case["case_id"], lambda c: c["referrals"][0]["status"] == "in_progress")
+    assert await broker.depth("referral.replies.dead") == 0
 
 
 async def test_a_referral_an_agency_system_rejected_is_replayed_into_that_agencys_inbox_alone(
