@@ -16,7 +16,6 @@ from pydantic import AmqpDsn
 
 from services.intake.app import build_intake
 from services.notifier.app import build_notifier, warn_of_roster_gaps
-from services.notifier.rosters import uncovered_agencies
 from services.ops_cli import add_ops_parser, run_ops
 from services.referral.app import build_referral
 from services.referral.audit import AuditKeys, ChainCheck
@@ -32,6 +31,7 @@ from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
 from shared.live_directory import LiveDirectory, pid_file, signal_running
 from shared.logging import configure_logging
+from shared.rosters import uncovered_agencies
 from shared.sealing import IdentitySealer, load_audit_keys, load_sealer
 from shared.service import Service, serve
 from shared.settings import Settings

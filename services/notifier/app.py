@@ -21,7 +21,6 @@ from services.notifier.dispatch import Notifier
 from services.notifier.handlers import REFERRAL_EVENTS, build_router
 from services.notifier.messages import Notification
 from services.notifier.metrics import NotifierMetrics, store_gauges
-from services.notifier.rosters import uncovered_agencies
 from services.notifier.store import NotificationStore
 from shared.addresses import Network
 from shared.asyncapi import Send, asyncapi_document, register_sends, serve_asyncapi
@@ -33,6 +32,7 @@ from shared.directory import Directory
 from shared.http import health_router, install_error_handlers
 from shared.links import LinkSigner
 from shared.observability import broker_checks, instrument, metrics_router
+from shared.rosters import uncovered_agencies
 from shared.sealing import load_link_key
 from shared.service import Service
 from shared.settings import Settings

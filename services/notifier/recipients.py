@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.notifier.messages import SYSTEM, Address, Event, Recipient
-from services.notifier.rosters import duty_officers
 from shared.contracts.referrals import ReferralCancelled, ReferralEscalated, ReferralIssued
 from shared.directory import Agency, Contact, Directory, Officer
+from shared.rosters import duty_officers
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.notifier.app import warn_of_roster_gaps
-from services.notifier.rosters import on_duty, roster_gaps, uncovered_agencies
 from shared.directory import Directory, Roster, Weekday, load_directory
+from shared.rosters import on_duty, roster_gaps, uncovered_agencies
 
 DIRECTORY_FILE = Path(__file__).resolve().parents[2] / "config" / "kalbar.yaml"
 WIB = ZoneInfo("Asia/Pontianak")

@@ -11,9 +11,6 @@ import structlog
 from aio_pika.abc import AbstractConnection
 from sqlalchemy import func, or_, select
 
-# Who is on duty is the notifier's rule (pure, on shared.directory alone): imported rather than copied, so the
-# console names the officers the notifier would call. It is the one place a service imports another's module.
-from services.notifier.rosters import duty_officers
 from services.referral import ledger as tables
 from services.referral.ledger import Ledger
 from services.referral.lifecycle import ACCEPTED_STATES, CLOSED_LEGS, Status
@@ -34,6 +31,7 @@ from services.referral.operations.views import (
 )
 from shared.clock import utcnow
 from shared.directory import Directory
+from shared.rosters import duty_officers
 from shared.sealing import IdentitySealer
 from shared.settings import Settings
 from shared.topology import build_topology
