@@ -243,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported here: it builds every service through this module.
         from services.docs import generate_command
 
-        configure_logging("WARNING")
+        # The services it builds warn of their demo settings; the documents do not depend on them.
+        configure_logging("ERROR")
         return generate_command(args.out, args.config)
     if args.command == "report":
         from services.referral.reporting.command import write_report
