@@ -38,6 +38,11 @@ class CaseAccepted(BaseModel):
     case_code: str
 
 
+class CaseWithdrawalAccepted(BaseModel):
+    case_id: UUID
+    withdrawn: bool
+
+
 def _unavailable(exc: IntakeUnavailableError) -> JSONResponse:
     log.error("not_confirmed", reason=str(exc), error=type(exc.__cause__).__name__)
     return problem(503, f"{exc}; send the same request again (a repeat never makes a second case)")
@@ -109,12 +114,15 @@ def build_api(intake: ReportIntake, authenticate: Any, metrics: IntakeMetrics) -
     @router.post(
         "/cases/{case_id}/withdraw",
         status_code=202,
+        response_model=CaseWithdrawalAccepted,
         responses={403: {}, 404: {}, 409: {}, 503: {}},
     )
     async def withdraw_case(case_id: UUID, body: WithdrawRequest, agency: Reporter) -> JSONResponse:
         """Withdraw a case this police unit reported: every open referral is cancelled and its agency told."""
         with metrics.counting(Kind.WITHDRAWAL):
             await intake.withdraw(case_id, agency_id=agency.id, reason=body.reason, note=body.note)
-        return JSONResponse({"case_id": str(case_id), "withdrawn": True}, status_code=202)
+        return JSONResponse(
+            CaseWithdrawalAccepted(case_id=case_id, withdrawn=True).model_dump(mode="json"), status_code=202
+        )
 
     return router

@@ -10,10 +10,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.referral.ledger import Referral
-from services.referral.lifecycle import ACCEPTED_STATES, ACKNOWLEDGED_STATES, CLOSED_LEGS, Reply, overdue
+from services.referral.lifecycle import ACCEPTED_STATES, ACKNOWLEDGED_STATES, CLOSED_LEGS, Reply, Status, overdue
 from services.referral.referrals import InvalidReplyError, Referrals, ReplyCommand, UnknownCaseError
+from shared.contracts.base import Priority
 from shared.contracts.cases import VictimFacts
-from shared.contracts.referrals import DeadlineKind, DeclineReason, Outcome, check_decline
+from shared.contracts.referrals import DeadlineKind, DeclineReason, Outcome, ReferralReason, check_decline
 from shared.directory import Agency
 from shared.errors import IllegalTransitionError, NotPermittedError, UnknownReferralError
 from shared.http import Caller, ErrorAnswers, problem, scoped
@@ -60,6 +61,69 @@ class ReferOnwardRequest(ReplyRequest):
         return {"to_agency_id": self.agency_id}
 
 
+class LegStatus(BaseModel):
+    """How a referral leg stands: all an overseer sees of it."""
+
+    referral_id: UUID
+    agency_id: str
+    status: Status
+    priority: Priority
+    ack_due_at: datetime
+    acknowledged_at: datetime | None
+    ack_overdue: bool
+    accept_due_at: datetime | None
+    accept_overdue: bool
+    escalation_level: int = Field(ge=0, le=3)
+
+
+class ReferralSummary(LegStatus):
+    """A referral leg, with the victims it concerns and the rules that sent it."""
+
+    victim_refs: list[str]
+    reasons: list[ReferralReason]
+
+
+class ReferralView(ReferralSummary):
+    """A referral as its receiving agency reads it: its victims' facts, and their identity where shared."""
+
+    case_id: UUID
+    case_code: str
+    regency_code: str
+    victims: list[dict[str, Any]]
+
+
+class CaseStatus(BaseModel):
+    fully_acknowledged: bool
+    fully_accepted: bool
+    open_legs: int = Field(ge=0)
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    event: str
+    referral_id: UUID | None
+    actor: str
+    detail: dict[str, Any]
+
+
+class CaseOverview(BaseModel):
+    """A case as an overseer reads it: its legs and how they stand."""
+
+    case_id: UUID
+    case_code: str
+    regency_code: str
+    status: CaseStatus
+    referrals: list[LegStatus]
+
+
+class CaseView(CaseOverview):
+    """A case as its reporting police unit reads it: every leg, and the timeline."""
+
+    police_report_number: str
+    referrals: list[ReferralSummary]  # type: ignore[assignment]  # a leg in full is a LegStatus and more
+    timeline: list[TimelineEntry]
+
+
 def _referral_summary(referral: Referral, now: datetime) -> dict[str, Any]:
     return {
         "referral_id": str(referral.referral_id),
@@ -104,7 +168,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     Reporter = Annotated[Agency, scoped(authenticate, Scope.REPORT)]
     Receiver = Annotated[Agency, scoped(authenticate, Scope.RECEIVE)]
 
-    @router.get("/cases/{case_id}", responses={403: {}, 404: {}})
+    @router.get("/cases/{case_id}", response_model=CaseView | CaseOverview, responses={403: {}, 404: {}})
     async def get_case(case_id: UUID, caller: Annotated[Caller, authenticate]) -> JSONResponse:
         """The case, its referral legs and its timeline, for the reporting agency (``report``); for an ``oversee``
         token whose jurisdiction covers the case, its legs and their statuses only: no timeline, no identity."""
@@ -146,7 +210,7 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
             }
         )
 
-    @router.get("/referrals/{referral_id}", responses={403: {}, 404: {}})
+    @router.get("/referrals/{referral_id}", response_model=ReferralView, responses={403: {}, 404: {}})
     async def get_referral(referral_id: UUID, agency: Receiver) -> JSONResponse:
         """A referral for the receiving agency, with the identity of its own victims (the read is recorded)."""
         view = await referrals.referral_view(referral_id, agency_id=agency.id)
@@ -185,57 +249,77 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
         409: {"description": "not allowed from the current state, which the answer names"}
     }
 
-    @router.post("/referrals/{referral_id}/acknowledge", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/acknowledge", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves}
+    )
     async def acknowledge(
         referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """A duty officer takes the referral (the deadline clock stops). No body needed."""
         return await move(referral_id, agency, Reply.ACKNOWLEDGED, body or ReplyRequest(), key)
 
-    @router.post("/referrals/{referral_id}/accept", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/accept", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves}
+    )
     async def accept(
         referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """The agency commits to act."""
         return await move(referral_id, agency, Reply.ACCEPTED, body or ReplyRequest(), key)
 
-    @router.post("/referrals/{referral_id}/decline", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/decline", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves}
+    )
     async def decline(referral_id: UUID, agency: Receiver, body: DeclineRequest, key: Key = None) -> JSONResponse:
         """The agency declines with a coded reason (a note is required for ``other``)."""
         return await move(referral_id, agency, Reply.DECLINED, body, key)
 
-    @router.post("/referrals/{referral_id}/start", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/start", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves}
+    )
     async def start(
         referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """Service is under way."""
         return await move(referral_id, agency, Reply.STARTED, body or ReplyRequest(), key)
 
-    @router.post("/referrals/{referral_id}/hold", responses={403: {}, 404: {}, **moves})
+    @router.post("/referrals/{referral_id}/hold", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves})
     async def hold(referral_id: UUID, agency: Receiver, body: HoldRequest, key: Key = None) -> JSONResponse:
         """Service is paused, with a reason."""
         return await move(referral_id, agency, Reply.HELD, body, key)
 
-    @router.post("/referrals/{referral_id}/resume", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/resume", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves}
+    )
     async def resume(
         referral_id: UUID, agency: Receiver, body: Annotated[ReplyRequest | None, Body()] = None, key: Key = None
     ) -> JSONResponse:
         """Service resumes after a hold."""
         return await move(referral_id, agency, Reply.RESUMED, body or ReplyRequest(), key)
 
-    @router.post("/referrals/{referral_id}/complete", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/complete", response_model=ReferralSummary, responses={403: {}, 404: {}, **moves}
+    )
     async def complete(referral_id: UUID, agency: Receiver, body: CompleteRequest, key: Key = None) -> JSONResponse:
         """The referral is closed with an outcome."""
         return await move(referral_id, agency, Reply.COMPLETED, body, key)
 
-    @router.post("/referrals/{referral_id}/refer-onward", responses={403: {}, 404: {}, 422: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/refer-onward",
+        response_model=ReferralSummary,
+        responses={403: {}, 404: {}, 422: {}, **moves},
+    )
     async def refer_onward(
         referral_id: UUID, agency: Receiver, body: ReferOnwardRequest, key: Key = None
     ) -> JSONResponse:
         """Declined here but sent on to another agency, which gets a referral of its own."""
         return await move(referral_id, agency, Reply.REFERRED_ONWARD, body, key)
 
-    @router.post("/referrals/{referral_id}/entered-in-error", responses={403: {}, 404: {}, **moves})
+    @router.post(
+        "/referrals/{referral_id}/entered-in-error",
+        response_model=ReferralSummary,
+        responses={403: {}, 404: {}, **moves},
+    )
     async def entered_in_error(referral_id: UUID, agency: Reporter, body: EnteredInErrorRequest) -> JSONResponse:
         """The reporting agency: this referral was sent by mistake. It is kept for audit and left out of
         statistics; its agency is told to stand down."""
