@@ -1,8 +1,9 @@
 """How hard the fuzz tests push: small enough for every CI run, larger on demand.
 
-``RUJUKAN_FUZZ_SCALE`` multiplies every example budget (default 1): ``RUJUKAN_FUZZ_SCALE=20 .venv/bin/python -m
-pytest -m fuzz`` is the long run. Generation is derandomized, so a CI run is the same run every time and a failure
-it finds is found again; a long run with ``RUJUKAN_FUZZ_SEED`` set explores other inputs.
+``RUJUKAN_FUZZ_SCALE`` multiplies every example budget (default 1) and turns shrinking on:
+``RUJUKAN_FUZZ_SCALE=20 .venv/bin/python -m pytest -m fuzz --timeout 3600`` is the long run (a scale of 4 takes
+about 90 s per test on this machine). Generation is derandomized, so a CI run is the same run every time and a
+failure it finds is found again; ``RUJUKAN_FUZZ_SEED=<n>`` explores other inputs.
 """
 
 from __future__ import annotations
