@@ -314,9 +314,14 @@ class LedgerTx:
 
     async def case(self, case_id: UUID, *, for_update: bool = False) -> CaseRecord | None:
         """``for_update`` takes the case's lock, always before its referrals' (one order, no deadlock): whoever
-        changes the set of a case's legs (an amendment, a withdrawal, a reply) holds it."""
+        changes the set of a case's legs (an amendment, a withdrawal, a reply) holds it.
+
+        Every row lock here is FOR NO KEY UPDATE: as exclusive among writers as FOR UPDATE, but a row inserted
+        elsewhere that references the locked one (its foreign key check takes KEY SHARE) does not wait for it.
+        With FOR UPDATE, a sweeper holding a referral and writing its timeline entry waited for the case a reply
+        held, while the reply waited for that referral: PostgreSQL broke the deadlock by failing the reply."""
         query = select(cases).where(cases.c.case_id == str(case_id))
-        row = (await self._c.execute(query.with_for_update() if for_update else query)).one_or_none()
+        row = (await self._c.execute(query.with_for_update(key_share=True) if for_update else query)).one_or_none()
         return _case(row) if row else None
 
     async def mark_withdrawn(self, case_id: UUID, now: datetime) -> None:
@@ -502,12 +507,13 @@ class LedgerTx:
 
     async def referral(self, referral_id: UUID, *, lock: bool = True) -> Referral | None:
         query = select(referrals).where(referrals.c.referral_id == str(referral_id))
-        row = (await self._c.execute(query.with_for_update() if lock else query)).one_or_none()
+        row = (await self._c.execute(query.with_for_update(key_share=True) if lock else query)).one_or_none()
         return _referral(row) if row else None
 
     async def referrals_of(self, case_id: UUID, *, for_update: bool = False) -> list[Referral]:
         query = select(referrals).where(referrals.c.case_id == str(case_id)).order_by(referrals.c.issued_at)
-        return [_referral(row) for row in await self._c.execute(query.with_for_update() if for_update else query)]
+        locked = query.with_for_update(key_share=True) if for_update else query
+        return [_referral(row) for row in await self._c.execute(locked)]
 
     async def due_deadlines(self, now: datetime, limit: int) -> list[tuple[Deadline, Referral]]:
         """Open deadlines due by ``now``, earliest first, each with its referral; both rows stay locked until the
@@ -521,7 +527,7 @@ class LedgerTx:
             .where(_open_deadline, deadlines.c.due_at <= now)
             .order_by(deadlines.c.due_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
         return [
             (
