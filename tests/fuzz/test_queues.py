@@ -121,18 +121,19 @@ async def queue_totals(amqp_url: str) -> dict[str, int]:
         return {queue["name"]: int(queue.get("messages") or 0) for queue in await response.json()}
 
 
-async def settled(amqp_url: str, *, timeout: float = 60) -> dict[str, int]:
-    """Work and wait queues, once none holds a message on three looks in a row (or what they hold at the end)."""
+async def settled(amqp_url: str, broker: BrokerClient, *, timeout: float = 60) -> dict[str, int]:
+    """Work and wait queues, once none holds a message on four looks in a row, two seconds apart (or what they
+    hold at the end). A look asks the broker for ready messages (exact, now) and the management API for ready and
+    unacknowledged ones (refreshed every five seconds, so the looks span longer than that)."""
     deadline = asyncio.get_running_loop().time() + timeout
     quiet = 0
     while True:
-        busy = {
-            name: count
-            for name, count in (await queue_totals(amqp_url)).items()
-            if count and not name.endswith(".dead") and not name.startswith("agency.")
-        }
+        totals = await queue_totals(amqp_url)
+        watched = [name for name in totals if not name.endswith(".dead") and not name.startswith("agency.")]
+        busy = {name: max(totals[name], await broker.depth(name)) for name in watched}
+        busy = {name: count for name, count in busy.items() if count}
         quiet = 0 if busy else quiet + 1
-        if quiet == 3 or asyncio.get_running_loop().time() > deadline:
+        if quiet == 4 or asyncio.get_running_loop().time() > deadline:
             return busy
         await asyncio.sleep(2)
 
@@ -188,14 +189,14 @@ async def test_every_message_on_every_queue_is_processed_or_dead_lettered_and_th
 ) -> None:
     world = await seed(system)
     # Drawn in the loop's own thread: hypothesis watches the global random state, which the services use too.
-    fuzzed = draw_messages(world, examples(MESSAGES))
+    fuzzed = draw_messages(world, MESSAGES)  # scaled by RUJUKAN_FUZZ_SCALE in fuzz_settings
     for message in fuzzed:
         if message.case_report:
             system.identities.note(message.case_report)  # none of it may reach a notification either
 
     taken = {n: message for n, message in enumerate(fuzzed) if await publish(broker, message, n)}
     await every_consumer_still_works(system, broker)
-    left = await settled(amqp_url)
+    left = await settled(amqp_url, broker, timeout=examples(60))
 
     dead: dict[int, dict[str, Any]] = {}
     untagged: list[str] = []
