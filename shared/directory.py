@@ -98,6 +98,9 @@ class Jurisdiction(_Config):
     def is_provincial(self) -> bool:
         return not self.regencies
 
+    def covers(self, regency_code: str) -> bool:
+        return regency_code.startswith(f"{self.province}.") and (self.is_provincial or regency_code in self.regencies)
+
 
 class Webhook(_Config):
     url: HttpUrl

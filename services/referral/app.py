@@ -27,6 +27,7 @@ from services.referral.outbox import OutboxRelay
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
 from services.referral.sms_replies import build_sms_replies
+from services.referral.statistics_api import build_statistics_api
 from shared.asyncapi import Send, asyncapi_document, register_sends, serve_asyncapi
 from shared.broker import MessagePublisher, make_broker
 from shared.clock import utcnow
@@ -164,6 +165,7 @@ def build_referral(
     )
     authenticate = Depends(agency_auth(directory))
     http.include_router(build_api(referrals, authenticate))
+    http.include_router(build_statistics_api(ledger, directory, authenticate))
     operations = Operations(ledger, directory, settings, sealer, clock=clock)
     http.include_router(build_ops_api(operations, authenticate))
     http.include_router(

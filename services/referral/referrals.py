@@ -470,11 +470,7 @@ class Referrals:
             case = await tx.case(case_id)
             if case is None:
                 raise UnknownCaseError(case_id)
-            area = overseer.jurisdiction
-            covered = case.regency_code.startswith(f"{area.province}.") and (
-                area.is_provincial or case.regency_code in area.regencies
-            )
-            if not covered:
+            if not overseer.jurisdiction.covers(case.regency_code):
                 raise NotPermittedError(f"case {case_id} is outside {overseer.id}'s jurisdiction")
             return case, await tx.referrals_of(case_id)
 

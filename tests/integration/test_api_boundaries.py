@@ -24,6 +24,7 @@ from tests.system import System, WebhookSink, directory_for, settings_for
 pytestmark = pytest.mark.rabbit
 
 POLICE_A = "polres-bengkayang"
+THIS_MONTH = f"{utcnow():%Y-%m}"
 NO_LETTER = "00000000-0000-0000-0000-000000000000"
 EXPIRED = "expired-token-of-polres-bengkayang"
 
@@ -106,6 +107,8 @@ ENDPOINTS = [
              body=lambda _: {"agency_id": "dinsos-kalbar"}, leg="bp3mi-kalbar", other="dinsos-bengkayang"),
     Endpoint("entered in error", "referral", "POST", referral("uptd-ppa-kalbar", "/entered-in-error"), "police A",
              body=lambda _: {"note": "dikirim karena salah input"}, leg="uptd-ppa-kalbar", other="bp3mi-kalbar"),
+    Endpoint("statistics", "referral", "GET", lambda _: f"/v1/statistics?from={THIS_MONTH}&to={THIS_MONTH}",
+             "overseer"),
     Endpoint("withdraw", "intake", "POST", lambda c: f"/v1/cases/{c.case_id}/withdraw", "police A", 202,
              body=lambda _: {"reason": "duplicate"}),
     Endpoint("ops overview", "referral", "GET", lambda _: "/v1/ops/overview", "operator"),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from services.referral.reporting.csv_file import render_csv
 from services.referral.reporting.html_page import render_html
-from services.referral.reporting.source import referral_facts
-from services.referral.reporting.statistics import Month, Report, build_report
+from services.referral.reporting.monthly import monthly_report
+from services.referral.reporting.statistics import Month, Report
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
 from shared.settings import Settings
@@ -28,25 +28,11 @@ async def write_report(settings: Settings, *, first: Month, last: Month, out: Pa
 
 
 async def _report(settings: Settings, directory: Directory, *, first: Month, last: Month) -> Report:
-    zone = directory.timezone
     engine = make_engine(settings.database_url)
     try:
-        facts = await referral_facts(engine, start=first.start(zone), end=last.next().start(zone))
+        return await monthly_report(engine, directory, first=first, last=last)
     finally:
         await engine.dispose()
-
-    def agency_name(agency_id: str) -> str:
-        agency = directory.agency(agency_id)
-        return agency.name if agency else ""
-
-    return build_report(
-        facts,
-        first=first,
-        last=last,
-        zone=zone,
-        agency_name=agency_name,
-        regency_name=lambda code: directory.regency_name(code) or "",
-    )
 
 
 def _write(report: Report, directory: Directory, out: Path) -> tuple[Path, Path]:
