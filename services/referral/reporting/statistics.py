@@ -43,7 +43,8 @@ class Month:
 def month(text: str) -> Month:
     """``"2026-03"`` -> ``Month(2026, 3)``; the argument type of ``--from`` and ``--to``."""
     match = _MONTH.match(text.strip())
-    if not match:
+    # Year 0 has no datetime, and December 9999 no month after it (the end of a period is the next one's start).
+    if not match or not 1 <= int(match[1]) < 9999:
         raise ValueError(f"{text!r} is not a month such as 2026-03")
     return Month(int(match[1]), int(match[2]))
 
