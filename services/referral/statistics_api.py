@@ -18,7 +18,7 @@ from shared.tokens import Scope
 MAX_MONTHS = 24
 """One request reads every referral issued in the period: two years is already more than a meeting needs."""
 
-_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+_MONTH_PATTERN = r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"
 
 
 class StatisticsRow(BaseModel):
@@ -72,7 +72,10 @@ def _row(row: Row) -> StatisticsRow:
 
 
 def _period(first_text: str, last_text: str) -> tuple[Month, Month]:
-    first, last = month(first_text), month(last_text)
+    try:
+        first, last = month(first_text), month(last_text)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
     if first > last:
         raise HTTPException(status_code=422, detail=f"from {first} is after to {last}")
     if len(months(first, last)) > MAX_MONTHS:

@@ -53,9 +53,10 @@ async def test_statistics_are_for_overseers_only_and_refuse_a_period_backwards_o
     backwards = await statistics(system, "2026-05", "2026-04", POLDA)
     too_long = await statistics(system, "2023-01", "2026-01", POLDA)
     not_a_month = await statistics(system, "2026-13", "2026-13", POLDA)
+    year_zero = await statistics(system, "0000-01", "0000-01", POLDA)
 
     assert (receiver.status_code, operator.status_code, nobody.status_code) == (403, 403, 401)
     assert backwards.status_code == 422
     assert "after" in backwards.text
     assert too_long.status_code == 422
-    assert not_a_month.status_code == 422
+    assert (not_a_month.status_code, year_zero.status_code) == (422, 422)
