@@ -51,24 +51,9 @@ class Statistics(BaseModel):
 
 
 def _row(row: Row) -> StatisticsRow:
-    return StatisticsRow(
-        month=str(row.month),
-        agency_id=row.agency_id,
-        agency_name=row.agency_name,
-        regency_code=row.regency_code,
-        regency_name=row.regency_name,
-        referrals=row.referrals,
-        urgent=row.urgent,
-        acknowledged=row.acknowledged,
-        acknowledged_on_time=row.acknowledged_on_time,
-        ack_median_minutes=row.ack_median_minutes,
-        ack_p90_minutes=row.ack_p90_minutes,
-        accepted=row.accepted,
-        accept_median_minutes=row.accept_median_minutes,
-        accept_p90_minutes=row.accept_p90_minutes,
-        declined=dict(row.declined),
-        escalations={str(level): count for level, count in row.escalations.items()},
-    )
+    fields = {name: getattr(row, name) for name in StatisticsRow.model_fields}
+    escalations = {str(level): count for level, count in row.escalations.items()}
+    return StatisticsRow.model_validate({**fields, "month": str(row.month), "escalations": escalations})
 
 
 def _period(first_text: str, last_text: str) -> tuple[Month, Month]:

@@ -164,21 +164,7 @@ class Operations:
         ).join(c, c.c.case_id == r.c.case_id).where(r.c.status.in_(_OPEN))  # fmt: skip
         async with self._ledger.engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [
-            OpenLeg(
-                referral_id=UUID(row.referral_id),
-                case_id=UUID(row.case_id),
-                case_code=row.case_code,
-                agency_id=row.agency_id,
-                status=Status(row.status),
-                priority=row.priority,
-                issued_at=row.issued_at,
-                ack_due_at=row.ack_due_at,
-                accept_due_at=row.accept_due_at,
-                escalation_level=row.escalation_level,
-            )
-            for row in rows
-        ]
+        return [_open_leg(row, row.case_code) for row in rows]
 
     async def overdue(self) -> list[OverdueReferral]:
         """Every referral past a deadline it has not met, the latest first, with who is on duty there now."""
@@ -313,8 +299,9 @@ class Operations:
         )
 
 
-def _leg(row: Any, case_code: str, now: datetime) -> LegView:
-    leg = OpenLeg(
+def _open_leg(row: Any, case_code: str) -> OpenLeg:
+    """A referrals row (with its case's code) as the figures read it."""
+    return OpenLeg(
         referral_id=UUID(row.referral_id),
         case_id=UUID(row.case_id),
         case_code=case_code,
@@ -326,6 +313,10 @@ def _leg(row: Any, case_code: str, now: datetime) -> LegView:
         accept_due_at=row.accept_due_at,
         escalation_level=row.escalation_level,
     )
+
+
+def _leg(row: Any, case_code: str, now: datetime) -> LegView:
+    leg = _open_leg(row, case_code)
     missed = awaited(leg, now)
     return LegView(
         referral_id=leg.referral_id,
