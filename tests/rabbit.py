@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aio_pika
 import aiohttp
@@ -63,6 +64,27 @@ async def delete_vhost_of(amqp_url: str) -> None:
         from urllib.parse import unquote
 
         await asyncio.to_thread(_rabbitmqctl, "delete_vhost", unquote(quoted))
+
+
+async def limit_queue(amqp_url: str, queue: str, max_length: int) -> None:
+    """An operator's policy on the test's vhost: ``queue`` holds at most ``max_length`` messages and refuses
+    (nacks) publishes beyond."""
+    quoted = amqp_url.rsplit("/", 1)[1]
+    definition = {"max-length": max_length, "overflow": "reject-publish"}
+    pattern = f"^{re.escape(queue)}$"
+    body = {"pattern": pattern, "apply-to": "queues", "definition": definition}
+    if not await _management("PUT", f"/policies/{quoted}/limit-{queue}", body):
+        await asyncio.to_thread(
+            _rabbitmqctl,
+            "set_policy",
+            "-p",
+            unquote(quoted),
+            "--apply-to",
+            "queues",
+            f"limit-{queue}",
+            pattern,
+            json.dumps(definition),
+        )
 
 
 class BrokerClient:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 
 from services.intake.metrics import IntakeMetrics, kind_of
-from services.intake.reports import ReportIntake, claimed_agency
+from services.intake.reports import IntakeUnavailableError, ReportIntake, claimed_agency
 from shared.broker import consumer_channel
-from shared.consuming import UnverifiedSenderError, decode, raw, verify_sender, warn_if_senders_unverified
+from shared.consuming import (
+    UnverifiedSenderError,
+    decode,
+    earlier_deliveries,
+    raw,
+    verify_sender,
+    warn_if_senders_unverified,
+)
 from shared.contracts.cases import CaseAmendment, CaseReport, CaseWithdrawal
 from shared.errors import PermanentError
 from shared.ids import case_id_for
@@ -18,6 +27,15 @@ from shared.topology import Topology
 
 CASE_MESSAGES = (CaseReport, CaseAmendment, CaseWithdrawal)
 """What a police system publishes to ``rujukan.intake`` (``case.report|amend|withdraw``)."""
+
+LONGEST_PAUSE_SECONDS = 30.0
+
+
+def pause_before_retry(earlier: int) -> float:
+    """How long a report the broker or database would not take waits before it goes back on the queue: 1 s,
+    doubling, at most 30 s, so the queue's ten deliveries outlast a full queue or a restart (about 2.5 minutes)
+    instead of being spent within milliseconds."""
+    return min(2.0**earlier, LONGEST_PAUSE_SECONDS)
 
 
 def build_router(intake: ReportIntake, topology: Topology, settings: Settings, metrics: IntakeMetrics) -> RabbitRouter:
@@ -47,6 +65,12 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings, m
                     )
             except UnverifiedSenderError:
                 raise  # dead-lettered without a receipt: the agency it names did not send it
+            except IntakeUnavailableError:
+                # The police system already holds the broker's confirm: this report must not reach the dead-letter
+                # queue merely because downstream was full for a moment. Every other report would fail the same
+                # way now, so holding this consumer is the back-pressure intake needs anyway.
+                await asyncio.sleep(pause_before_retry(earlier_deliveries(raw(msg))))
+                raise
             except PermanentError as exc:
                 if _sent_by_the_agency_it_names(msg, settings):
                     await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
 from shared.consuming import dead_letter_context
+from shared.ids import case_id_for
 from shared.sealing import load_sealer
 from tests.builders import a_case_report_body, a_victim
-from tests.rabbit import BrokerClient, delete_vhost_of
-from tests.system import System, delivered_everywhere, eventually
+from tests.rabbit import BrokerClient, delete_vhost_of, limit_queue
+from tests.system import System, WebhookSink, delivered_everywhere, directory_for, eventually, settings_for
 
 pytestmark = pytest.mark.rabbit
 
@@ -165,3 +168,34 @@ async def test_readiness_fails_soon_after_the_broker_is_gone(system: System) -> 
 
     # The broker closes the vhost's connections asynchronously: readiness follows within moments.
     await eventually(not_ready, timeout=10)
+
+
+async def test_an_amqp_report_confirmed_while_referral_cases_is_full_waits_instead_of_being_dead_lettered(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path, broker: BrokerClient
+) -> None:
+    # Found by the chaos harness (queue-length scenario): intake requeued at once, the queue's ten deliveries
+    # went by in milliseconds, and a report the police system held a confirm for ended up dead-lettered.
+    directory = directory_for(sink)
+    sink.directory = directory
+    intake_only = System(settings_for(amqp_url, tmp_path), directory, sink, ("intake",))
+    await intake_only.start()
+    try:
+        await limit_queue(amqp_url, "referral.cases", 1)
+        statuses: list[int] = []
+
+        async def full() -> bool:
+            statuses.append((await intake_only.report(a_case_report_body())).status_code)
+            return statuses[-1] == 503
+
+        await eventually(full)
+        body = a_case_report_body()
+        await broker.publish("rujukan.intake", "case.report", body, message_type="case.report.v1")
+        await asyncio.sleep(1.5)  # the refused report's deliveries would all be spent by now without the pause
+        assert await broker.depth("intake.reports.dead") == 0
+
+        await broker.drain("referral.cases", at_least=1)
+        case_id = str(case_id_for(body["reporting_agency"], body["police_report_number"]))
+        [taken] = await broker.take("referral.cases", timeout=30)
+        assert taken.correlation_id == case_id
+    finally:
+        await intake_only.stop()
