@@ -3,6 +3,7 @@ temporary directory, killed on the way out. The shared broker on 5672 is never t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,7 +29,6 @@ def throwaway_node(home: Path, name: str, *, config: str = "") -> Iterator[int]:
     (home / "rabbitmq.conf").write_text(config.format(port=port) or f"listeners.tcp.default = {port}\n")
     (home / "enabled_plugins").write_text("[].\n")
     environment = {
-        **os.environ,
         "HOME": str(home),
         "RABBITMQ_NODENAME": f"{name}{port}@localhost",
         "RABBITMQ_NODE_PORT": str(port),
@@ -39,19 +39,32 @@ def throwaway_node(home: Path, name: str, *, config: str = "") -> Iterator[int]:
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
         "RABBITMQ_PID_FILE": str(home / "pid"),
     }
-    subprocess.run([str(RABBITMQ_SERVER), "-detached"], env=environment, check=True, timeout=60)  # noqa: S603
+    # Only the node's own variables are kept on disk; the rest of the environment is the caller's at each start.
+    (home / "environment.json").write_text(json.dumps(environment))
     try:
-        deadline = time.monotonic() + 60
-        while not log_says(home, "Server startup complete"):
-            assert time.monotonic() < deadline, f"the throwaway node {name} did not start in 60 s"
-            time.sleep(0.2)
+        _start(home)
         yield port
     finally:
         kill_node(home)
 
 
-def log_says(home: Path, text: str) -> bool:
-    return any(text in log.read_text() for log in (home / "log").glob("*.log"))
+def restart_node(home: Path) -> None:
+    """Starts a node killed by ``kill_node`` again, on the same name, ports and data."""
+    _start(home)
+
+
+def _start(home: Path) -> None:
+    environment = {**os.environ, **json.loads((home / "environment.json").read_text())}
+    started_before = startups(home)
+    subprocess.run([str(RABBITMQ_SERVER), "-detached"], env=environment, check=True, timeout=60)  # noqa: S603
+    deadline = time.monotonic() + 60
+    while startups(home) == started_before:
+        assert time.monotonic() < deadline, f"the throwaway node in {home} did not start in 60 s"
+        time.sleep(0.2)
+
+
+def startups(home: Path) -> int:
+    return sum(log.read_text().count("Server startup complete") for log in (home / "log").glob("*.log"))
 
 
 def kill_node(home: Path) -> None:

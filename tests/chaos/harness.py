@@ -1,0 +1,409 @@
+"""A whole Rujukan of a scenario's own: a throwaway RabbitMQ node (never the shared one on 5672), a TCP proxy in
+front of it, the three services as separate processes talking to the broker through the proxy, and the agencies'
+side (a webhook sink, officers' SMTP and SMS gateway sinks, the agency inboxes read straight off the node).
+
+Cases stream in over HTTP (202) and AMQP (publisher-confirmed); what was accepted and what arrived where is kept
+with monotonic times, for ``tests.chaos.checker`` to judge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from aiohttp import web
+
+from shared.consuming import REASON_HEADER
+from shared.directory import Directory
+from shared.ids import case_code_for, case_id_for
+from shared.topology import build_topology, dead_letter_queue_name
+from tests.builders import a_case_report_body, the_sample_victims
+from tests.chaos.proxy import TcpProxy
+from tests.rabbit import BrokerClient
+from tests.system import (
+    GatewaySink,
+    Mail,
+    ServiceProcess,
+    SmtpSink,
+    WebhookSink,
+    declare_topology,
+    directory_for,
+    settings_for,
+    with_sinks,
+)
+from tests.throwaway_node import kill_node, restart_node, throwaway_node
+
+SERVICES = ("intake", "referral", "notifier")
+HEARTBEAT_SECONDS = 5
+"""Short, so a frozen broker or a stalled connection is noticed within seconds (the default is a minute)."""
+REPORTER = "polres-bengkayang"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    channel: str
+    agency_id: str
+    notification_id: str
+    kind: str
+    referral_id: str
+    case_code: str
+    at: float
+
+
+@dataclass
+class Fault:
+    name: str
+    started: float
+    ended: float = 0.0
+
+
+@dataclass
+class Observations:
+    """Everything the checker judges, gathered by one run."""
+
+    accepted: dict[str, float] = field(default_factory=dict)
+    """Case code -> when the reporter first heard 202 or the broker's confirm."""
+    expected_agencies: frozenset[str] = frozenset()
+    inbox_agencies: frozenset[str] = frozenset()
+    webhooks: list[Arrival] = field(default_factory=list)
+    desk_mails: list[Arrival] = field(default_factory=list)
+    """Mails to an agency's desk: where a referral goes once the agency's webhook keeps failing."""
+    inbox: list[Arrival] = field(default_factory=list)
+    dead_letters: dict[str, list[str]] = field(default_factory=dict)
+    """Dead-letter queue -> the reason of each message in it."""
+    faults: list[Fault] = field(default_factory=list)
+    refusals: int = 0
+    """503s and dropped connections a reporter saw before trying again."""
+    mails: int = 0
+    texts: int = 0
+
+
+class RecordingSink(WebhookSink):
+    """The webhook sink, also keeping when each signed delivery arrived; it can take ``delay`` seconds to answer,
+    so a kill can land while the notifier waits on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: list[Arrival] = []
+        self.delay = 0.0
+        self.in_flight = 0
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(self.delay)
+            response = await super()._receive(request)
+        except ConnectionResetError:  # the notifier was killed while it waited
+            return web.Response(status=499)
+        finally:
+            self.in_flight -= 1
+        if response.status == 204:
+            delivery = self.deliveries[-1]
+            self.arrived.append(
+                Arrival(
+                    "webhook",
+                    delivery.agency_id,
+                    delivery.webhook_id,
+                    str(delivery.payload.get("type")),
+                    str(delivery.payload.get("referral_id")),
+                    str(delivery.payload.get("case_code")),
+                    time.monotonic(),
+                )
+            )
+        return response
+
+
+class TimedMails(list[Mail]):
+    """The SMTP sink's mails, with when each arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, mail: Mail) -> None:
+        self.times.append(time.monotonic())
+        super().append(mail)
+
+
+CASE_CODE = re.compile(r"\b[A-Z]{2,4}-\d{2}-[0-9A-Z]{6}\b")
+
+
+class Chaos:
+    def __init__(self, workdir: Path, *, services: tuple[str, ...] = SERVICES) -> None:
+        self.workdir = workdir
+        self.node_home = workdir / "node"
+        self.data_dir = workdir / "data"
+        self.node_home.mkdir(parents=True)
+        self.data_dir.mkdir(parents=True)
+        self.sink = RecordingSink()
+        self.mails = TimedMails()
+        self.smtp, self.gateway = SmtpSink(mails=self.mails), GatewaySink()
+        self.directory: Directory = directory_for(self.sink)
+        self.sink.directory = self.directory
+        self.observed = Observations(
+            inbox_agencies=frozenset(agency.id for agency in self.directory.receiving_agencies() if agency.inbox)
+        )
+        self._desks = {str(agency.email): agency.id for agency in self.directory.agencies if agency.email}
+        self._names = services
+        self.services: dict[str, ServiceProcess] = {}
+        self._stack = AsyncExitStack()
+        self._reporting: set[asyncio.Task[None]] = set()
+        self.node_port = 0
+        self.patience = 90.0
+        """Seconds without progress after which undelivered cases count as lost: longer than a notification
+        held by a killed notifier waits for its lease to lapse."""
+        self.proxy: TcpProxy | None = None
+        self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
+        self._http = httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer dev-{REPORTER}"})
+
+    @property
+    def node_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.node_port}/"
+
+    async def __aenter__(self) -> Chaos:
+        self.node_port = self._stack.enter_context(throwaway_node(self.node_home, "chaos"))
+        self.proxy = TcpProxy(self.node_port)
+        await self.proxy.start()
+        self._stack.push_async_callback(self.proxy.stop)
+        for server in (self.sink, self.smtp, self.gateway):
+            await server.start()
+            self._stack.push_async_callback(server.stop)
+        self._stack.push_async_callback(self._http.aclose)
+        proxied = f"amqp://guest:guest@127.0.0.1:{self.proxy.port}/?heartbeat={HEARTBEAT_SECONDS}"
+        # Retries come back within seconds, so a run's failed attempts are retried within the run.
+        self.settings = with_sinks(
+            settings_for(proxied, self.data_dir, retry_schedule=(1.0, 2.0, 4.0)), self.smtp, self.gateway
+        )
+        await declare_topology(settings_for(self.node_url, self.data_dir), self.directory)
+        for name in self._names:
+            self.services[name] = ServiceProcess(name, self.settings, self.directory, self.data_dir)
+            await self.services[name].start()
+            self._stack.push_async_callback(self.services[name].stop)
+        self._amqp = await aio_pika.connect_robust(self.node_url)
+        self._stack.push_async_callback(self._amqp.close)
+        await self._learn_expected_agencies()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for task in self._reporting:
+            task.cancel()
+        await self._stack.aclose()
+
+    async def _learn_expected_agencies(self) -> None:
+        """Every streamed case is the demo's three-victim case: the agencies its first copy reaches are the ones
+        each copy must reach."""
+        code = await self.report_http(a_case_report_body(victims=the_sample_victims()))
+        deadline = time.monotonic() + 60
+        while len({a.agency_id for a in self.sink.arrived if a.case_code == code}) < 3:
+            assert time.monotonic() < deadline, "the first case was not delivered to its three agencies"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        self.observed.expected_agencies = frozenset(a.agency_id for a in self.sink.arrived if a.case_code == code)
+
+    # Reporting -----------------------------------------------------------------------------------------------
+
+    async def report_http(self, body: dict[str, Any], *, deadline: float = 120) -> str | None:
+        """Posts until intake answers 202, as a reporter told "send the same report again" would."""
+        give_up = time.monotonic() + deadline
+        while time.monotonic() < give_up:
+            try:
+                response = await self._http.post(f"http://127.0.0.1:{self.settings.intake_port}/v1/cases", json=body)
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code == 202:
+                code = str(response.json()["case_code"])
+                self.observed.accepted.setdefault(code, time.monotonic())
+                return code
+            assert response is None or response.status_code in {503, 409}, response.text
+            self.observed.refusals += 1
+            await asyncio.sleep(0.5)
+        return None
+
+    async def report_amqp(self, body: dict[str, Any], *, copies: int = 1, deadline: float = 120) -> str | None:
+        """Publishes as a police system would, persistent and confirmed, again under the same message id until
+        the broker confirms; ``copies`` > 1 sends that many confirmed copies with one message id."""
+        assert self._amqp is not None
+        message = aio_pika.Message(
+            json.dumps(body).encode(),
+            message_id=str(uuid.uuid4()),
+            type="case.report.v1",
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        code = self.case_code(body)
+        give_up = time.monotonic() + deadline
+        confirmed = 0
+        while confirmed < copies and time.monotonic() < give_up:
+            try:
+                channel = await asyncio.wait_for(self._amqp.channel(publisher_confirms=True), 5)
+                async with channel:
+                    exchange = await channel.get_exchange("rujukan.intake", ensure=False)
+                    await asyncio.wait_for(exchange.publish(message, "case.report", mandatory=True), 5)
+                confirmed += 1
+                self.observed.accepted.setdefault(code, time.monotonic())
+            except Exception:  # a police system retries on whatever kept its confirm away
+                self.observed.refusals += 1
+                await asyncio.sleep(0.5)
+        return code if confirmed else None
+
+    def case_code(self, body: dict[str, Any]) -> str:
+        reported_at = datetime.fromisoformat(body["reported_at"]).astimezone(self.directory.timezone)
+        case_id = case_id_for(body["reporting_agency"], body["police_report_number"])
+        return case_code_for(case_id, prefix=self.directory.province.case_code_prefix, reported_at=reported_at)
+
+    async def stream(
+        self, count: int, *, rate: float, amqp_every: int = 4, copies: int = 1, http_copies: int = 1
+    ) -> None:
+        """``count`` cases at ``rate`` per second, one in ``amqp_every`` over AMQP and the rest over HTTP; each
+        reporter goes on until its case is accepted, whatever the fault."""
+        started = time.monotonic()
+        for index in range(count):
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+            body = a_case_report_body(victims=the_sample_victims())
+            if index % amqp_every == amqp_every - 1:
+                sending: Awaitable[object] = self.report_amqp(body, copies=copies)
+            else:
+                sending = self._http_copies(body, http_copies)
+            task = asyncio.create_task(_discard(sending))
+            self._reporting.add(task)
+            task.add_done_callback(self._reporting.discard)
+        while self._reporting:
+            await asyncio.gather(*list(self._reporting))
+
+    async def _http_copies(self, body: dict[str, Any], copies: int) -> None:
+        await asyncio.gather(*(self.report_http(body) for _ in range(copies)))
+
+    async def accepted_at_least(self, count: int, *, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.observed.accepted) < count:
+            assert time.monotonic() < deadline, f"only {len(self.observed.accepted)} of {count} cases accepted"
+            await asyncio.sleep(0.05)
+
+    # Faults ----------------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def fault(self, name: str) -> AsyncIterator[Fault]:
+        fault = Fault(name, time.monotonic())
+        self.observed.faults.append(fault)
+        try:
+            yield fault
+        finally:
+            fault.ended = time.monotonic()
+
+    async def kill_service(self, name: str) -> None:
+        """kill -9, then started again as a supervisor would."""
+        async with self.fault(f"kill -9 {name}"):
+            await self.services[name].kill()
+            await self.services[name].start()
+
+    async def kill_broker(self) -> None:
+        """kill -9 of the node, started again on the same data directory."""
+        async with self.fault("kill -9 broker"):
+            await asyncio.to_thread(kill_node, self.node_home)
+            await asyncio.to_thread(restart_node, self.node_home)
+
+    async def freeze_broker(self, seconds: float) -> None:
+        """SIGSTOP of the node for ``seconds``, then SIGCONT."""
+        pid = int((self.node_home / "pid").read_text())
+        async with self.fault(f"broker frozen {seconds:g} s"):
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+    async def cut_connections(self) -> None:
+        assert self.proxy is not None
+        async with self.fault("connections cut"):
+            self.proxy.cut()
+
+    async def rabbitmqctl(self, *args: str) -> None:
+        environment = {**os.environ, **json.loads((self.node_home / "environment.json").read_text())}
+        process = await asyncio.create_subprocess_exec(
+            "/usr/lib/rabbitmq/bin/rabbitmqctl",
+            "-n",
+            environment["RABBITMQ_NODENAME"],
+            *args,
+            env=environment,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, error = await process.communicate()
+        assert process.returncode == 0, error.decode()[-1000:]
+
+    # The end of a run ------------------------------------------------------------------------------------------
+
+    def undelivered(self) -> int:
+        reached: dict[str, set[str]] = {}
+        for arrival in self.sink.arrived:
+            reached.setdefault(arrival.case_code, set()).add(arrival.agency_id)
+        for mail in self.mails:
+            if code := CASE_CODE.search(mail.subject):
+                reached.setdefault(code.group(), set()).update(self._desks.get(address, "") for address in mail.to)
+        return sum(
+            1 for code in self.observed.accepted if not self.observed.expected_agencies <= reached.get(code, set())
+        )
+
+    async def settle(self) -> Observations:
+        """Waits until every accepted case reached its agencies or nothing moved for ``patience`` seconds, then
+        reads the agency inboxes and dead-letter queues off the node."""
+        last, moved = self.undelivered(), time.monotonic()
+        while last and time.monotonic() - moved < self.patience:
+            await asyncio.sleep(0.5)
+            if (now := self.undelivered()) != last:
+                last, moved = now, time.monotonic()
+        await asyncio.sleep(2)  # a late resend of something already delivered still counts, if it is a duplicate
+        self.observed.webhooks = list(self.sink.arrived)
+        for mail, at in zip(self.mails, self.mails.times, strict=True):
+            code = CASE_CODE.search(mail.subject)
+            for address in mail.to:
+                if address in self._desks and code:
+                    kind = mail.subject[: code.start()]
+                    self.observed.desk_mails.append(
+                        Arrival("email", self._desks[address], mail.message_id, kind, "", code.group(), at)
+                    )
+        self.observed.mails, self.observed.texts = len(self.smtp.mails), len(self.gateway.texts)
+        client = await BrokerClient.connect(self.node_url)
+        try:
+            for agency in sorted(self.observed.inbox_agencies):
+                for message in await client.drain(f"agency.{agency}.inbox", at_least=0):
+                    body = json.loads(message.body)
+                    self.observed.inbox.append(
+                        Arrival(
+                            "inbox",
+                            agency,
+                            str(message.message_id),
+                            str(message.type),
+                            str(body.get("referral_id")),
+                            str(body.get("case_code")),
+                            time.monotonic(),
+                        )
+                    )
+            for spec in build_topology(self.directory, self.settings.retry_schedule).specs:
+                if spec.dead_lettered:
+                    name = dead_letter_queue_name(spec.queue.name)
+                    if dead := await client.drain(name, at_least=0):
+                        self.observed.dead_letters[name] = [str(m.headers.get(REASON_HEADER)) for m in dead]
+        finally:
+            await client.close()
+        return self.observed
+
+
+async def _discard(awaitable: Awaitable[object]) -> None:
+    with suppress(asyncio.CancelledError):
+        await awaitable
+
+
+Scenario = Callable[[Chaos, int], Awaitable[None]]

@@ -1,0 +1,180 @@
+"""The fault scenarios, each streaming ``cases`` cases while it does its damage, and the runner that judges them.
+
+.venv/bin/python -m tests.chaos --full        # every scenario over 2,000 cases, then the 180-s soak
+.venv/bin/python -m tests.chaos kill-referral  # one scenario, short
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tests.chaos.checker import Verdict, check
+from tests.chaos.harness import HEARTBEAT_SECONDS, Chaos
+from tests.system import ROOT, eventually
+
+RATE = 12.0
+"""Cases per second, each making three referrals and six notifications: under the 17 or so a second the pipeline
+sustains here (README, "Measured"), so a fault's backlog can be caught up."""
+
+Scenario = Callable[[Chaos, int], Awaitable[None]]
+
+
+async def _streaming_with(
+    chaos: Chaos, cases: int, fractions: tuple[float, ...], fault: Callable[[], Awaitable[None]]
+) -> None:
+    """Streams ``cases`` and does ``fault`` once each fraction of them has been accepted."""
+    feeding = asyncio.create_task(chaos.stream(cases, rate=RATE))
+    for fraction in fractions:
+        await chaos.accepted_at_least(1 + int(cases * fraction))
+        # Recovery is measured on the cases accepted after a fault began: some must still be coming.
+        assert not feeding.done(), f"the stream ended before the fault at {fraction:.0%}: stream more cases"
+        await fault()
+    await feeding
+
+
+async def kill_referral(chaos: Chaos, cases: int) -> None:
+    await _streaming_with(chaos, cases, (0.15, 0.4, 0.65), lambda: chaos.kill_service("referral"))
+
+
+async def kill_intake(chaos: Chaos, cases: int) -> None:
+    await _streaming_with(chaos, cases, (0.3,), lambda: chaos.kill_service("intake"))
+
+
+async def kill_notifier_mid_call(chaos: Chaos, cases: int) -> None:
+    # Each webhook answer takes a while, so the notifier always has calls open when it dies.
+    chaos.sink.delay = 0.02
+
+    async def kill_while_calling() -> None:
+        await eventually(lambda: chaos.sink.in_flight > 0, timeout=60)
+        await chaos.kill_service("notifier")
+
+    await _streaming_with(chaos, cases, (0.3,), kill_while_calling)
+
+
+async def connections_cut(chaos: Chaos, cases: int) -> None:
+    feeding = asyncio.create_task(chaos.stream(cases, rate=RATE))
+    while not feeding.done():
+        await asyncio.wait({feeding}, timeout=10)
+        if not feeding.done():
+            await chaos.cut_connections()
+
+
+async def webhook_failing_half(chaos: Chaos, cases: int) -> None:
+    # Left failing while the run settles too: every delivery it ever makes goes through the coin toss.
+    chaos.sink.failure_rate = 0.5
+    await chaos.stream(cases, rate=RATE)
+
+
+async def duplicate_publishes(chaos: Chaos, cases: int) -> None:
+    """Every AMQP report confirmed twice under one message id, every HTTP report posted twice at once."""
+    await chaos.stream(cases, rate=RATE, amqp_every=2, copies=2, http_copies=2)
+
+
+async def kill_broker(chaos: Chaos, cases: int) -> None:
+    await _streaming_with(chaos, cases, (0.4,), chaos.kill_broker)
+
+
+async def freeze_broker(chaos: Chaos, cases: int) -> None:
+    await _streaming_with(chaos, cases, (0.3,), lambda: chaos.freeze_broker(2 * HEARTBEAT_SECONDS + 3))
+
+
+QUEUE_LIMIT = 20
+
+
+async def queue_full(chaos: Chaos, cases: int) -> None:
+    """referral.cases holds at most QUEUE_LIMIT messages and its consumer is away for a while: intake must answer
+    503 (its reporters send again) and never 202 for a case the broker refused."""
+    await chaos.rabbitmqctl(
+        "set_policy",
+        "--apply-to",
+        "queues",
+        "limit",
+        r"^referral\.cases$",
+        f'{{"max-length": {QUEUE_LIMIT}, "overflow": "reject-publish"}}',
+    )
+
+    async def referral_away() -> None:
+        async with chaos.fault("referral.cases full"):
+            await chaos.services["referral"].kill()
+            refused_before = chaos.observed.refusals
+            await eventually(lambda: chaos.observed.refusals - refused_before >= 10, timeout=60)
+            await chaos.services["referral"].start()
+
+    await _streaming_with(chaos, cases, (0.3,), referral_away)
+
+
+async def control_auto_ack(chaos: Chaos, cases: int) -> None:
+    """CONTROL, must show losses: a rogue consumer on referral.cases that acknowledges on receipt, killed with
+    messages in hand."""
+    chaos.patience = 15.0  # what it loses never comes; no need to wait long to be sure
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.chaos.autoack",
+        chaos.node_url,
+        "referral.cases",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    await process.stdout.readline()
+
+    async def kill_it() -> None:
+        async with chaos.fault("kill -9 auto-ack consumer"):
+            process.kill()
+            await process.wait()
+
+    await _streaming_with(chaos, cases, (0.6,), kill_it)
+
+
+FAULTS: dict[str, Callable[[Chaos], Awaitable[None]]] = {
+    "kill -9 referral": lambda chaos: chaos.kill_service("referral"),
+    "kill -9 intake": lambda chaos: chaos.kill_service("intake"),
+    "kill -9 notifier": lambda chaos: chaos.kill_service("notifier"),
+    "connections cut": lambda chaos: chaos.cut_connections(),
+    "broker frozen": lambda chaos: chaos.freeze_broker(2 * HEARTBEAT_SECONDS + 3),
+    "kill -9 broker": lambda chaos: chaos.kill_broker(),
+}
+
+
+async def soak(chaos: Chaos, seconds: int) -> None:
+    """``seconds`` of streaming at a lower rate, with a random fault every 20 s."""
+    rate = RATE / 2
+    feeding = asyncio.create_task(chaos.stream(int(seconds * rate), rate=rate))
+    pick = random.Random(seconds)
+    while not feeding.done():
+        await asyncio.wait({feeding}, timeout=20)
+        if not feeding.done():
+            await FAULTS[pick.choice(sorted(FAULTS))](chaos)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "kill -9 referral x3": kill_referral,
+    "kill -9 intake": kill_intake,
+    "kill -9 notifier mid-call": kill_notifier_mid_call,
+    "connections cut every 10 s": connections_cut,
+    "webhook fails 50 %": webhook_failing_half,
+    "duplicate publishes": duplicate_publishes,
+    "kill -9 broker halfway": kill_broker,
+    "broker frozen > heartbeat": freeze_broker,
+    "queue length limit": queue_full,
+    "CONTROL auto-ack killed": control_auto_ack,
+}
+CONTROLS = frozenset({"CONTROL auto-ack killed"})
+
+
+async def run_scenario(name: str, scenario: Scenario, size: int, workdir: Path | None = None) -> Verdict:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="rujukan-chaos-"))
+    started = time.monotonic()
+    async with Chaos(workdir) as chaos:
+        await scenario(chaos, size)
+        observed = await chaos.settle()
+    verdict = check(name, observed)
+    print(f"  ({name}: {time.monotonic() - started:.0f} s, in {workdir})", file=sys.stderr)
+    return verdict
