@@ -12,7 +12,7 @@ import structlog
 from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI
 
-from services.notifier.channels import Channel, CircuitBreakers, QuickRetries
+from services.notifier.channels import QUICK_RETRY_MAX_WAIT_SECONDS, Channel, CircuitBreakers, QuickRetries
 from services.notifier.channels.email import EmailChannel
 from services.notifier.channels.gateway import GatewayChannel
 from services.notifier.channels.targets import GuardedResolver
@@ -96,6 +96,20 @@ def build_channels(
     ]
 
 
+LEASE_MARGIN_SECONDS = 10.0
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    """How long one consumer holds a notification it is sending: its longest send (every quick attempt timing out,
+    with the waits between) and a margin. A holder killed mid-send is relieved once it lapses, within a minute
+    rather than five (found by the chaos harness); one that is merely slower sends again under the same
+    notification id, which receivers drop."""
+    attempts = settings.webhook_attempts
+    slowest = max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds)
+    longest_send = attempts * slowest + (attempts - 1) * QUICK_RETRY_MAX_WAIT_SECONDS
+    return timedelta(seconds=longest_send + LEASE_MARGIN_SECONDS)
+
+
 def warn_of_roster_gaps(directory: Directory) -> None:
     """One warning naming every agency whose roster leaves hours of the week uncovered, or that has none."""
     if gaps := uncovered_agencies(directory):
@@ -132,6 +146,7 @@ def build_notifier(
         link_ttl=timedelta(hours=settings.link_ttl_hours),
         retry_rounds=len(topology.notifier_waits),
         metrics=NotifierMetrics(metrics.registry),
+        lease=claim_lease(settings),
         clock=clock,
     )
     broker.include_router(build_router(notifier, publisher, dead_letters, topology, settings))

@@ -43,11 +43,6 @@ URGENT_ROUNDS = 2
 """Wait rounds (30 s and 2 min by default) an urgent notification spends on a channel before the next one."""
 
 
-CLAIM_LEASE = timedelta(minutes=5)
-"""How long one consumer holds a notification it is sending: far longer than the quick retries and timeouts of
-one send; a holder that crashed is relieved once it lapses."""
-
-
 @dataclass(frozen=True)
 class Onward:
     """Where the message being handled goes next, besides being acked."""
@@ -80,8 +75,8 @@ class Notifier:
         link_ttl: timedelta,
         retry_rounds: int,
         metrics: NotifierMetrics,
+        lease: timedelta,
         clock: Callable[[], datetime] | None = None,
-        lease: timedelta = CLAIM_LEASE,
     ) -> None:
         self._directory = directory
         self._channels = {kind: channel for channel in channels for kind in channel.kinds}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services.notifier.app import claim_lease
 from services.notifier.messages import Notification
 from services.notifier.recipients import recipients_for
 from services.notifier.store import NotificationStore, Status
@@ -73,3 +74,26 @@ async def test_a_copy_of_a_notification_sent_but_never_reported_reports_it_witho
     claim = await store.claim(note, WEDNESDAY_10_WIB, round_=0, lease=timedelta(minutes=5))
     await engine.dispose()
     assert claim.record.reported
+
+
+async def test_a_notification_whose_holder_was_killed_mid_send_is_sent_once_its_short_lease_lapses(
+    rig: NotifierRig,
+) -> None:
+    # Found by the chaos harness: a notifier killed mid-send held its notifications for a five-minute lease.
+    issued = an_issued_referral()
+    event_id = "issued-event-killed-holder"
+    [_, officer] = recipients_for(issued, rig.directory, WEDNESDAY_10_WIB).recipients
+    note = Notification.first(event_id, issued, officer, nobody_on_duty=False)
+    engine = make_engine(rig.settings.notifier_database_url)
+    store = NotificationStore(engine)
+    lease = claim_lease(rig.settings)
+    await store.claim(note, WEDNESDAY_10_WIB - lease - timedelta(seconds=1), round_=0, lease=lease)
+    await engine.dispose()
+    # Short, yet longer than a live holder's slowest send (every quick attempt timing out).
+    assert rig.settings.webhook_attempts * rig.settings.smtp_timeout_seconds < lease.total_seconds() < 60
+
+    await rig.publish(issued, message_id=event_id)
+
+    reports = {report.recipient: report for report in await rig.reports(2)}
+    assert reports["piket-pagi"].notification_id == note.notification_id
+    assert [text.id for text in rig.gateway.to(PIKET_PAGI)] == [note.notification_id]

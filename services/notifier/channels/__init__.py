@@ -120,11 +120,16 @@ class Channel(Protocol):
     async def deliver(self, message: Outgoing) -> int: ...
 
 
+QUICK_RETRY_MAX_WAIT_SECONDS = 4.0
+
+
 class QuickRetries:
     """Seconds of jittered in-process retries around one send, behind the endpoint's circuit breaker; longer
     waits are the wait queues' business, so a message never holds a prefetch slot for long."""
 
-    def __init__(self, *, attempts: int, breakers: CircuitBreakers, max_wait_seconds: float = 4.0) -> None:
+    def __init__(
+        self, *, attempts: int, breakers: CircuitBreakers, max_wait_seconds: float = QUICK_RETRY_MAX_WAIT_SECONDS
+    ) -> None:
         self._attempts = attempts
         self._breakers = breakers
         self._max_wait = max_wait_seconds
