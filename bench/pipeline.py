@@ -1,0 +1,188 @@
+"""The whole pipeline, each service in its own process, against a fresh vhost of the local broker.
+
+HTTP intake -> referral (SQLite ledger, outbox) -> notifier -> signed webhook to a local sink -> delivery report
+back into the ledger. Each case is the demo's three-victim case, so it makes three referrals (three webhooks);
+each referral also notifies the officer on duty (local SMTP and SMS gateway sinks). Every phase waits for the
+ledger to record the last delivery before the next starts, so phases do not bleed into each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.builders import a_case_report_body, the_sample_victims
+from tests.rabbit import fresh_vhost
+from tests.system import (
+    GatewaySink,
+    ServiceProcess,
+    SmtpSink,
+    WebhookSink,
+    directory_for,
+    settings_for,
+    with_sinks,
+)
+
+SERVICES = ("intake", "referral", "notifier")
+REFERRALS_PER_CASE = 3
+HEADERS = {"Authorization": "Bearer dev-polres-bengkayang"}
+
+
+@dataclass
+class Pipeline:
+    client: httpx.AsyncClient
+    url: str
+    sink: WebhookSink
+    ledger: Path
+    processes: list[ServiceProcess]
+    delivered: int = 0
+    """Referrals delivered and recorded before the current phase."""
+
+    async def post(self, accepted: dict[str, float]) -> None:
+        response = await self.client.post(self.url, json=a_case_report_body(victims=the_sample_victims()))
+        response.raise_for_status()
+        accepted[response.json()["case_code"]] = time.monotonic()
+
+    async def burst(self, cases: int, concurrency: int) -> dict[str, float]:
+        """Posts ``cases`` as fast as ``concurrency`` reporters get their 202s."""
+        accepted: dict[str, float] = {}
+        remaining = iter(range(cases))
+
+        async def reporter() -> None:
+            for _ in remaining:
+                await self.post(accepted)
+
+        await asyncio.gather(*(reporter() for _ in range(concurrency)))
+        return accepted
+
+    async def paced(self, cases: int, rate: float) -> dict[str, float]:
+        """Posts ``cases`` on a fixed timetable (open loop: a slow answer does not delay the next case)."""
+        accepted: dict[str, float] = {}
+        start = time.monotonic()
+        posts = []
+        for index in range(cases):
+            await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
+            posts.append(asyncio.create_task(self.post(accepted)))
+        await asyncio.gather(*posts)
+        return accepted
+
+    async def webhooks(self, cases: int, timeout: float) -> float:
+        """The moment the sink holds every webhook of ``cases`` more cases."""
+        expected = self.delivered + REFERRALS_PER_CASE * cases
+        deadline = time.monotonic() + timeout
+        while len(self.sink.distinct_ids()) < expected:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(self.sink.distinct_ids())} of {expected} webhooks in {timeout} s")
+            await asyncio.sleep(0.005)
+        return time.monotonic()
+
+    async def ledger_caught_up(self, cases: int, timeout: float) -> float:
+        """The moment the referral ledger has recorded every agency delivery (the pipeline's last step)."""
+        expected = self.delivered + REFERRALS_PER_CASE * cases
+        deadline = time.monotonic() + timeout
+        while True:
+            with sqlite3.connect(self.ledger) as connection:
+                (recorded,) = connection.execute(
+                    "SELECT count(*) FROM timeline"
+                    " WHERE event = 'delivered' AND json_extract(detail, '$.recipient') = 'agency'"
+                ).fetchone()
+            if recorded >= expected:
+                self.delivered = expected
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the ledger recorded {recorded} of {expected} deliveries in {timeout} s")
+            await asyncio.sleep(0.02)
+
+    def memory_mb(self) -> dict[str, dict[str, float]]:
+        """Each service's resident memory now and its peak so far (VmRSS, VmHWM)."""
+        figures: dict[str, dict[str, float]] = {}
+        for process in self.processes:
+            assert process.process is not None
+            status = Path(f"/proc/{process.process.pid}/status").read_text().splitlines()
+            fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status if line.startswith("Vm")}
+            figures[process.name] = {"rss": round(fields["VmRSS"], 1), "peak": round(fields["VmHWM"], 1)}
+        return figures
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 1), "p95": round(cuts[94], 1), "p99": round(cuts[98], 1)}
+
+
+async def raid(pipeline: Pipeline, cases: int, concurrency: int) -> dict[str, Any]:
+    """A raid: ``cases`` posted at once; how long until every referral reached its agency."""
+    started = time.monotonic()
+    await pipeline.burst(cases, concurrency)
+    accepted_at = time.monotonic()
+    delivered_at = await pipeline.webhooks(cases, 600)
+    recorded_at = await pipeline.ledger_caught_up(cases, 600)
+    return {
+        "cases": cases,
+        "concurrency": concurrency,
+        "intake_cases_per_second": round(cases / (accepted_at - started), 1),
+        "delivered_seconds": round(delivered_at - started, 2),
+        "referrals_delivered_per_second": round(REFERRALS_PER_CASE * cases / (delivered_at - started), 1),
+        "ledger_caught_up_seconds": round(recorded_at - started, 2),
+    }
+
+
+async def latency(pipeline: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
+    """Cases at ``rate`` for ``seconds``: 202 -> webhook receipt per referral, in milliseconds."""
+    cases = round(rate * seconds)
+    pipeline.sink.arrivals = {}
+    started = time.monotonic()
+    accepted = await pipeline.paced(cases, rate)
+    sent_for = time.monotonic() - started
+    await pipeline.webhooks(cases, 600)
+    await pipeline.ledger_caught_up(cases, 600)
+    arrivals = pipeline.sink.arrivals
+    latencies = [(arrived - accepted[code]) * 1000 for code, times in arrivals.items() for arrived in times]
+    return {"rate": rate, "cases": cases, "achieved_rate": round(cases / sent_for, 1), **_percentiles(latencies)}
+
+
+async def run(*, raid_cases: int, concurrency: int, rates: list[float], seconds: float) -> dict[str, Any]:
+    async with fresh_vhost() as amqp_url:
+        sink = WebhookSink()
+        smtp, gateway = SmtpSink(), GatewaySink()
+        for server in (sink, smtp, gateway):
+            await server.start()
+        data_dir = Path(tempfile.mkdtemp(prefix="rujukan-bench-"))
+        directory = directory_for(sink)
+        sink.directory = directory
+        settings = with_sinks(settings_for(amqp_url, data_dir, retry_schedule=(30.0,)), smtp, gateway)
+        processes = [ServiceProcess(name, settings, directory, data_dir) for name in SERVICES]
+        try:
+            for process in processes:
+                await process.start()
+            async with httpx.AsyncClient(headers=HEADERS, timeout=60) as client:
+                pipeline = Pipeline(
+                    client, f"http://127.0.0.1:{settings.intake_port}/v1/cases", sink, data_dir / "rujukan.db",
+                    processes,
+                )  # fmt: skip
+                # Warm up (imports, connections, SQLite pages), then let the services settle to measure them at rest.
+                await pipeline.burst(20, 4)
+                await pipeline.webhooks(20, 120)
+                await pipeline.ledger_caught_up(20, 120)
+                await asyncio.sleep(3)
+                at_rest = pipeline.memory_mb()
+                raided = await raid(pipeline, raid_cases, concurrency)
+                paced = [await latency(pipeline, rate, seconds) for rate in rates]
+                under_load = pipeline.memory_mb()
+        finally:
+            for process in processes:
+                await process.stop()
+            for server in (sink, smtp, gateway):
+                await server.stop()
+    return {
+        "raid": raided,
+        "paced": paced,
+        "memory_mb": {name: {"at_rest": at_rest[name]["rss"], "peak": under_load[name]["peak"]} for name in SERVICES},
+    }
