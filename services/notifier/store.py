@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import Executable, Select
 
 from services.notifier.messages import ACKNOWLEDGED, Notification
 from shared.database import UtcDateTime
@@ -129,7 +129,12 @@ class NotificationStore:
         operator's) first puts a record that ended or waits back to pending at round 0."""
         record_id = notifications.c.notification_id == note.notification_id
         async with self._engine.begin() as connection:
-            await connection.execute(self._insert_new(note, now, round_))
+            # The usual case, a notification seen for the first time, is claimed by the insert itself: two
+            # statements fewer on the notifier's hottest path than insert-pending-then-claim.
+            inserted = await connection.execute(self._insert_new(note, now, round_, claimed_until=now + lease))
+            if inserted.rowcount == 1:
+                taken = await connection.scalar(self._referral_status(note))
+                return Claim(True, Record(Status.SENDING, 0, note.history, taken, round_, reported=False))
             if replay:
                 await connection.execute(
                     update(notifications)
@@ -152,7 +157,7 @@ class NotificationStore:
             record = await self._record(connection, note)
         return Claim(claimed.rowcount == 1, record)
 
-    def _insert_new(self, note: Notification, now: datetime, round_: int) -> Executable:
+    def _insert_new(self, note: Notification, now: datetime, round_: int, *, claimed_until: datetime) -> Executable:
         values = {
             "notification_id": note.notification_id,
             "event_id": note.event_id,
@@ -161,10 +166,11 @@ class NotificationStore:
             "recipient": note.recipient.id,
             "channel": note.address.kind,
             "level": note.level,
-            "status": Status.PENDING.value,
+            "status": Status.SENDING.value,
             "attempts": 0,
             "history": json.dumps(list(note.history)),
             "round": round_,
+            "claimed_until": claimed_until,
             "reported": False,
             "created_at": now,
             "updated_at": now,
@@ -173,6 +179,10 @@ class NotificationStore:
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
         statement: Executable = dialect.insert(notifications).values(**values).on_conflict_do_nothing()
         return statement
+
+    @staticmethod
+    def _referral_status(note: Notification) -> Select[str]:
+        return select(settled.c.status).where(settled.c.referral_id == str(note.event.referral_id))
 
     async def _record(self, connection: AsyncConnection, note: Notification) -> Record:
         row = (
@@ -183,14 +193,12 @@ class NotificationStore:
                     notifications.c.history,
                     notifications.c.round,
                     notifications.c.reported,
+                    self._referral_status(note).scalar_subquery().label("taken"),
                 ).where(notifications.c.notification_id == note.notification_id)
             )
         ).one()
-        taken = await connection.scalar(
-            select(settled.c.status).where(settled.c.referral_id == str(note.event.referral_id))
-        )
         return Record(
-            Status(row.status), row.attempts, tuple(json.loads(row.history)), taken, row.round, bool(row.reported)
+            Status(row.status), row.attempts, tuple(json.loads(row.history)), row.taken, row.round, bool(row.reported)
         )
 
     async def wait(self, notification_id: str, now: datetime, *, attempts: int, round_: int) -> None:
