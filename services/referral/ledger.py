@@ -83,6 +83,7 @@ referrals = Table(
     Column("escalation_level", Integer, nullable=False, server_default="0"),
     UniqueConstraint("case_id", "agency_id", name="uq_referrals_case_agency"),
     Index("ix_referrals_status_due", "status", "ack_due_at"),
+    Index("ix_referrals_agency_ack_code", "agency_id", "ack_code"),
 )
 # An SMS reply ``TERIMA 4821`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
 _awaiting_ack = referrals.c.status.in_([status.value for status in AWAITING_ACK])
@@ -494,6 +495,20 @@ class LedgerTx:
                 if due_at is not None
             ],
         )
+
+    async def ack_code_in_use(self, agency_id: str, code: str, *, issued_since: datetime) -> bool:
+        """Whether one of the agency's referrals awaiting acknowledgement, or issued since ``issued_since``, holds
+        ``code`` (one row at most, however many referrals the agency has)."""
+        query = (
+            select(referrals.c.referral_id)
+            .where(
+                referrals.c.agency_id == agency_id,
+                referrals.c.ack_code == code,
+                _awaiting_ack | (referrals.c.issued_at >= issued_since),
+            )
+            .limit(1)
+        )
+        return (await self._c.execute(query)).first() is not None
 
     async def ack_codes_in_use(self, agency_id: str, *, issued_since: datetime) -> set[str]:
         """The codes of the agency's referrals awaiting acknowledgement, or issued since ``issued_since`` (a late

@@ -563,28 +563,39 @@ async def _followed_case(tx: LedgerTx, case_id: UUID, *, message_id: str, now: d
 
 def ack_due(directory: Directory, agency: Agency, priority: Priority, now: datetime) -> datetime:
     span = agency.deadlines.acknowledge.for_priority(priority)
-    return WorkingCalendar(directory.calendar).due(now, span, directory.zone_of(agency))
+    return WorkingCalendar.of(directory.calendar).due(now, span, directory.zone_of(agency))
 
 
 def accept_due(directory: Directory, agency: Agency, priority: Priority, now: datetime) -> datetime:
     span = agency.deadlines.accept.for_priority(priority)
-    return WorkingCalendar(directory.calendar).due(now, span, directory.zone_of(agency))
+    return WorkingCalendar.of(directory.calendar).due(now, span, directory.zone_of(agency))
 
 
 ACK_CODE_RESERVED = timedelta(days=7)
 """A code is not given again for this long after its referral was issued, however soon it was acknowledged."""
 
 
+ACK_CODE_PROBES = 8
+"""Random codes tried one by one before reading every code in use: while fewer than half are taken, the chance
+that all eight are is under 1 in 250."""
+
+
 async def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
     """Four random digits no other referral of the agency awaiting acknowledgement, or issued recently, holds;
     None in the (absurd) case that all ten thousand are taken: the signed link still acknowledges."""
-    in_use = await tx.ack_codes_in_use(agency_id, issued_since=now - ACK_CODE_RESERVED)
-    if len(in_use) >= 10_000:
+    since = now - ACK_CODE_RESERVED
+    # A probe is one lookup in ix_referrals_agency_ack_code; reading every code in use cost a row per referral of
+    # the last week on every referral issued (quadratic in a raid).
+    for _ in range(ACK_CODE_PROBES):
+        code = f"{secrets.randbelow(10_000):04d}"
+        if not await tx.ack_code_in_use(agency_id, code, issued_since=since):
+            return code
+    in_use = await tx.ack_codes_in_use(agency_id, issued_since=since)
+    free = [code for number in range(10_000) if (code := f"{number:04d}") not in in_use]
+    if not free:
         log.warning("ack_codes_exhausted", agency_id=agency_id)
         return None
-    while (code := f"{secrets.randbelow(10_000):04d}") in in_use:
-        pass
-    return code
+    return secrets.choice(free)
 
 
 async def _new_referral(
