@@ -171,7 +171,7 @@ async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, refe
         span = deadlines.escalate_every.for_priority(referral.priority)
         # Counted from now when the sweep is late (the service was down): the levels it missed do not all
         # fire in one sweep; each next one still gets its interval to be answered.
-        next_due = WorkingCalendar(directory.calendar).due(max(deadline.due_at, now), span, zone)
+        next_due = WorkingCalendar.of(directory.calendar).due(max(deadline.due_at, now), span, zone)
         await tx.advance_deadline(deadline, now, due_at=next_due)
     else:
         await tx.advance_deadline(deadline, now, due_at=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -11,6 +12,13 @@ from shared.directory import Calendar, Span
 
 
 class WorkingCalendar:
+    @staticmethod
+    @lru_cache(maxsize=8)
+    def of(calendar: Calendar) -> WorkingCalendar:
+        """One per directory calendar: building the public holidays took more CPU than computing a deadline, and
+        every referral computes two."""
+        return WorkingCalendar(calendar)
+
     def __init__(self, calendar: Calendar) -> None:
         self._working_weekdays = {day.number for day in calendar.working_days}
         self._extra = set(calendar.extra_holidays)
