@@ -45,7 +45,7 @@ def report(verdicts: list[Verdict], out: Path) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"some of: {', '.join(SCENARIOS)}")
-    parser.add_argument("--full", action="store_true", help=f"{FULL} cases per scenario and the soak")
+    parser.add_argument("--full", action="store_true", help=f"{FULL} cases per scenario, then the soak")
     parser.add_argument("--cases", type=int, help="cases per scenario")
     parser.add_argument("--json", type=Path, default=Path("var/chaos-results.json"))
     args = parser.parse_args()
@@ -53,5 +53,5 @@ if __name__ == "__main__":
     if unknown:
         parser.error(f"unknown scenarios: {sorted(unknown)}")
     size = args.cases or (FULL if args.full else SHORT)
-    run = partial(main, args.scenarios or list(SCENARIOS), size, args.full and not args.scenarios)
+    run = partial(main, args.scenarios or list(SCENARIOS), size, args.full)
     sys.exit(report(asyncio.run(run()), args.json))

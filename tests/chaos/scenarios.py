@@ -1,7 +1,7 @@
 """The fault scenarios, each streaming ``cases`` cases while it does its damage, and the runner that judges them.
 
-.venv/bin/python -m tests.chaos --full        # every scenario over 2,000 cases, then the 180-s soak
-.venv/bin/python -m tests.chaos kill-referral  # one scenario, short
+    scripts/chaos --full                          # every scenario over 2,000 cases, then the 180-s soak
+    scripts/chaos "kill -9 intake" --cases 500    # one scenario, 500 cases
 """
 
 from __future__ import annotations
