@@ -28,6 +28,9 @@ D = TypeVar("D", bound=Contract)
 E = TypeVar("E", bound=Contract)
 
 REASON_HEADER = "x-rujukan-reason"
+REPLAY_HEADER = "x-rujukan-replay"
+"""``true`` on a dead letter an operator put back into its queue: a consumer that keeps its own record of a message
+(the notifier's, of a notification) starts it afresh instead of taking it for a copy of one already ended."""
 _MAX_REASON = 1000
 log = structlog.get_logger(__name__)
 

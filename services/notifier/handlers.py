@@ -15,15 +15,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.notifier.dispatch import Notifier, Onward
 from services.notifier.messages import Notification
 from shared.broker import MessagePublisher, consumer_channel
-from shared.consuming import DeadLetters, decode, earlier_deliveries, message_id_of, raw, republish
+from shared.consuming import REPLAY_HEADER, DeadLetters, decode, earlier_deliveries, message_id_of, raw, republish
 from shared.contracts.referrals import ReferralCancelled, ReferralEscalated, ReferralIssued, ReferralTaken
 from shared.errors import PermanentError
 from shared.settings import Settings
 from shared.topology import DELIVERY_LIMIT, Topology
 
 ROUND_HEADER = "x-rujukan-retry-round"
-REPLAY_HEADER = "x-rujukan-replay"
-"""``true`` on a dead letter an operator republishes to ``notifier.notifications``: its record starts afresh."""
 REFERRAL_EVENTS = (ReferralIssued, ReferralEscalated, ReferralCancelled, ReferralTaken)
 """What the referral service publishes about a referral, on ``notifier.referrals``."""
 INFRASTRUCTURE_ERRORS = (SQLAlchemyError, AMQPError, TimeoutError, ConnectionError)

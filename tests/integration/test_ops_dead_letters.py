@@ -12,7 +12,7 @@ import httpx
 from shared.topology import DELIVERY_LIMIT
 from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
-from tests.system import System, delivered_everywhere, eventually
+from tests.system import System, WebhookSink, delivered_everywhere, eventually
 
 OPERATOR = {"Authorization": "Bearer dev-ops-rujukan"}
 
@@ -157,6 +157,27 @@ async def test_a_referral_an_agency_system_rejected_is_replayed_into_that_agency
     assert back.headers["x-rujukan-replays"] == 1
     assert await broker.depth(spy) == 0
     assert await broker.depth(f"{inbox}.dead") == 0
+
+
+async def test_a_notification_parked_when_every_channel_failed_is_sent_once_when_replayed(
+    system: System, sink: WebhookSink
+) -> None:
+    """Found by the chaos harness: the notifier took a replayed notification for a copy of one already ended,
+    and dropped it, so a replay after an agency's outage delivered nothing."""
+    desk = "meja.dinsos-bengkayang@example.org"
+    sink.fail_next("dinsos-bengkayang", 410)  # refused for good: on to the desk's email at once
+    system.smtp.refuse(desk)  # and that refused too: parked
+    accepted = await system.report(a_case_report_body(victims=[a_victim(sex="male", age_years=40)]))
+    assert accepted.status_code == 202, accepted.text
+    [letter] = await listed(system, "notifier.notifications", 1)
+    del system.smtp.refusals[desk]
+
+    replayed = await ops(system, "POST", f"/dead-letters/notifier.notifications/{letter['message_id']}/replay")
+
+    assert replayed.status_code == 200, replayed.text
+    await system.case_when(accepted.json()["case_id"], delivered_everywhere)
+    await asyncio.sleep(1)  # time enough for a second copy, were one coming
+    assert len(system.smtp.to(desk)) == 1
 
 
 async def test_a_discard_needs_a_note_and_removes_the_dead_letter(system: System, broker: BrokerClient) -> None:

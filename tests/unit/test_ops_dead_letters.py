@@ -50,7 +50,7 @@ def test_a_broker_dead_letter_tells_its_routing_key_and_time() -> None:
     assert dead_at_of({}, datetime(2026, 3, 3, tzinfo=UTC)) == datetime(2026, 3, 3, tzinfo=UTC)
 
 
-def test_a_replay_counts_itself_names_the_operator_and_leaves_the_dead_letter_bookkeeping_behind() -> None:
+def test_a_replay_counts_itself_names_the_operator_marks_itself_and_leaves_the_dead_letter_bookkeeping_behind() -> None:
     dead = {
         **BROKER_DEATH,
         "x-rujukan-reason": "gave up after 10 deliveries: OperationalError",
@@ -62,7 +62,12 @@ def test_a_replay_counts_itself_names_the_operator_and_leaves_the_dead_letter_bo
 
     headers = replay_headers(dead, operator="ops-rujukan")
 
-    assert headers == {"causation_id": "c-1", "x-rujukan-replays": 2, "x-rujukan-replayed-by": "ops-rujukan"}
+    assert headers == {
+        "causation_id": "c-1",
+        "x-rujukan-replays": 2,
+        "x-rujukan-replayed-by": "ops-rujukan",
+        "x-rujukan-replay": True,
+    }
     assert replays_of(headers) == 2
     assert replays_of({"x-rujukan-replays": "nonsense"}) == 0
 

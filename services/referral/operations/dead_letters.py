@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.consuming import REASON_HEADER, SEALED_BODY_HEADER
+from shared.consuming import REASON_HEADER, REPLAY_HEADER, SEALED_BODY_HEADER
 
 QUEUE_HEADER = "x-rujukan-queue"
 DEAD_AT_HEADER = "x-rujukan-dead-at"
@@ -99,6 +99,7 @@ def _aware(moment: datetime) -> datetime:
 
 def replay_headers(headers: Mapping[str, Any], *, operator: str) -> dict[str, Any]:
     """The headers a replayed message carries: its own, less the dead-letter bookkeeping, with the replay
-    counted and the operator named (an id, never identity)."""
+    counted, the operator named (an id, never identity) and the replay marked: without the mark the notifier takes
+    a parked notification for a copy of one that already ended, and drops it."""
     kept = {key: value for key, value in headers.items() if key not in _DROPPED_ON_REPLAY}
-    return {**kept, REPLAYS_HEADER: replays_of(headers) + 1, REPLAYED_BY_HEADER: operator}
+    return {**kept, REPLAYS_HEADER: replays_of(headers) + 1, REPLAYED_BY_HEADER: operator, REPLAY_HEADER: True}
