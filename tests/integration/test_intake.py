@@ -115,6 +115,24 @@ async def test_invalid_amqp_report_is_dead_lettered_with_its_reason_and_answered
     assert "victims.0.age_years" in answer["reason"]
 
 
+async def test_amqp_report_over_the_size_limit_is_dead_lettered_as_http_refuses_it(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by the chaos harness: a valid report padded past the limit, refused 413 over HTTP, was accepted over
+    AMQP."""
+    padded = json.dumps(a_case_report_body()).encode() + b" " * system.settings.max_request_bytes
+
+    message_id = await broker.publish("rujukan.intake", "case.report", padded, message_type="case.report.v1")
+
+    [dead] = await broker.take("intake.reports.dead")
+    assert dead.message_id == message_id
+    assert dead.headers["x-rujukan-reason"] == (
+        f"body of {len(padded)} bytes is over the limit of {system.settings.max_request_bytes} bytes"
+    )
+    [receipt] = await broker.take("agency.polres-bengkayang.receipts")
+    assert json.loads(receipt.body)["event"] == "rejected"
+
+
 async def test_unknown_contract_version_is_dead_lettered_with_its_reason(system: System, broker: BrokerClient) -> None:
     await broker.publish("rujukan.intake", "case.report", a_case_report_body(), message_type="case.report.v9")
 
