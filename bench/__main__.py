@@ -79,6 +79,8 @@ def table(result: dict[str, Any]) -> str:
         f"< {TARGET_RAID_SECONDS:<12} {_mark(raid['delivered_seconds'] < TARGET_RAID_SECONDS)}",
         f"{'raid: ledger caught up, s':<44}{raid['ledger_caught_up_seconds']:>14.2f}",
         f"{'raid: intake accepted, cases/s':<44}{raid['intake_cases_per_second']:>14.1f}",
+        f"{'raid: CPU ms per referral, ' + '/'.join(raid['cpu_ms_per_referral']):<44}"
+        f"{'/'.join(f'{ms:.1f}' for ms in raid['cpu_ms_per_referral'].values()):>14}",
     ]
     for paced in result["paced"]:
         figures = f"{paced['p50']:.0f}/{paced['p95']:.0f}/{paced['p99']:.0f}"

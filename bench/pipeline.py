@@ -9,6 +9,7 @@ ledger to record the last delivery before the next starts, so phases do not blee
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -101,6 +102,17 @@ class Pipeline:
                 raise SystemExit(f"the ledger recorded {recorded} of {expected} deliveries in {timeout} s")
             await asyncio.sleep(0.02)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """Each service's CPU time so far (user + system): a cost that contention for the cores does not inflate."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used: dict[str, float] = {}
+        for process in self.processes:
+            assert process.process is not None
+            # The fields after the command's closing parenthesis; utime and stime are the 12th and 13th of them.
+            fields = Path(f"/proc/{process.process.pid}/stat").read_text().rpartition(")")[2].split()
+            used[process.name] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
     def memory_mb(self) -> dict[str, dict[str, float]]:
         """Each service's resident memory now and its peak so far (VmRSS, VmHWM)."""
         figures: dict[str, dict[str, float]] = {}
@@ -119,11 +131,14 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
 
 async def raid(pipeline: Pipeline, cases: int, concurrency: int) -> dict[str, Any]:
     """A raid: ``cases`` posted at once; how long until every referral reached its agency."""
+    cpu_before = pipeline.cpu_seconds()
     started = time.monotonic()
     await pipeline.burst(cases, concurrency)
     accepted_at = time.monotonic()
     delivered_at = await pipeline.webhooks(cases, 600)
     recorded_at = await pipeline.ledger_caught_up(cases, 600)
+    cpu_after = pipeline.cpu_seconds()
+    referrals = REFERRALS_PER_CASE * cases
     return {
         "cases": cases,
         "concurrency": concurrency,
@@ -131,6 +146,9 @@ async def raid(pipeline: Pipeline, cases: int, concurrency: int) -> dict[str, An
         "delivered_seconds": round(delivered_at - started, 2),
         "referrals_delivered_per_second": round(REFERRALS_PER_CASE * cases / (delivered_at - started), 1),
         "ledger_caught_up_seconds": round(recorded_at - started, 2),
+        "cpu_ms_per_referral": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / referrals, 2) for name in SERVICES
+        },
     }
 
 
