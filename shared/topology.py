@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
+from shared.broker import make_broker
 from shared.directory import Directory
 
 if TYPE_CHECKING:
     from faststream.rabbit import RabbitBroker
+
+    from shared.settings import Settings
 
 INTAKE = RabbitExchange("rujukan.intake", type=ExchangeType.TOPIC, durable=True)
 EVENTS = RabbitExchange("rujukan.events", type=ExchangeType.TOPIC, durable=True)
@@ -132,6 +135,19 @@ class Part:
                     RabbitQueue(dead_letter_queue_name(spec.queue.name), queue_type=QueueType.QUORUM, durable=True)
                 )
                 await dead.bind(exchanges[DLX.name], routing_key=spec.queue.name)
+
+    async def declare_apart(self, settings: Settings, *, app_id: str) -> None:
+        """Declares the part on a broker connection of its own, closed after, before the service's own broker
+        starts. Declared by the service's broker, FastStream (0.7) keeps each queue object and hands it, channel and
+        all, to the queue's subscriber, which then consumes on the declaring channel with no prefetch limit instead
+        of on its own channel with RUJUKAN_PREFETCH (found by the chaos harness: a notifier held a thousand
+        messages and its publishes timed out behind them)."""
+        broker = make_broker(settings, app_id=app_id)
+        await broker.connect()
+        try:
+            await self.declare(broker)
+        finally:
+            await broker.stop()
 
 
 @dataclass(frozen=True)

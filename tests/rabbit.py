@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -85,6 +86,42 @@ async def limit_queue(amqp_url: str, queue: str, max_length: int) -> None:
             pattern,
             json.dumps(definition),
         )
+
+
+@dataclass(frozen=True)
+class Consumer:
+    queue: str
+    channel: str
+    prefetch: int
+
+
+async def consumers_of(amqp_url: str) -> list[Consumer]:
+    """The consumers on the test's vhost as the broker sees them (management API, else rabbitmqctl)."""
+    quoted = amqp_url.rsplit("/", 1)[1]
+    try:
+        async with (
+            aiohttp.ClientSession(headers=_AUTH, timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(f"{MANAGEMENT_URL}/api/consumers/{quoted}") as response,
+        ):
+            if response.status == 200:
+                # A consumer whose queue or channel the statistics have not caught up with yet has them as [].
+                return [
+                    Consumer(item["queue"]["name"], item["channel_details"]["name"], int(item["prefetch_count"]))
+                    for item in await response.json()
+                    if isinstance(item["queue"], dict) and isinstance(item["channel_details"], dict)
+                ]
+    except aiohttp.ClientConnectionError:
+        pass
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "-q", "list_consumers", "-p", unquote(quoted), "queue_name", "channel_pid", "prefetch_count"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    rows = [line.split("\t") for line in listed.stdout.splitlines()[1:] if line.strip()]
+    return [Consumer(queue, channel, int(prefetch)) for queue, channel, prefetch in rows]
 
 
 class BrokerClient:
