@@ -136,18 +136,22 @@ class Part:
                 )
                 await dead.bind(exchanges[DLX.name], routing_key=spec.queue.name)
 
-    async def declare_apart(self, settings: Settings, *, app_id: str) -> None:
-        """Declares the part on a broker connection of its own, closed after, before the service's own broker
-        starts. Declared by the service's broker, FastStream (0.7) keeps each queue object and hands it, channel and
-        all, to the queue's subscriber, which then consumes on the declaring channel with no prefetch limit instead
-        of on its own channel with RUJUKAN_PREFETCH (found by the chaos harness: a notifier held a thousand
-        messages and its publishes timed out behind them)."""
-        broker = make_broker(settings, app_id=app_id)
-        await broker.connect()
+    async def declare_for(self, broker: RabbitBroker, settings: Settings, *, app_id: str) -> None:
+        """Declares the part for a service whose ``broker`` is connected but not started: the exchanges through
+        that broker (its publishers then find them declared, and start without a declaration on the channel its
+        handlers publish on), the queues and bindings on a connection of its own, closed after. FastStream (0.7)
+        keeps each queue its broker declared and hands that object, channel and all, to the queue's subscriber,
+        which would then consume on the declaring channel, with no prefetch limit, instead of on its own channel
+        with RUJUKAN_PREFETCH (found by the chaos harness: a notifier held a thousand messages and its publishes
+        timed out behind them)."""
+        for exchange in self.exchanges:
+            await broker.declare_exchange(exchange)
+        apart = make_broker(settings, app_id=app_id)
+        await apart.connect()
         try:
-            await self.declare(broker)
+            await self.declare(apart)
         finally:
-            await broker.stop()
+            await apart.stop()
 
 
 @dataclass(frozen=True)

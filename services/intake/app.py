@@ -61,8 +61,8 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await registry.create_schema()
-        await topology.part("intake").declare_apart(settings, app_id="rujukan-intake-declare")
         await broker.connect()
+        await topology.part("intake").declare_for(broker, settings, app_id="rujukan-intake-declare")
         await broker.start()
         log.info("service_started", port=settings.intake_port)
         try:

@@ -158,8 +158,8 @@ def build_notifier(
         await store.create_schema()
         for channel in channels:
             await channel.start()
-        await topology.part("notifier").declare_apart(settings, app_id="rujukan-notifier-declare")
         await broker.connect()
+        await topology.part("notifier").declare_for(broker, settings, app_id="rujukan-notifier-declare")
         await broker.start()
         log.info("service_started", port=settings.notifier_port)
         try:

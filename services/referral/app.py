@@ -122,8 +122,8 @@ def build_referral(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ledger.migrate()
-        await topology.part("referral").declare_apart(settings, app_id="rujukan-referral-declare")
         await broker.connect()
+        await topology.part("referral").declare_for(broker, settings, app_id="rujukan-referral-declare")
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         await broker.start()
         tasks = [
