@@ -463,10 +463,14 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], *, timeout: fl
 class ServiceProcess:
     """One service as its own OS process (``rujukan <name>``), so it can be killed with SIGKILL."""
 
-    def __init__(self, name: str, settings: Settings, directory: Directory, data_dir: Path) -> None:
+    def __init__(
+        self, name: str, settings: Settings, directory: Directory, data_dir: Path, *, label: str | None = None
+    ) -> None:
+        """``label`` names a replica (its log file) when two processes run the same service."""
         self.name = name
+        self.label = label or name
         self._port = getattr(settings, f"{name}_port")
-        self._log = data_dir / f"{name}.log"
+        self._log = data_dir / f"{self.label}.log"
         config = data_dir / "directory.yaml"
         config.write_text(yaml.safe_dump(directory.model_dump(mode="json")))
         self._env = {
@@ -486,6 +490,11 @@ class ServiceProcess:
             "RUJUKAN_LOG_LEVEL": "WARNING",
         }
         self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment the service runs with, for a command run beside it (``rujukan ops``)."""
+        return dict(self._env)
 
     async def start(self) -> None:
         with self._log.open("ab") as log:

@@ -36,9 +36,13 @@ def report(verdicts: list[Verdict], out: Path) -> int:
     wrong = [v for v in verdicts if v.passed == (v.scenario in CONTROLS)]
     for verdict in wrong:
         print(f"{verdict.scenario}: lost {verdict.lost_cases[:5]}, duplicated {verdict.duplicated[:5]}")
+        if verdict.misanswered:
+            print(f"{verdict.scenario}: invalid reports answered {verdict.misanswered[:5]}")
     for verdict in verdicts:
         for queue, reasons in verdict.dead_letter_reasons.items():
             print(f"{verdict.scenario}: dead letters in {queue}: {reasons[:3]}")
+        by_agency = ", ".join(f"{agency} {p95:.0f}" for agency, p95 in verdict.p95_by_agency.items())
+        print(f"{verdict.scenario}: p95 ms by agency: {by_agency}")
     return 1 if wrong else 0
 
 

@@ -1,9 +1,11 @@
 """A whole Rujukan of a scenario's own: a throwaway RabbitMQ node (never the shared one on 5672), a TCP proxy in
 front of it, the three services as separate processes talking to the broker through the proxy, and the agencies'
 side (a webhook sink, officers' SMTP and SMS gateway sinks, the agency inboxes read straight off the node).
+Scaled out, two referral and two notifier processes share a PostgreSQL ledger and notifier store made for the run.
 
 Cases stream in over HTTP (202) and AMQP (publisher-confirmed); what was accepted and what arrived where is kept
-with monotonic times, for ``tests.chaos.checker`` to judge."""
+with monotonic times, and at the end the ledger's referrals and escalations are read, for ``tests.chaos.checker``
+to judge."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -22,17 +26,24 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import asyncpg
 import httpx
+import pytest
 from aiohttp import web
+from sqlalchemy import func, select
 
+from services.referral.deadlines import TOP_LEVEL
+from services.referral.ledger import cases, referrals, timeline
 from shared.consuming import REASON_HEADER
-from shared.directory import Directory
+from shared.database import make_engine
+from shared.directory import Deadlines, Directory
 from shared.ids import case_code_for, case_id_for
 from shared.topology import build_topology, dead_letter_queue_name
 from tests.builders import a_case_report_body, the_sample_victims
 from tests.chaos.proxy import TcpProxy
 from tests.rabbit import BrokerClient
 from tests.system import (
+    ROOT,
     GatewaySink,
     Mail,
     ServiceProcess,
@@ -40,15 +51,28 @@ from tests.system import (
     WebhookSink,
     declare_topology,
     directory_for,
+    free_port,
     settings_for,
     with_sinks,
 )
 from tests.throwaway_node import kill_node, restart_node, throwaway_node
 
 SERVICES = ("intake", "referral", "notifier")
+SCALED_OUT = ("referral", "notifier")
+"""The services a scaled-out run starts twice; the second process of each is ``<service>-2``."""
 HEARTBEAT_SECONDS = 5
 """Short, so a frozen broker or a stalled connection is noticed within seconds (the default is a minute)."""
 REPORTER = "polres-bengkayang"
+OPERATOR_TOKEN = "dev-ops-rujukan"
+"""The demo directory's operate token (README, "Operating Rujukan")."""
+POSTGRES_ADMIN_DSN = os.environ.get("RUJUKAN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ESCALATING = "dinsos-bengkayang"
+"""Scaled out, this agency's deadlines are seconds long, so every referral to it escalates to the top level during
+the run and both referral replicas' sweepers compete for the levels. Its unit above (dinsos-kalbar) is no agency
+the streamed case reaches, so level 3's webhook there is told apart from a referral."""
+QUICK_DEADLINES = Deadlines.model_validate(
+    {"acknowledge": {"urgent": "10s", "normal": "10s"}, "escalate_every": {"urgent": "5s", "normal": "5s"}}
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,13 @@ class Fault:
     ended: float = 0.0
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    message_id: str
+    reason: str | None
+
+
 @dataclass
 class Observations:
     """Everything the checker judges, gathered by one run."""
@@ -81,29 +112,52 @@ class Observations:
     desk_mails: list[Arrival] = field(default_factory=list)
     """Mails to an agency's desk: where a referral goes once the agency's webhook keeps failing."""
     inbox: list[Arrival] = field(default_factory=list)
-    dead_letters: dict[str, list[str]] = field(default_factory=dict)
-    """Dead-letter queue -> the reason of each message in it."""
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    """What the dead-letter queues hold at the end."""
+    expected_dead_letters: set[tuple[str, str]] = field(default_factory=set)
+    """(dead-letter queue, message id) of each invalid message sent on purpose: it must end there."""
+    replayed: int = 0
+    """Dead letters operators put back (``rujukan ops dlq replay``) during the run."""
+    malformed: int = 0
+    """Invalid reports sent on purpose (over HTTP and AMQP); none of them is accepted."""
+    misanswered: list[str] = field(default_factory=list)
+    """Invalid reports posted over HTTP that got anything but a 4xx."""
+    invalid_answers: Counter[int] = field(default_factory=Counter)
+    """HTTP status -> invalid reports posted over HTTP that got it."""
     faults: list[Fault] = field(default_factory=list)
     refusals: int = 0
     """503s and dropped connections a reporter saw before trying again."""
     mails: int = 0
     texts: int = 0
+    ledger_referrals: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(case code, agency) -> referrals the ledger holds for it."""
+    ledger_escalations: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    """(referral id, deadline, level) -> the escalations the ledger's timeline records for it."""
+    unescalated: int = 0
+    """Referrals to an agency with quick deadlines that never reached the top escalation level."""
 
 
 class RecordingSink(WebhookSink):
-    """The webhook sink, also keeping when each signed delivery arrived; it can take ``delay`` seconds to answer,
-    so a kill can land while the notifier waits on it."""
+    """The webhook sink, also keeping when each signed delivery arrived. It can take ``delay`` seconds to answer
+    (``delays`` per agency), so a kill can land while the notifier waits on it, and answer 503 to every request
+    for an agency in ``down``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.arrived: list[Arrival] = []
         self.delay = 0.0
+        self.delays: dict[str, float] = {}
+        self.down: set[str] = set()
         self.in_flight = 0
 
     async def _receive(self, request: web.Request) -> web.Response:
+        agency_id = request.match_info["agency_id"]
+        if agency_id in self.down:
+            self.requests[agency_id] += 1
+            return web.Response(status=503)
         self.in_flight += 1
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delays.get(agency_id, self.delay))
             response = await super()._receive(request)
         except ConnectionResetError:  # the notifier was killed while it waited
             return web.Response(status=499)
@@ -116,7 +170,7 @@ class RecordingSink(WebhookSink):
                     "webhook",
                     delivery.agency_id,
                     delivery.webhook_id,
-                    str(delivery.payload.get("type")),
+                    kind_of(str(delivery.payload.get("type")), delivery.payload),
                     str(delivery.payload.get("referral_id")),
                     str(delivery.payload.get("case_code")),
                     time.monotonic(),
@@ -137,12 +191,23 @@ class TimedMails(list[Mail]):
         super().append(mail)
 
 
+def kind_of(message_type: str, body: dict[str, Any]) -> str:
+    """What a notification tells of: its type, and for an escalation the deadline and level (each level of a
+    referral's escalation is a notification of its own)."""
+    if body.get("level"):
+        return f"{message_type} {body.get('deadline')} level {body['level']}"
+    return message_type
+
+
 CASE_CODE = re.compile(r"\b[A-Z]{2,4}-\d{2}-[0-9A-Z]{6}\b")
 
 
 class Chaos:
-    def __init__(self, workdir: Path, *, services: tuple[str, ...] = SERVICES) -> None:
+    def __init__(self, workdir: Path, *, services: tuple[str, ...] = SERVICES, scale_out: bool = False) -> None:
+        """``scale_out``: two processes each of referral and notifier, on PostgreSQL, and quick deadlines at
+        ``ESCALATING``."""
         self.workdir = workdir
+        self.scale_out = scale_out
         self.node_home = workdir / "node"
         self.data_dir = workdir / "data"
         self.node_home.mkdir(parents=True)
@@ -151,6 +216,8 @@ class Chaos:
         self.mails = TimedMails()
         self.smtp, self.gateway = SmtpSink(mails=self.mails), GatewaySink()
         self.directory: Directory = directory_for(self.sink)
+        if scale_out:
+            self.directory = _with_deadlines(self.directory, ESCALATING, QUICK_DEADLINES)
         self.sink.directory = self.directory
         self.observed = Observations(
             inbox_agencies=frozenset(agency.id for agency in self.directory.receiving_agencies() if agency.inbox)
@@ -182,15 +249,25 @@ class Chaos:
             self._stack.push_async_callback(server.stop)
         self._stack.push_async_callback(self._http.aclose)
         proxied = f"amqp://guest:guest@127.0.0.1:{self.proxy.port}/?heartbeat={HEARTBEAT_SECONDS}"
+        databases: dict[str, str] = {}
+        if self.scale_out:
+            # Pushed before the services start, so the databases are dropped only once they stopped.
+            made = await self._stack.enter_async_context(postgres_databases(("ledger", "notifier")))
+            databases = {"database_url": made["ledger"], "notifier_database_url": made["notifier"]}
         # Retries come back within seconds, so a run's failed attempts are retried within the run.
         self.settings = with_sinks(
-            settings_for(proxied, self.data_dir, retry_schedule=(1.0, 2.0, 4.0)), self.smtp, self.gateway
+            settings_for(proxied, self.data_dir, retry_schedule=(1.0, 2.0, 4.0), **databases), self.smtp, self.gateway
         )
         await declare_topology(settings_for(self.node_url, self.data_dir), self.directory)
         for name in self._names:
-            self.services[name] = ServiceProcess(name, self.settings, self.directory, self.data_dir)
-            await self.services[name].start()
-            self._stack.push_async_callback(self.services[name].stop)
+            replicas = 2 if self.scale_out and name in SCALED_OUT else 1
+            for replica in range(1, replicas + 1):
+                label = name if replica == 1 else f"{name}-{replica}"
+                # A replica of its own HTTP port; everything else it shares with the first.
+                own = self.settings if replica == 1 else self.settings.model_copy(update={f"{name}_port": free_port()})
+                self.services[label] = ServiceProcess(name, own, self.directory, self.data_dir, label=label)
+                await self.services[label].start()
+                self._stack.push_async_callback(self.services[label].stop)
         self._amqp = await aio_pika.connect_robust(self.node_url)
         self._stack.push_async_callback(self._amqp.close)
         await self._learn_expected_agencies()
@@ -264,16 +341,27 @@ class Chaos:
         return case_code_for(case_id, prefix=self.directory.province.case_code_prefix, reported_at=reported_at)
 
     async def stream(
-        self, count: int, *, rate: float, amqp_every: int = 4, copies: int = 1, http_copies: int = 1
+        self,
+        count: int,
+        *,
+        rate: float,
+        amqp_every: int = 4,
+        copies: int = 1,
+        http_copies: int = 1,
+        malformed_every: int = 0,
     ) -> None:
         """``count`` cases at ``rate`` per second, one in ``amqp_every`` over AMQP and the rest over HTTP; each
-        reporter goes on until its case is accepted, whatever the fault."""
+        reporter goes on until its case is accepted, whatever the fault. With ``malformed_every``, one message in
+        that many is an invalid report instead, of each kind in ``MALFORMED`` in turn."""
         started = time.monotonic()
         for index in range(count):
             await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
             body = a_case_report_body(victims=the_sample_victims())
-            if index % amqp_every == amqp_every - 1:
-                sending: Awaitable[object] = self.report_amqp(body, copies=copies)
+            if malformed_every and index % malformed_every == malformed_every - 1:
+                kind = MALFORMED[(index // malformed_every) % len(MALFORMED)]
+                sending: Awaitable[object] = self.report_malformed(kind)
+            elif index % amqp_every == amqp_every - 1:
+                sending = self.report_amqp(body, copies=copies)
             else:
                 sending = self._http_copies(body, http_copies)
             task = asyncio.create_task(_discard(sending))
@@ -343,6 +431,98 @@ class Chaos:
         _, error = await process.communicate()
         assert process.returncode == 0, error.decode()[-1000:]
 
+    # Operators --------------------------------------------------------------------------------------------------
+
+    async def replay_dead_letters(self, queue: str) -> int:
+        """Every dead letter of ``queue`` put back as an operator would, with ``rujukan ops dlq list`` and
+        ``rujukan ops dlq replay`` against the referral service's ops API (``tests.chaos.operator``); returns how
+        many it replayed."""
+        environment = {
+            **self.services["referral"].environment,
+            "RUJUKAN_OPS_URL": f"http://127.0.0.1:{self.settings.referral_port}",
+            "RUJUKAN_OPS_TOKEN": OPERATOR_TOKEN,
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.chaos.operator",
+            queue,
+            cwd=ROOT,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, error = await process.communicate()
+        assert process.returncode == 0, error.decode()[-2000:]
+        replayed = int(out.decode().split()[-1])
+        self.observed.replayed += replayed
+        return replayed
+
+    async def dead_letter_depth(self, queue: str) -> int:
+        client = await BrokerClient.connect(self.node_url)
+        try:
+            return await client.depth(dead_letter_queue_name(queue))
+        finally:
+            await client.close()
+
+    # Invalid reports -------------------------------------------------------------------------------------------
+
+    async def report_malformed(self, kind: str) -> None:
+        """One invalid report (``MALFORMED`` names the kinds): over HTTP it must be answered 4xx, over AMQP it must
+        end in intake's dead-letter queue with a reason; either way it is never accepted."""
+        self.observed.malformed += 1
+        channel, _, flaw = kind.partition(" ")
+        body = a_case_report_body(victims=the_sample_victims())
+        content = {
+            "not JSON": json.dumps(body).encode()[:-40],
+            "missing fields": json.dumps({key: body[key] for key in ("reporting_agency", "regency_code")}).encode(),
+            # Valid but for its size: padding a report with whitespace keeps it valid JSON.
+            "oversized": json.dumps(body).encode() + b" " * (self.settings.max_request_bytes + 1),
+            "garbage": os.urandom(300),
+        }[flaw]
+        if channel == "http":
+            await self._post_malformed(kind, content)
+        else:
+            message_id = str(uuid.uuid4())
+            self.observed.expected_dead_letters.add((dead_letter_queue_name("intake.reports"), message_id))
+            await self._publish(content, message_id)
+
+    async def _post_malformed(self, kind: str, content: bytes) -> None:
+        url = f"http://127.0.0.1:{self.settings.intake_port}/v1/cases"
+        for _ in range(10):
+            try:
+                response = await self._http.post(url, content=content, headers={"content-type": "application/json"})
+            except httpx.TransportError:
+                await asyncio.sleep(0.5)  # intake is away, or closed the connection on a body it will not read
+                continue
+            if response.status_code == 503:
+                await asyncio.sleep(0.5)  # a reporter is told to send it again; its answer is the next one
+                continue
+            self.observed.invalid_answers[response.status_code] += 1
+            if not 400 <= response.status_code < 500:
+                self.observed.misanswered.append(f"{kind}: {response.status_code}")
+            return
+        self.observed.misanswered.append(f"{kind}: never answered")
+
+    async def _publish(self, content: bytes, message_id: str) -> None:
+        assert self._amqp is not None
+        message = aio_pika.Message(
+            content,
+            message_id=message_id,
+            type="case.report.v1",
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        while True:
+            try:
+                channel = await asyncio.wait_for(self._amqp.channel(publisher_confirms=True), 5)
+                async with channel:
+                    exchange = await channel.get_exchange("rujukan.intake", ensure=False)
+                    await asyncio.wait_for(exchange.publish(message, "case.report", mandatory=True), 5)
+                return
+            except Exception:  # sent again until confirmed, as a police system would
+                await asyncio.sleep(0.5)
+
     # The end of a run ------------------------------------------------------------------------------------------
 
     def undelivered(self) -> int:
@@ -356,14 +536,29 @@ class Chaos:
             1 for code in self.observed.accepted if not self.observed.expected_agencies <= reached.get(code, set())
         )
 
+    async def delivered_or_parked(self, queue: str) -> None:
+        """Waits until every accepted case reached its agencies or waits in ``queue``'s dead-letter queue (one
+        parked notification per case), or nothing moved for ``patience`` seconds."""
+        last, moved = (-1, -1), time.monotonic()
+        while time.monotonic() - moved < self.patience:
+            now = (self.undelivered(), await self.dead_letter_depth(queue))
+            if now[0] == now[1]:
+                return
+            if now != last:
+                last, moved = now, time.monotonic()
+            await asyncio.sleep(1)
+
     async def settle(self) -> Observations:
-        """Waits until every accepted case reached its agencies or nothing moved for ``patience`` seconds, then
-        reads the agency inboxes and dead-letter queues off the node."""
+        """Waits until every accepted case reached its agencies or nothing moved for ``patience`` seconds (and,
+        scaled out, every referral to ``ESCALATING`` reached the top escalation level), then reads the agency
+        inboxes and dead-letter queues off the node and the referrals and escalations out of the ledger."""
         last, moved = self.undelivered(), time.monotonic()
         while last and time.monotonic() - moved < self.patience:
             await asyncio.sleep(0.5)
             if (now := self.undelivered()) != last:
                 last, moved = now, time.monotonic()
+        if self.scale_out:
+            await self._escalated_to_the_top()
         await asyncio.sleep(2)  # a late resend of something already delivered still counts, if it is a duplicate
         self.observed.webhooks = list(self.sink.arrived)
         for mail, at in zip(self.mails, self.mails.times, strict=True):
@@ -385,7 +580,7 @@ class Chaos:
                             "inbox",
                             agency,
                             str(message.message_id),
-                            str(message.type),
+                            kind_of(str(message.type), body),
                             str(body.get("referral_id")),
                             str(body.get("case_code")),
                             time.monotonic(),
@@ -394,11 +589,88 @@ class Chaos:
             for spec in build_topology(self.directory, self.settings.retry_schedule).specs:
                 if spec.dead_lettered:
                     name = dead_letter_queue_name(spec.queue.name)
-                    if dead := await client.drain(name, at_least=0):
-                        self.observed.dead_letters[name] = [str(m.headers.get(REASON_HEADER)) for m in dead]
+                    for message in await client.drain(name, at_least=0):
+                        reason = message.headers.get(REASON_HEADER)
+                        self.observed.dead_letters.append(
+                            DeadLetter(name, str(message.message_id), None if reason is None else str(reason))
+                        )
         finally:
             await client.close()
+        await self._read_ledger()
         return self.observed
+
+    async def _escalated_to_the_top(self) -> None:
+        last, moved = await self._below_top_level(), time.monotonic()
+        while last and time.monotonic() - moved < self.patience:
+            await asyncio.sleep(1)
+            if (now := await self._below_top_level()) != last:
+                last, moved = now, time.monotonic()
+
+    async def _below_top_level(self) -> int:
+        engine = make_engine(self.settings.database_url)
+        try:
+            async with engine.connect() as connection:
+                below = select(func.count()).where(
+                    referrals.c.agency_id == ESCALATING, referrals.c.escalation_level < TOP_LEVEL
+                )
+                return int((await connection.execute(below)).scalar_one())
+        finally:
+            await engine.dispose()
+
+    async def _read_ledger(self) -> None:
+        """Every referral of the ledger by (case, agency), and every escalation on its timeline by (referral,
+        deadline, level): the checker wants one of each."""
+        engine = make_engine(self.settings.database_url)
+        try:
+            async with engine.connect() as connection:
+                legs = select(cases.c.case_code, referrals.c.agency_id, func.count()).join_from(
+                    referrals, cases, referrals.c.case_id == cases.c.case_id
+                )
+                for code, agency, count in await connection.execute(
+                    legs.group_by(cases.c.case_code, referrals.c.agency_id)
+                ):
+                    self.observed.ledger_referrals[(code, agency)] = int(count)
+                escalated = select(timeline.c.referral_id, timeline.c.detail).where(timeline.c.event == "escalated")
+                for referral_id, detail in await connection.execute(escalated):
+                    key = (str(referral_id), str(detail.get("deadline")), int(detail.get("level", 0)))
+                    self.observed.ledger_escalations[key] += 1
+        finally:
+            await engine.dispose()
+        if self.scale_out:
+            self.observed.unescalated = await self._below_top_level()
+
+
+MALFORMED = ("http not JSON", "amqp garbage", "http missing fields", "amqp missing fields", "http oversized",
+             "amqp oversized")  # fmt: skip
+"""The invalid reports a stream mixes in, in turn."""
+
+
+def _with_deadlines(directory: Directory, agency_id: str, deadlines: Deadlines) -> Directory:
+    agencies = tuple(
+        agency.model_copy(update={"deadlines": deadlines}) if agency.id == agency_id else agency
+        for agency in directory.agencies
+    )
+    return directory.model_copy(update={"agencies": agencies})
+
+
+@asynccontextmanager
+async def postgres_databases(purposes: tuple[str, ...]) -> AsyncIterator[dict[str, str]]:
+    """A fresh database per purpose on the local PostgreSQL server, dropped on the way out; purpose -> URL."""
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_DSN} for a scaled-out run: {exc}")
+    run = uuid.uuid4().hex[:10]
+    names = {purpose: f"rujukan_chaos_{run}_{purpose}" for purpose in purposes}
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        for name in names.values():
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        yield {purpose: f"{base}/{name}" for purpose, name in names.items()}
+    finally:
+        for name in names.values():
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 async def _discard(awaitable: Awaitable[object]) -> None:

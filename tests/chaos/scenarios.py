@@ -1,7 +1,7 @@
 """The fault scenarios, each streaming ``cases`` cases while it does its damage, and the runner that judges them.
 
-    scripts/chaos --full                          # every scenario over 2,000 cases, then the 180-s soak
-    scripts/chaos "kill -9 intake" --cases 500    # one scenario, 500 cases
+scripts/chaos --full                          # every scenario over 2,000 cases, then the 180-s soak
+scripts/chaos "kill -9 intake" --cases 500    # one scenario, 500 cases
 """
 
 from __future__ import annotations
@@ -109,6 +109,69 @@ async def queue_full(chaos: Chaos, cases: int) -> None:
     await _streaming_with(chaos, cases, (0.3,), referral_away)
 
 
+DOWN_SECONDS = 15.0
+"""Longer than a notification's whole retry schedule in the harness (waits of 1, 2 and 4 s, each round after three
+quick attempts), so the notifications of the outage run out of channels and are parked."""
+
+
+async def endpoint_down_then_replayed(chaos: Chaos, cases: int) -> None:
+    """One agency's webhook answers 503 and its desk's mailbox refuses mail (550) for ``DOWN_SECONDS``: its
+    notifications spend their retries, fall back to the desk, and are parked in notifier.notifications.dead. Once
+    both are back, an operator replays every dead letter with ``rujukan ops dlq replay``: each case then reaches
+    the agency's desk, once."""
+    feeding = asyncio.create_task(chaos.stream(cases, rate=RATE))
+    await chaos.accepted_at_least(1 + int(cases * 0.2))
+    assert not feeding.done(), "the stream ended before the outage: stream more cases"
+    agency = chaos.directory.agency(sorted(chaos.observed.expected_agencies)[0])
+    assert agency is not None
+    assert agency.email is not None
+    async with chaos.fault(f"{agency.id} webhook and desk down {DOWN_SECONDS:g} s"):
+        chaos.sink.down.add(agency.id)
+        chaos.smtp.refuse(agency.email)
+        await asyncio.sleep(DOWN_SECONDS)
+        chaos.sink.down.discard(agency.id)
+        del chaos.smtp.refusals[agency.email]
+    await feeding
+    await chaos.delivered_or_parked("notifier.notifications")
+    assert await chaos.dead_letter_depth("notifier.notifications"), "the outage parked nothing: make it longer"
+    await chaos.replay_dead_letters("notifier.notifications")
+
+
+SLOW_SECONDS = 20.0
+"""Four times the notifier's webhook timeout (5 s): every call to the slow agency times out."""
+
+
+async def one_agency_slow(chaos: Chaos, cases: int) -> None:
+    """One agency's endpoint answers after ``SLOW_SECONDS`` (having taken the delivery): the notifier times out,
+    tries again under the same webhook-id, opens the endpoint's circuit and falls back to the desk's email. The
+    other agencies' deliveries must not wait on it (the checker's p95 by agency)."""
+    chaos.sink.delays[sorted(chaos.observed.expected_agencies)[0]] = SLOW_SECONDS
+    await chaos.stream(cases, rate=RATE)
+
+
+async def one_in_ten_invalid(chaos: Chaos, cases: int) -> None:
+    """One message in ten is an invalid report: malformed JSON, missing fields, garbage or over the size limit,
+    over HTTP (answered 4xx) or AMQP (dead-lettered by intake with a reason)."""
+    await chaos.stream(cases, rate=RATE, malformed_every=10)
+
+
+async def scaled_out_kill_referral(chaos: Chaos, cases: int) -> None:
+    """Scaled out: one referral replica killed, then the other, while both sweep quick deadlines."""
+    targets = iter(("referral-2", "referral"))
+    await _streaming_with(chaos, cases, (0.25, 0.6), lambda: chaos.kill_service(next(targets)))
+
+
+async def scaled_out_kill_notifier_mid_call(chaos: Chaos, cases: int) -> None:
+    """Scaled out: one notifier replica killed with webhook calls open; the other goes on sending."""
+    chaos.sink.delay = 0.02
+
+    async def kill_while_calling() -> None:
+        await eventually(lambda: chaos.sink.in_flight > 0, timeout=60)
+        await chaos.kill_service("notifier-2")
+
+    await _streaming_with(chaos, cases, (0.3,), kill_while_calling)
+
+
 async def control_auto_ack(chaos: Chaos, cases: int) -> None:
     """CONTROL, must show losses: a rogue consumer on referral.cases that acknowledges on receipt, killed with
     messages in hand."""
@@ -164,15 +227,22 @@ SCENARIOS: dict[str, Scenario] = {
     "kill -9 broker halfway": kill_broker,
     "broker frozen > heartbeat": freeze_broker,
     "queue length limit": queue_full,
+    "endpoint down, then replayed": endpoint_down_then_replayed,
+    "one agency answers after 20 s": one_agency_slow,
+    "1 in 10 invalid or oversized": one_in_ten_invalid,
+    "scale-out: kill -9 referral x2": scaled_out_kill_referral,
+    "scale-out: kill -9 notifier mid-call": scaled_out_kill_notifier_mid_call,
     "CONTROL auto-ack killed": control_auto_ack,
 }
 CONTROLS = frozenset({"CONTROL auto-ack killed"})
+SCALED_OUT = frozenset({"scale-out: kill -9 referral x2", "scale-out: kill -9 notifier mid-call"})
+"""Run with two referral and two notifier processes on PostgreSQL (``Chaos(scale_out=True)``)."""
 
 
 async def run_scenario(name: str, scenario: Scenario, size: int, workdir: Path | None = None) -> Verdict:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="rujukan-chaos-"))
     started = time.monotonic()
-    async with Chaos(workdir) as chaos:
+    async with Chaos(workdir, scale_out=name in SCALED_OUT) as chaos:
         await scenario(chaos, size)
         observed = await chaos.settle()
     verdict = check(name, observed)

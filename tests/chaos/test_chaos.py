@@ -4,12 +4,14 @@ must show losses, or the checker would not see them either. The long run: ``scri
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.checker import check, row
-from tests.chaos.harness import Arrival, Fault, Observations
+from tests.chaos.harness import Arrival, DeadLetter, Fault, Observations
 from tests.chaos.scenarios import CONTROLS, SCENARIOS, run_scenario
 
 CI_CASES = 200
@@ -70,3 +72,37 @@ def test_the_checker_counts_one_lost_one_duplicated_and_one_unexpected_case_and_
         faults=observed.faults,
     )
     assert check("clean", clean).passed
+
+
+def test_the_checker_fails_a_stray_or_missing_dead_letter_an_invalid_report_not_refused_and_an_escalation_twice() -> (
+    None
+):
+    delivered = Observations(
+        accepted={"KB-25-AAAAAA": 1.0},
+        expected_agencies=frozenset({"dinsos"}),
+        webhooks=[
+            webhook("dinsos", "n1", "r1", "KB-25-AAAAAA"),
+            # Levels 1 and 2 of one referral's escalation are two notifications, not one sent twice.
+            Arrival("webhook", "dinsos", "n2", "referral.escalated acknowledge level 1", "r1", "KB-25-AAAAAA", 3.0),
+            Arrival("webhook", "dinsos", "n3", "referral.escalated acknowledge level 2", "r1", "KB-25-AAAAAA", 4.0),
+        ],
+        expected_dead_letters={("intake.reports.dead", "bad-1"), ("intake.reports.dead", "bad-2")},
+        dead_letters=[DeadLetter("intake.reports.dead", "bad-1", "invalid case.report.v1: victims: Field required")],
+        ledger_escalations=Counter({("r1", "acknowledge", 1): 1, ("r1", "acknowledge", 2): 2}),
+        misanswered=["http oversized: 202"],
+    )
+
+    verdict = check("injected", delivered)
+
+    assert (verdict.lost, verdict.unexpected, verdict.missing_dead_letters, verdict.stray_dead_letters) == (0, 0, 1, 0)
+    assert verdict.duplicated == ("acknowledge escalation level 2 of r1: 2 in the ledger",)
+    assert verdict.misanswered == ("http oversized: 202",)
+    assert not verdict.passed
+    stray = Observations(
+        accepted=delivered.accepted,
+        expected_agencies=delivered.expected_agencies,
+        webhooks=delivered.webhooks,
+        dead_letters=[DeadLetter("notifier.notifications.dead", "n9", "email: refused")],
+    )
+    assert check("stray", stray).stray_dead_letters == 1
+    assert check("clean", replace(stray, dead_letters=[])).passed
