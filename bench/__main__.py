@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench                      # raid of 1,000 cases; 10, 50 and 60 cases/s for 20 s each
     .venv/bin/python -m bench --raid 300 --seconds 10 --raw-messages 3000   # a quicker look
+    .venv/bin/python -m bench --scale-out          # 2 referral + 2 notifier processes on PostgreSQL
 
 Prints a table and writes the figures as JSON under bench/results/. Asserts nothing: the machine is shared and
 noisy, so compare medians of several runs, and the pipeline/raw ratio of each run rather than absolute figures.
@@ -50,7 +51,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     async with fresh_vhost() as amqp_url:
         raw = await one_hop(amqp_url, args.raw_messages)
     pipeline = await run_pipeline(
-        raid_cases=args.raid, concurrency=args.concurrency, rates=args.rates, seconds=args.seconds
+        raid_cases=args.raid,
+        concurrency=args.concurrency,
+        rates=args.rates,
+        seconds=args.seconds,
+        scale_out=args.scale_out,
     )
     ratio = pipeline["raid"]["referrals_delivered_per_second"] / raw["per_second"]
     return {
@@ -79,8 +84,10 @@ def table(result: dict[str, Any]) -> str:
         f"< {TARGET_RAID_SECONDS:<12} {_mark(raid['delivered_seconds'] < TARGET_RAID_SECONDS)}",
         f"{'raid: ledger caught up, s':<44}{raid['ledger_caught_up_seconds']:>14.2f}",
         f"{'raid: intake accepted, cases/s':<44}{raid['intake_cases_per_second']:>14.1f}",
-        f"{'raid: CPU ms per referral, ' + '/'.join(raid['cpu_ms_per_referral']):<44}"
-        f"{'/'.join(f'{ms:.1f}' for ms in raid['cpu_ms_per_referral'].values()):>14}",
+    ]
+    lines += [
+        f"{'raid: ' + label + ' CPU ms per referral':<44}{ms:>14.1f}"
+        for label, ms in raid["cpu_ms_per_referral"].items()
     ]
     for paced in result["paced"]:
         figures = f"{paced['p50']:.0f}/{paced['p95']:.0f}/{paced['p99']:.0f}"
@@ -92,6 +99,8 @@ def table(result: dict[str, Any]) -> str:
         figures = f"{memory['at_rest']:.0f} / {memory['peak']:.0f}"
         verdict = f"< {TARGET_REST_MB:<12g} {_mark(memory['at_rest'] < TARGET_REST_MB)}"
         lines.append(f"{name + ' RSS MB, at rest / peak':<44}{figures:>14}  {verdict}")
+    for what, count in result["done_twice"].items():
+        lines.append(f"{what.replace('_', ' '):<44}{count:>14}  = 0{'':<11} {_mark(count == 0)}")
     return "\n".join(lines)
 
 
@@ -105,11 +114,17 @@ def main() -> None:
         help="paced phases, cases per second (comma-separated)",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each paced phase")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="two referral and two notifier processes, the ledger and the notifier's store on the local PostgreSQL",
+    )
     args = parser.parse_args()
     result = asyncio.run(measure(args))
     print(table(result))
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{result['when'].replace(':', '')}-{result['commit']}.json"
+    kind = "-scale-out" if args.scale_out else ""
+    path = RESULTS / f"{result['when'].replace(':', '')}-{result['commit']}{kind}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
 

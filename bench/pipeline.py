@@ -4,23 +4,32 @@ HTTP intake -> referral (SQLite ledger, outbox) -> notifier -> signed webhook to
 back into the ledger. Each case is the demo's three-victim case, so it makes three referrals (three webhooks);
 each referral also notifies the officer on duty (local SMTP and SMS gateway sinks). Every phase waits for the
 ledger to record the last delivery before the next starts, so phases do not bleed into each other.
+
+Scaled out, the ledger and the notifier's store are on the local PostgreSQL and two referral and two notifier
+processes share the work; the run then also counts what two replicas must never do twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import statistics
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.referral.ledger import referrals as referral_rows
+from services.referral.ledger import timeline
+from shared.database import make_engine
 from tests.builders import a_case_report_body, the_sample_victims
+from tests.chaos.harness import postgres_databases
 from tests.rabbit import fresh_vhost
 from tests.system import (
     GatewaySink,
@@ -28,11 +37,13 @@ from tests.system import (
     SmtpSink,
     WebhookSink,
     directory_for,
+    free_port,
     settings_for,
     with_sinks,
 )
 
 SERVICES = ("intake", "referral", "notifier")
+SCALED_OUT = ("intake", "referral", "referral-2", "notifier", "notifier-2")
 REFERRALS_PER_CASE = 3
 HEADERS = {"Authorization": "Bearer dev-polres-bengkayang"}
 
@@ -42,7 +53,7 @@ class Pipeline:
     client: httpx.AsyncClient
     url: str
     sink: WebhookSink
-    ledger: Path
+    ledger: AsyncEngine
     processes: list[ServiceProcess]
     delivered: int = 0
     """Referrals delivered and recorded before the current phase."""
@@ -89,12 +100,14 @@ class Pipeline:
         """The moment the referral ledger has recorded every agency delivery (the pipeline's last step)."""
         expected = self.delivered + REFERRALS_PER_CASE * cases
         deadline = time.monotonic() + timeout
+        agency_deliveries = (
+            select(func.count())
+            .select_from(timeline)
+            .where(timeline.c.event == "delivered", timeline.c.detail["recipient"].as_string() == "agency")
+        )
         while True:
-            with sqlite3.connect(self.ledger) as connection:
-                (recorded,) = connection.execute(
-                    "SELECT count(*) FROM timeline"
-                    " WHERE event = 'delivered' AND json_extract(detail, '$.recipient') = 'agency'"
-                ).fetchone()
+            async with self.ledger.connect() as connection:
+                recorded = (await connection.execute(agency_deliveries)).scalar_one()
             if recorded >= expected:
                 self.delivered = expected
                 return time.monotonic()
@@ -110,7 +123,7 @@ class Pipeline:
             assert process.process is not None
             # The fields after the command's closing parenthesis; utime and stime are the 12th and 13th of them.
             fields = Path(f"/proc/{process.process.pid}/stat").read_text().rpartition(")")[2].split()
-            used[process.name] = (int(fields[11]) + int(fields[12])) / ticks
+            used[process.label] = (int(fields[11]) + int(fields[12])) / ticks
         return used
 
     def memory_mb(self) -> dict[str, dict[str, float]]:
@@ -120,7 +133,7 @@ class Pipeline:
             assert process.process is not None
             status = Path(f"/proc/{process.process.pid}/status").read_text().splitlines()
             fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status if line.startswith("Vm")}
-            figures[process.name] = {"rss": round(fields["VmRSS"], 1), "peak": round(fields["VmHWM"], 1)}
+            figures[process.label] = {"rss": round(fields["VmRSS"], 1), "peak": round(fields["VmHWM"], 1)}
         return figures
 
 
@@ -138,16 +151,16 @@ async def raid(pipeline: Pipeline, cases: int, concurrency: int) -> dict[str, An
     delivered_at = await pipeline.webhooks(cases, 600)
     recorded_at = await pipeline.ledger_caught_up(cases, 600)
     cpu_after = pipeline.cpu_seconds()
-    referrals = REFERRALS_PER_CASE * cases
+    delivered = REFERRALS_PER_CASE * cases
     return {
         "cases": cases,
         "concurrency": concurrency,
         "intake_cases_per_second": round(cases / (accepted_at - started), 1),
         "delivered_seconds": round(delivered_at - started, 2),
-        "referrals_delivered_per_second": round(REFERRALS_PER_CASE * cases / (delivered_at - started), 1),
+        "referrals_delivered_per_second": round(delivered / (delivered_at - started), 1),
         "ledger_caught_up_seconds": round(recorded_at - started, 2),
         "cpu_ms_per_referral": {
-            name: round((cpu_after[name] - cpu_before[name]) * 1000 / referrals, 2) for name in SERVICES
+            label: round((cpu_after[label] - cpu_before[label]) * 1000 / delivered, 2) for label in cpu_after
         },
     }
 
@@ -166,41 +179,82 @@ async def latency(pipeline: Pipeline, rate: float, seconds: float) -> dict[str, 
     return {"rate": rate, "cases": cases, "achieved_rate": round(cases / sent_for, 1), **_percentiles(latencies)}
 
 
-async def run(*, raid_cases: int, concurrency: int, rates: list[float], seconds: float) -> dict[str, Any]:
-    async with fresh_vhost() as amqp_url:
+async def twice_done(pipeline: Pipeline) -> dict[str, int]:
+    """What replicas must never do twice: a second referral for one case and agency, a notification under a
+    second id, a timeline entry of one escalation level twice."""
+    ids_per_referral: dict[str, set[str]] = {}
+    for delivery in pipeline.sink.deliveries:
+        ids_per_referral.setdefault(str(delivery.payload.get("referral_id")), set()).add(delivery.webhook_id)
+    per_leg = select(referral_rows.c.case_id).group_by(referral_rows.c.case_id, referral_rows.c.agency_id)
+    escalations = select(timeline.c.referral_id).where(timeline.c.event == "escalated")
+    escalation_level = timeline.c.detail["level"].as_string()
+    async with pipeline.ledger.connect() as connection:
+        legs = (await connection.execute(select(func.count()).select_from(per_leg.subquery()))).scalar_one()
+        rows = (await connection.execute(select(func.count()).select_from(referral_rows))).scalar_one()
+        levels = (
+            await connection.execute(
+                select(func.count()).select_from(
+                    escalations.add_columns(escalation_level)
+                    .group_by(timeline.c.referral_id, escalation_level)
+                    .having(func.count() > 1)
+                    .subquery()
+                )
+            )
+        ).scalar_one()
+    return {
+        "duplicate_referrals": rows - legs,
+        "duplicate_webhook_ids": sum(len(ids) - 1 for ids in ids_per_referral.values()),
+        "duplicate_escalations": levels,
+    }
+
+
+async def run(
+    *, raid_cases: int, concurrency: int, rates: list[float], seconds: float, scale_out: bool = False
+) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        amqp_url = await stack.enter_async_context(fresh_vhost())
         sink = WebhookSink()
         smtp, gateway = SmtpSink(), GatewaySink()
         for server in (sink, smtp, gateway):
             await server.start()
+            stack.push_async_callback(server.stop)
         data_dir = Path(tempfile.mkdtemp(prefix="rujukan-bench-"))
         directory = directory_for(sink)
         sink.directory = directory
-        settings = with_sinks(settings_for(amqp_url, data_dir, retry_schedule=(30.0,)), smtp, gateway)
-        processes = [ServiceProcess(name, settings, directory, data_dir) for name in SERVICES]
-        try:
-            for process in processes:
-                await process.start()
-            async with httpx.AsyncClient(headers=HEADERS, timeout=60) as client:
-                pipeline = Pipeline(
-                    client, f"http://127.0.0.1:{settings.intake_port}/v1/cases", sink, data_dir / "rujukan.db",
-                    processes,
-                )  # fmt: skip
-                # Warm up (imports, connections, SQLite pages), then let the services settle to measure them at rest.
-                await pipeline.burst(20, 4)
-                await pipeline.webhooks(20, 120)
-                await pipeline.ledger_caught_up(20, 120)
-                await asyncio.sleep(3)
-                at_rest = pipeline.memory_mb()
-                raided = await raid(pipeline, raid_cases, concurrency)
-                paced = [await latency(pipeline, rate, seconds) for rate in rates]
-                under_load = pipeline.memory_mb()
-        finally:
-            for process in processes:
-                await process.stop()
-            for server in (sink, smtp, gateway):
-                await server.stop()
+        databases: dict[str, str] = {}
+        if scale_out:
+            made = await stack.enter_async_context(postgres_databases(("ledger", "notifier")))
+            databases = {"database_url": made["ledger"], "notifier_database_url": made["notifier"]}
+        settings = with_sinks(settings_for(amqp_url, data_dir, retry_schedule=(30.0,), **databases), smtp, gateway)
+        processes = []
+        for label in SCALED_OUT if scale_out else SERVICES:
+            name, _, replica = label.partition("-")
+            # A second replica needs an HTTP port of its own; everything else it shares with the first.
+            own = settings.model_copy(update={f"{name}_port": free_port()}) if replica else settings
+            processes.append(ServiceProcess(name, own, directory, data_dir, label=label))
+        ledger = make_engine(settings.database_url)
+        stack.push_async_callback(ledger.dispose)
+        for process in processes:
+            await process.start()
+            stack.push_async_callback(process.stop)
+        client = await stack.enter_async_context(httpx.AsyncClient(headers=HEADERS, timeout=60))
+        pipeline = Pipeline(client, f"http://127.0.0.1:{settings.intake_port}/v1/cases", sink, ledger, processes)
+        # Warm up (imports, connections, database pages), then let the services settle to measure them at rest.
+        await pipeline.burst(20, 4)
+        await pipeline.webhooks(20, 120)
+        await pipeline.ledger_caught_up(20, 120)
+        await asyncio.sleep(3)
+        at_rest = pipeline.memory_mb()
+        raided = await raid(pipeline, raid_cases, concurrency)
+        paced = [await latency(pipeline, rate, seconds) for rate in rates]
+        under_load = pipeline.memory_mb()
+        twice = await twice_done(pipeline)
     return {
+        "scale_out": scale_out,
         "raid": raided,
         "paced": paced,
-        "memory_mb": {name: {"at_rest": at_rest[name]["rss"], "peak": under_load[name]["peak"]} for name in SERVICES},
+        "memory_mb": {
+            label: {"at_rest": at_rest[label]["rss"], "peak": under_load[label]["peak"]} for label in at_rest
+        },
+        "done_twice": twice,
     }
