@@ -136,7 +136,7 @@ class Part:
                 )
                 await dead.bind(exchanges[DLX.name], routing_key=spec.queue.name)
 
-    async def declare_for(self, broker: RabbitBroker, settings: Settings, *, app_id: str) -> None:
+    async def declare_for(self, broker: RabbitBroker, settings: Settings) -> None:
         """Declares the part for a service whose ``broker`` is connected but not started: the exchanges through
         that broker (its publishers then find them declared, and start without a declaration on the channel its
         handlers publish on), the queues and bindings on a connection of its own, closed after. FastStream (0.7)
@@ -146,7 +146,7 @@ class Part:
         timed out behind them)."""
         for exchange in self.exchanges:
             await broker.declare_exchange(exchange)
-        apart = make_broker(settings, app_id=app_id)
+        apart = make_broker(settings, app_id=f"rujukan-{self.service}-declare")
         await apart.connect()
         try:
             await self.declare(apart)

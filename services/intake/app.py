@@ -62,7 +62,7 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await registry.create_schema()
         await broker.connect()
-        await topology.part("intake").declare_for(broker, settings, app_id="rujukan-intake-declare")
+        await topology.part("intake").declare_for(broker, settings)
         await broker.start()
         log.info("service_started", port=settings.intake_port)
         try:

@@ -159,7 +159,7 @@ def build_notifier(
         for channel in channels:
             await channel.start()
         await broker.connect()
-        await topology.part("notifier").declare_for(broker, settings, app_id="rujukan-notifier-declare")
+        await topology.part("notifier").declare_for(broker, settings)
         await broker.start()
         log.info("service_started", port=settings.notifier_port)
         try:

@@ -123,7 +123,7 @@ def build_referral(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ledger.migrate()
         await broker.connect()
-        await topology.part("referral").declare_for(broker, settings, app_id="rujukan-referral-declare")
+        await topology.part("referral").declare_for(broker, settings)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         await broker.start()
         tasks = [
