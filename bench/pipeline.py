@@ -29,7 +29,7 @@ from services.referral.ledger import referrals as referral_rows
 from services.referral.ledger import timeline
 from shared.database import make_engine
 from tests.builders import a_case_report_body, the_sample_victims
-from tests.chaos.harness import postgres_databases
+from tests.postgres import fresh_databases
 from tests.rabbit import fresh_vhost
 from tests.system import (
     GatewaySink,
@@ -223,7 +223,7 @@ async def run(
         sink.directory = directory
         databases: dict[str, str] = {}
         if scale_out:
-            made = await stack.enter_async_context(postgres_databases(("ledger", "notifier")))
+            made = await stack.enter_async_context(fresh_databases(("ledger", "notifier")))
             databases = {"database_url": made["ledger"], "notifier_database_url": made["notifier"]}
         settings = with_sinks(settings_for(amqp_url, data_dir, retry_schedule=(30.0,), **databases), smtp, gateway)
         processes = []

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
 import httpx
 from aiohttp import web
 from sqlalchemy import func, select
@@ -40,6 +39,7 @@ from shared.ids import case_code_for, case_id_for
 from shared.topology import build_topology, dead_letter_queue_name
 from tests.builders import a_case_report_body, the_sample_victims
 from tests.chaos.proxy import TcpProxy
+from tests.postgres import fresh_databases
 from tests.rabbit import BrokerClient
 from tests.system import (
     ROOT,
@@ -64,7 +64,6 @@ HEARTBEAT_SECONDS = 5
 REPORTER = "polres-bengkayang"
 OPERATOR_TOKEN = "dev-ops-rujukan"
 """The demo directory's operate token (README, "Operating Rujukan")."""
-POSTGRES_ADMIN_DSN = os.environ.get("RUJUKAN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 ESCALATING = "dinsos-bengkayang"
 """Scaled out, this agency's deadlines are seconds long, so every referral to it escalates to the top level during
 the run and both referral replicas' sweepers compete for the levels. Its unit above (dinsos-kalbar) is no agency
@@ -251,7 +250,7 @@ class Chaos:
         databases: dict[str, str] = {}
         if self.scale_out:
             # Pushed before the services start, so the databases are dropped only once they stopped.
-            made = await self._stack.enter_async_context(postgres_databases(("ledger", "notifier")))
+            made = await self._stack.enter_async_context(fresh_databases(("ledger", "notifier")))
             databases = {"database_url": made["ledger"], "notifier_database_url": made["notifier"]}
         # Retries come back within seconds, so a run's failed attempts are retried within the run.
         self.settings = with_sinks(
@@ -650,29 +649,6 @@ def _with_deadlines(directory: Directory, agency_id: str, deadlines: Deadlines) 
         for agency in directory.agencies
     )
     return directory.model_copy(update={"agencies": agencies})
-
-
-@asynccontextmanager
-async def postgres_databases(purposes: tuple[str, ...]) -> AsyncIterator[dict[str, str]]:
-    """A fresh database per purpose on the local PostgreSQL server, dropped on the way out; purpose -> URL."""
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-    except (OSError, asyncpg.PostgresError) as exc:
-        # A scaled-out run is asked for by name (scripts/chaos, bench --scale-out): say why it cannot run.
-        raise RuntimeError(
-            f"no PostgreSQL at {POSTGRES_ADMIN_DSN} (RUJUKAN_TEST_POSTGRES_DSN) for a scaled-out run"
-        ) from exc
-    run = uuid.uuid4().hex[:10]
-    names = {purpose: f"rujukan_chaos_{run}_{purpose}" for purpose in purposes}
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        for name in names.values():
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        yield {purpose: f"{base}/{name}" for purpose, name in names.items()}
-    finally:
-        for name in names.values():
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _discard(awaitable: Awaitable[object]) -> None:

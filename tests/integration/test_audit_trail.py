@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -32,11 +31,11 @@ from shared.sealing import IdentitySealer, load_audit_keys
 from shared.settings import Settings
 from tests.builders import a_case_report, a_case_report_body, a_victim
 from tests.integration.test_officer_desk import link_for, officer_browser
+from tests.postgres import fresh_database
 from tests.system import CONFIG, ROOT, System, delivered_everywhere
 
 pytestmark = pytest.mark.rabbit
 
-ADMIN_DSN = os.environ.get("RUJUKAN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 IDENTITY = {
     "nik": "6107014506100001",
     "birth_date": "2010-06-05",
@@ -314,14 +313,8 @@ def upgrade_to(connection: Connection, revision: str) -> None:
 
 async def postgres_database() -> AsyncIterator[str]:
     """A database of its own on the local PostgreSQL, dropped afterwards."""
-    name = f"rujukan_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database() as url:
+        yield url
 
 
 postgres_url = pytest.fixture(postgres_database, name="postgres_url")

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -26,9 +25,8 @@ from shared.directory import load_directory
 from shared.ids import case_id_for
 from shared.sealing import IdentitySealer
 from tests.builders import a_case_report, the_sample_victims
+from tests.postgres import fresh_database
 from tests.system import CONFIG
-
-ADMIN_DSN = os.environ.get("RUJUKAN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 class RecordingPublisher:
@@ -44,12 +42,8 @@ class RecordingPublisher:
 
 @pytest.fixture
 async def database_url() -> AsyncIterator[str]:
-    name = f"rujukan_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    yield ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

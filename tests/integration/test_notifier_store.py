@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from services.notifier.messages import Notification
@@ -18,30 +16,23 @@ from services.notifier.store import Claim, NotificationStore, Status
 from shared.database import make_engine
 from shared.directory import load_directory
 from tests.notifying import WEDNESDAY_10_WIB, an_issued_referral
+from tests.postgres import fresh_database
 from tests.system import CONFIG
-
-ADMIN_DSN = os.environ.get("RUJUKAN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[NotificationStore]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notifier.db")
-        admin = name = None
-    else:
-        name = f"rujukan_test_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        engine = make_engine(f"{base}/{name}")
-    store = NotificationStore(engine)
-    await store.create_schema()
-    await store.create_schema()  # a restart finds its tables there already
-    yield store
-    await engine.dispose()
-    if admin is not None:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db"
+        else:
+            url = await stack.enter_async_context(fresh_database())
+        engine = make_engine(url)
+        stack.push_async_callback(engine.dispose)
+        store = NotificationStore(engine)
+        await store.create_schema()
+        await store.create_schema()  # a restart finds its tables there already
+        yield store
 
 
 def notifications_of_a_referral() -> list[Notification]:
