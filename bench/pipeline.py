@@ -37,13 +37,14 @@ from tests.system import (
     SmtpSink,
     WebhookSink,
     directory_for,
-    free_port,
+    replicas,
     settings_for,
     with_sinks,
 )
 
 SERVICES = ("intake", "referral", "notifier")
-SCALED_OUT = ("intake", "referral", "referral-2", "notifier", "notifier-2")
+SCALED_OUT = ("referral", "notifier")
+"""The services that run two processes each in a scaled-out run."""
 REFERRALS_PER_CASE = 3
 HEADERS = {"Authorization": "Bearer dev-polres-bengkayang"}
 
@@ -226,12 +227,11 @@ async def run(
             made = await stack.enter_async_context(fresh_databases(("ledger", "notifier")))
             databases = {"database_url": made["ledger"], "notifier_database_url": made["notifier"]}
         settings = with_sinks(settings_for(amqp_url, data_dir, retry_schedule=(30.0,), **databases), smtp, gateway)
-        processes = []
-        for label in SCALED_OUT if scale_out else SERVICES:
-            name, _, replica = label.partition("-")
-            # A second replica needs an HTTP port of its own; everything else it shares with the first.
-            own = settings.model_copy(update={f"{name}_port": free_port()}) if replica else settings
-            processes.append(ServiceProcess(name, own, directory, data_dir, label=label))
+        processes = [
+            process
+            for name in SERVICES
+            for process in replicas(name, 2 if scale_out and name in SCALED_OUT else 1, settings, directory, data_dir)
+        ]
         ledger = make_engine(settings.database_url)
         stack.push_async_callback(ledger.dispose)
         for process in processes:

@@ -521,3 +521,18 @@ class ServiceProcess:
         if self.process and self.process.returncode is None:
             self.process.terminate()
             await asyncio.wait_for(self.process.wait(), timeout=30)
+
+
+def replicas(name: str, count: int, settings: Settings, directory: Directory, data_dir: Path) -> list[ServiceProcess]:
+    """``count`` processes of one service, labelled ``name``, ``name-2``, …: each replica after the first on an
+    HTTP port of its own, everything else shared."""
+    return [
+        ServiceProcess(
+            name,
+            settings if replica == 1 else settings.model_copy(update={f"{name}_port": free_port()}),
+            directory,
+            data_dir,
+            label=name if replica == 1 else f"{name}-{replica}",
+        )
+        for replica in range(1, count + 1)
+    ]

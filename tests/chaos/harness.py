@@ -50,7 +50,7 @@ from tests.system import (
     WebhookSink,
     declare_topology,
     directory_for,
-    free_port,
+    replicas,
     settings_for,
     with_sinks,
 )
@@ -258,14 +258,11 @@ class Chaos:
         )
         await declare_topology(settings_for(self.node_url, self.data_dir), self.directory)
         for name in self._names:
-            replicas = 2 if self.scale_out and name in SCALED_OUT else 1
-            for replica in range(1, replicas + 1):
-                label = name if replica == 1 else f"{name}-{replica}"
-                # A replica of its own HTTP port; everything else it shares with the first.
-                own = self.settings if replica == 1 else self.settings.model_copy(update={f"{name}_port": free_port()})
-                self.services[label] = ServiceProcess(name, own, self.directory, self.data_dir, label=label)
-                await self.services[label].start()
-                self._stack.push_async_callback(self.services[label].stop)
+            count = 2 if self.scale_out and name in SCALED_OUT else 1
+            for process in replicas(name, count, self.settings, self.directory, self.data_dir):
+                self.services[process.label] = process
+                await process.start()
+                self._stack.push_async_callback(process.stop)
         self._amqp = await aio_pika.connect_robust(self.node_url)
         self._stack.push_async_callback(self._amqp.close)
         await self._learn_expected_agencies()
