@@ -306,23 +306,13 @@ class Chaos:
     async def report_amqp(self, body: dict[str, Any], *, copies: int = 1, deadline: float = 120) -> str | None:
         """Publishes as a police system would, persistent and confirmed, again under the same message id until
         the broker confirms; ``copies`` > 1 sends that many confirmed copies with one message id."""
-        assert self._amqp is not None
-        message = aio_pika.Message(
-            json.dumps(body).encode(),
-            message_id=str(uuid.uuid4()),
-            type="case.report.v1",
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        message = _report_message(json.dumps(body).encode(), str(uuid.uuid4()))
         code = self.case_code(body)
         give_up = time.monotonic() + deadline
         confirmed = 0
         while confirmed < copies and time.monotonic() < give_up:
             try:
-                channel = await asyncio.wait_for(self._amqp.channel(publisher_confirms=True), 5)
-                async with channel:
-                    exchange = await channel.get_exchange("rujukan.intake", ensure=False)
-                    await asyncio.wait_for(exchange.publish(message, "case.report", mandatory=True), 5)
+                await self._publish_once(message)
                 confirmed += 1
                 self.observed.accepted.setdefault(code, time.monotonic())
             except Exception:  # a police system retries on whatever kept its confirm away
@@ -500,23 +490,21 @@ class Chaos:
         self.observed.misanswered.append(f"{kind}: never answered")
 
     async def _publish(self, content: bytes, message_id: str) -> None:
-        assert self._amqp is not None
-        message = aio_pika.Message(
-            content,
-            message_id=message_id,
-            type="case.report.v1",
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        message = _report_message(content, message_id)
         while True:
             try:
-                channel = await asyncio.wait_for(self._amqp.channel(publisher_confirms=True), 5)
-                async with channel:
-                    exchange = await channel.get_exchange("rujukan.intake", ensure=False)
-                    await asyncio.wait_for(exchange.publish(message, "case.report", mandatory=True), 5)
+                await self._publish_once(message)
                 return
             except Exception:  # sent again until confirmed, as a police system would
                 await asyncio.sleep(0.5)
+
+    async def _publish_once(self, message: aio_pika.Message) -> None:
+        """One persistent, mandatory publish to ``rujukan.intake``, waiting for the broker's confirm."""
+        assert self._amqp is not None
+        channel = await asyncio.wait_for(self._amqp.channel(publisher_confirms=True), 5)
+        async with channel:
+            exchange = await channel.get_exchange("rujukan.intake", ensure=False)
+            await asyncio.wait_for(exchange.publish(message, "case.report", mandatory=True), 5)
 
     # The end of a run ------------------------------------------------------------------------------------------
 
@@ -638,6 +626,16 @@ class Chaos:
 MALFORMED = ("http not JSON", "amqp garbage", "http missing fields", "amqp missing fields", "http oversized",
              "amqp oversized")  # fmt: skip
 """The invalid reports a stream mixes in, in turn."""
+
+
+def _report_message(content: bytes, message_id: str) -> aio_pika.Message:
+    return aio_pika.Message(
+        content,
+        message_id=message_id,
+        type="case.report.v1",
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
 
 
 def _with_deadlines(directory: Directory, agency_id: str, deadlines: Deadlines) -> Directory:
