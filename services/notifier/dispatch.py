@@ -146,11 +146,15 @@ class Notifier:
             return
         self._metrics.sent(kind, Outcome.DELIVERED)
         total = record.attempts + attempts
-        # Recorded before the report: a report lost to a broker hiccup is published again by the next copy, never
-        # the send. The report's own id makes the repeat harmless.
-        await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total)
-        await self._delivered(note, note.earlier_attempts + total)
-        await self._store.reported(note.notification_id)
+        try:
+            await self._delivered(note, note.earlier_attempts + total)
+        except Exception:
+            # Recorded as sent but not reported: the next copy publishes the report again, never the send.
+            await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total)
+            raise
+        # One write for the end and the report (a crash between them costs a resend under the same notification id,
+        # which receivers drop, and a report under the same message id, which the referral service drops).
+        await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total, reported=True)
 
     def _rounds_before_next_channel(self, note: Notification, error: TransientChannelError) -> int:
         """The whole schedule on a recipient's last channel. With another channel to try, none while this one's

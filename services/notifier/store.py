@@ -210,13 +210,21 @@ class NotificationStore:
         )  # fmt: skip
 
     async def end(
-        self, notification_id: str, now: datetime, *, status: Status, attempts: int, history: tuple[str, ...] = ()
+        self,
+        notification_id: str,
+        now: datetime,
+        *,
+        status: Status,
+        attempts: int,
+        history: tuple[str, ...] = (),
+        reported: bool = False,
     ) -> None:
-        """How it ended, recorded before anything that follows is published (``reported`` false until then)."""
+        """How it ended; ``reported`` once what follows the end was confirmed by the broker (a dropped one has
+        nothing to follow)."""
         values: dict[str, object] = {"status": status.value, "attempts": attempts, "claimed_until": None}
         if history:
             values["history"] = json.dumps(list(history))
-        await self._set(notification_id, **values, reported=status is Status.DROPPED, updated_at=now)
+        await self._set(notification_id, **values, reported=reported or status is Status.DROPPED, updated_at=now)
 
     async def reported(self, notification_id: str) -> None:
         """What followed its end was confirmed: a copy from now on is simply dropped."""
