@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from faststream.exceptions import RejectMessage
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 
-from shared.broker import MessagePublisher
+from shared.broker import Envelope, MessagePublisher
 from shared.contracts.base import Contract
 from shared.errors import MissingMessageIdError, PermanentError, UnknownContractError, field_path
 from shared.settings import Settings
@@ -175,11 +176,7 @@ class DeadLetters:
         self._seal = seal
 
     async def send(self, message: IncomingMessage, *, queue: str, reason: str) -> None:
-        headers: dict[str, Any] = {
-            REASON_HEADER: reason[:_MAX_REASON],
-            "x-rujukan-queue": queue,
-            "x-rujukan-dead-at": datetime.now(UTC).isoformat(),
-        }
+        headers = self._headers(queue, reason)
         # A replay is checked against where the message first came from, as it was checked the first time.
         first = origin(message)
         if first.routing_key is not None:
@@ -191,6 +188,27 @@ class DeadLetters:
             body = self._seal(body, dead_letter_context(message.message_id))
             headers[SEALED_BODY_HEADER] = True
         await republish(self._publisher, message, queue=dead_letter_queue_name(queue), headers=headers, body=body)
+
+    async def send_new(self, envelope: Envelope, *, queue: str, reason: str) -> None:
+        """Parks a message this service made for ``queue`` but handled without sending it there: operators see and
+        replay it as if it had died on that queue."""
+        headers = self._headers(queue, reason)
+        body = envelope.body
+        if self._seal is not None:
+            body = self._seal(body, dead_letter_context(envelope.message_id))
+            headers[SEALED_BODY_HEADER] = True
+        await self._publisher.publish(
+            dataclasses.replace(envelope, exchange="", routing_key=dead_letter_queue_name(queue), body=body),
+            headers=headers,
+        )
+
+    @staticmethod
+    def _headers(queue: str, reason: str) -> dict[str, Any]:
+        return {
+            REASON_HEADER: reason[:_MAX_REASON],
+            "x-rujukan-queue": queue,
+            "x-rujukan-dead-at": datetime.now(UTC).isoformat(),
+        }
 
 
 _BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-exchange", "x-first-death-queue",

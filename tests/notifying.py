@@ -204,9 +204,16 @@ class NotifierRig:
 
     async def acked(self, queue: str) -> int:
         """Messages of ``queue`` the notifier has handled and acked so far (its Prometheus counter)."""
+        return await self._acked(f"default.{queue}")
+
+    async def events_acked(self, routing_key: str) -> int:
+        """Events of ``routing_key`` on ``rujukan.events`` the notifier has handled and acked so far."""
+        return await self._acked(f"rujukan.events.{routing_key}")
+
+    async def _acked(self, handler: str) -> int:
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{self.settings.notifier_port}/metrics")).text
-        labels = rf'handler="default\.{re.escape(queue)}",status="acked"'
+        labels = rf'handler="{re.escape(handler)}",status="acked"'
         found = re.search(
             rf"^faststream_received_processed_messages_total{{[^}}]*{labels}}} (\S+)$", metrics, re.MULTILINE
         )

@@ -3,6 +3,7 @@ retry it later from a wait queue, fall back to the recipient's next channel, or 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +54,18 @@ class Onward:
     """Into the dead-letter queue with its reason: every channel of the recipient is spent."""
 
 
+def envelope_of(note: Notification, *, queue: str) -> Envelope:
+    """``note`` as a message to one of the notifier's queues, under its notification id."""
+    return Envelope.of(
+        note,
+        exchange="",
+        routing_key=queue,
+        message_id=note.notification_id,
+        correlation_id=str(note.event.case_id),
+        causation_id=note.event_id,
+    )
+
+
 def _event_time(event: Event) -> datetime:
     if isinstance(event, ReferralIssued):
         return event.amended_at or event.issued_at
@@ -91,9 +104,11 @@ class Notifier:
         self._clock = clock or utcnow
         self._lease = lease
 
-    async def fan_out(self, event: Event, *, event_id: str) -> None:
-        """One notification message per recipient, each on its first channel, decided now; a redelivered event
-        republishes the same notification ids, and their receivers' copies are dropped."""
+    async def fan_out(self, event: Event, *, event_id: str, onward_for: Callable[[Notification], Onward]) -> None:
+        """One notification per recipient, each on its first channel, decided now and sent from here: a hop through
+        the notifier's own queue less for nearly every notification. ``onward_for(note)`` is where a notification
+        goes when it must wait or be parked. A redelivered event makes the same notification ids, and the store
+        lets only one copy of each send."""
         now = self._clock()
         if isinstance(event, ReferralCancelled):
             await self._store.settle(event.referral_id, "cancelled", now)
@@ -101,10 +116,26 @@ class Notifier:
         if not fanout.recipients:
             await self._nobody_to_notify(event, event_id)
             return
-        for recipient in fanout.recipients:
-            note = Notification.first(event_id, event, recipient, nobody_on_duty=fanout.nobody_on_duty)
+        notes = [
+            Notification.first(event_id, event, recipient, nobody_on_duty=fanout.nobody_on_duty)
+            for recipient in fanout.recipients
+        ]
+        log.info("notifications_fanned_out", count=len(notes), nobody_on_duty=fanout.nobody_on_duty)
+        outcomes = await asyncio.gather(*(self._first_try(note, onward_for(note)) for note in notes),
+                                        return_exceptions=True)  # fmt: skip
+        # Every note has been sent, handed on or failed by now: the event is redelivered only for one that failed.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _first_try(self, note: Notification, onward: Onward) -> None:
+        """Where the store or the broker fails the first try, the notifier's own queue takes the notification, and
+        its copy goes on from what the store recorded."""
+        try:
+            await self.deliver(note, round_=0, onward=onward)
+        except Exception as exc:
+            log.warning("notification_handed_to_queue", error=type(exc).__name__)
             await self._enqueue(note)
-        log.info("notifications_fanned_out", count=len(fanout.recipients), nobody_on_duty=fanout.nobody_on_duty)
 
     async def settle(self, taken: ReferralTaken) -> None:
         """Someone took the referral: every reminder still pending or waiting in a wait queue is dropped."""
@@ -253,16 +284,7 @@ class Notifier:
         return reader_for(directory, recipient.agency_id, link, reply_code)
 
     async def _enqueue(self, note: Notification) -> None:
-        await self._publisher.publish(
-            Envelope.of(
-                note,
-                exchange="",
-                routing_key=self._queue,
-                message_id=note.notification_id,
-                correlation_id=str(note.event.case_id),
-                causation_id=note.event_id,
-            )
-        )
+        await self._publisher.publish(envelope_of(note, queue=self._queue))
 
     async def _delivered(self, note: Notification, attempts: int) -> None:
         event = note.event

@@ -12,7 +12,7 @@ from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.notifier.dispatch import Notifier, Onward
+from services.notifier.dispatch import Notifier, Onward, envelope_of
 from services.notifier.messages import Notification
 from shared.broker import MessagePublisher, consumer_channel
 from shared.consuming import REPLAY_HEADER, DeadLetters, decode, earlier_deliveries, message_id_of, raw, republish
@@ -52,6 +52,19 @@ def build_router(
     router = RabbitRouter()
     notifications = topology.notifier_notifications.name
 
+    def fresh_onward(note: Notification) -> Onward:
+        """Where a notification sent straight from its event goes next: the same wait queues and dead-letter queue
+        as one that came through the notifier's own queue."""
+
+        async def wait(step: int, round_: int) -> None:
+            queue = topology.notifier_waits[step].name
+            await publisher.publish(envelope_of(note, queue=queue), headers={ROUND_HEADER: round_})
+
+        async def park(reason: str) -> None:
+            await dead_letters.send_new(envelope_of(note, queue=notifications), queue=notifications, reason=reason)
+
+        return Onward(wait, park)
+
     @router.subscriber(topology.notifier_referrals, channel=consumer_channel(settings))
     async def on_referral_event(msg: RabbitMessage) -> None:
         """``referral.<agency>.issued|escalated|cancelled``: who to tell, decided now; ``.taken``: stop reminding."""
@@ -63,7 +76,7 @@ def build_router(
                 return
             event = decode(msg, ReferralIssued, ReferralEscalated, ReferralCancelled)
             with structlog.contextvars.bound_contextvars(referral_id=str(event.referral_id), agency_id=event.agency_id):
-                await notifier.fan_out(event, event_id=message_id_of(msg))
+                await notifier.fan_out(event, event_id=message_id_of(msg), onward_for=fresh_onward)
 
     @router.subscriber(topology.notifier_notifications, channel=consumer_channel(settings))
     async def on_notification(msg: RabbitMessage) -> None:

@@ -8,12 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from services.notifier.app import claim_lease
 from services.notifier.messages import Notification
 from services.notifier.recipients import recipients_for
-from services.notifier.store import NotificationStore, Status
+from services.notifier.store import NotificationStore, Status, notifications
+from shared.consuming import REASON_HEADER
+from shared.contracts.referrals import ReferralDeliveryFailed
 from shared.database import make_engine
+from shared.directory import Directory
 from tests.notifying import WEDNESDAY_10_WIB, Clock, NotifierRig, an_issued_referral
 from tests.system import eventually
 
@@ -38,14 +42,14 @@ async def test_a_redelivered_fan_out_while_the_original_waits_in_a_wait_queue_st
     event_id = await rig.publish(issued)
     await rig.reports(1)  # the agency system's
     await eventually(lambda: rig.gateway.requests[PIKET_PAGI] == 3)  # quick retries spent: now it waits
-    handled = await rig.acked("notifier.notifications")
+    handled = await rig.events_acked("referral.dinsos-bengkayang.issued")
 
     await rig.publish(issued, message_id=event_id)
 
-    async def copies_handled() -> bool:
-        return await rig.acked("notifier.notifications") == handled + 2
+    async def copy_handled() -> bool:
+        return await rig.events_acked("referral.dinsos-bengkayang.issued") == handled + 1
 
-    await eventually(copies_handled, timeout=5)
+    await eventually(copy_handled, timeout=5)
     assert rig.gateway.requests[PIKET_PAGI] == 3  # the copy of round 0 was dropped, not sent
     [report] = await rig.reports(1)
     assert (report.recipient, report.attempts) == ("piket-pagi", 4)
@@ -97,3 +101,63 @@ async def test_a_notification_whose_holder_was_killed_mid_send_is_sent_once_its_
     reports = {report.recipient: report for report in await rig.reports(2)}
     assert reports["piket-pagi"].notification_id == note.notification_id
     assert [text.id for text in rig.gateway.to(PIKET_PAGI)] == [note.notification_id]
+
+
+async def test_a_notification_the_store_cannot_record_on_its_first_try_is_sent_once_when_it_can(
+    rig: NotifierRig,
+) -> None:
+    engine = make_engine(rig.settings.notifier_database_url)
+    # The table out of the way: every claim fails, as it would with the store's disk gone.
+    async with engine.begin() as connection:
+        await connection.execute(text(f"ALTER TABLE {notifications.name} RENAME TO away"))
+    issued = an_issued_referral()
+    await rig.publish(issued)
+
+    async def event_handed_on() -> bool:
+        return await rig.events_acked("referral.dinsos-bengkayang.issued") == 1
+
+    await eventually(event_handed_on)
+    assert rig.sink.deliveries == []
+    async with engine.begin() as connection:
+        await connection.execute(text(f"ALTER TABLE away RENAME TO {notifications.name}"))
+    await engine.dispose()
+
+    reports = {report.recipient: report for report in await rig.reports(2, timeout=15)}
+    assert set(reports) == {"agency", "piket-pagi"}
+    assert len(rig.sink.deliveries) == 1
+    assert len(rig.gateway.to(PIKET_PAGI)) == 1
+
+
+def _reached_by_text_only(directory: Directory) -> Directory:
+    """Every officer with one channel: the first, a text message."""
+    agencies = []
+    for agency in directory.agencies:
+        if agency.roster is not None:
+            officers = tuple(
+                officer.model_copy(update={"channels": officer.channels[:1]}) for officer in agency.roster.officers
+            )
+            agency = agency.model_copy(update={"roster": agency.roster.model_copy(update={"officers": officers})})
+        agencies.append(agency)
+    return directory.model_copy(update={"agencies": tuple(agencies)})
+
+
+async def test_an_officer_whose_only_channel_refuses_the_first_try_is_reported_failed_and_parked_for_operators(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    rig = NotifierRig(amqp_url, tmp_path, clock=Clock(WEDNESDAY_10_WIB), adjust=_reached_by_text_only)
+    await rig.start()
+    try:
+        rig.gateway.fail_next(PIKET_PAGI, 400)
+        await rig.publish(an_issued_referral())
+
+        reports = {report.recipient: report for report in await rig.reports(2)}
+        assert rig.broker is not None
+        [parked] = await rig.broker.take("notifier.notifications.dead", 1)
+    finally:
+        await rig.stop()
+
+    failed = reports["piket-pagi"]
+    assert isinstance(failed, ReferralDeliveryFailed)
+    assert parked.headers[REASON_HEADER] == failed.reason
+    note = Notification.model_validate_json(parked.body)
+    assert (parked.message_id, note.recipient.id, note.address.kind) == (failed.notification_id, "piket-pagi", "sms")
