@@ -58,7 +58,8 @@ SENDS = (
         "",
         "notifier.notifications",
         (Notification,),
-        "Internal: one message per recipient and channel, to the notifier's own queue.",
+        "Internal: a notification that waits for its next try, moves to the recipient's next channel, or whose"
+        " first try the store or the broker failed.",
     ),
 )
 
