@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+from shared import sqlite_inline
+
 
 def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
     """``survive_power_loss=False`` (SQLite only) keeps a commit through a crash of the process but not of the
@@ -18,28 +20,22 @@ def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = parsed.database or ":memory:"
+    if database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    async def connect() -> sqlite_inline.InlineConnection:
+        return await sqlite_inline.connect(database, survive_power_loss=survive_power_loss)
+
     # One connection per process: SQLite has one writer anyway, and queueing in asyncio is far cheaper than
     # SQLite's busy handler, which sleeps up to 100 ms between tries when connections of one process collide.
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _: Any) -> None:
-        # Take over transaction control from pysqlite, so BEGIN IMMEDIATE below is what runs.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a transaction is on disk before we ack the message that caused it, even on power loss.
-        cursor.execute(f"PRAGMA synchronous={'FULL' if survive_power_loss else 'NORMAL'}")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+    engine = create_async_engine(url, async_creator=connect, pool_size=1, max_overflow=0, pool_timeout=60)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Writers queue on the busy timeout instead of failing at lock upgrade (SQLITE_BUSY mid-transaction).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Every transaction takes the write lock at its start, so none fails at lock upgrade (SQLITE_BUSY
+        # mid-transaction), and the only wait for the lock is the one that yields to the loop.
+        connection.connection.driver_connection.begin_immediate()
 
     return engine
 
