@@ -121,8 +121,8 @@ class Notifier:
             for recipient in fanout.recipients
         ]
         log.info("notifications_fanned_out", count=len(notes), nobody_on_duty=fanout.nobody_on_duty)
-        outcomes = await asyncio.gather(*(self._first_try(note, onward_for(note)) for note in notes),
-                                        return_exceptions=True)  # fmt: skip
+        tries = (self._first_try(note, onward_for(note)) for note in notes)
+        outcomes = await asyncio.gather(*tries, return_exceptions=True)
         # Every note has been sent, handed on or failed by now: the event is redelivered only for one that failed.
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
