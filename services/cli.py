@@ -1,4 +1,8 @@
-"""The ``rujukan`` command: the only module that knows all three services."""
+"""The ``rujukan`` command: the only module that knows all three services.
+
+A command imports what it runs only once it is chosen: a service's process then holds its own code and libraries,
+not the other two services' (the ledger's migrations, templates, HTTP clients), which would cost it tens of MB.
+"""
 
 from __future__ import annotations
 
@@ -11,32 +15,18 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
-import aiohttp
-from pydantic import AmqpDsn
-
-from services.intake.app import build_intake
-from services.notifier.app import build_notifier, warn_of_roster_gaps
 from services.ops_cli import add_ops_parser, run_ops
-from services.referral.app import build_referral
-from services.referral.audit import AuditKeys, ChainCheck
-from services.referral.ledger import Ledger
-from services.referral.privacy import Privacy
-from services.referral.referrals import UnknownCaseError
 from services.referral.reporting.statistics import month
-from shared.broker import make_broker
-from shared.broker_setup import Management, broker_users, declare_topology, set_up_broker
 from shared.clock import utcnow
-from shared.database import make_engine
 from shared.directory import Directory, load_directory
 from shared.errors import ConfigurationError
 from shared.live_directory import LiveDirectory, pid_file, signal_running
 from shared.logging import configure_logging
 from shared.rosters import uncovered_agencies
-from shared.sealing import IdentitySealer, load_audit_keys, load_sealer
+from shared.sealing import IdentitySealer, load_sealer
 from shared.service import Service, serve
 from shared.settings import Settings
 from shared.tokens import Scope, issue_token
-from shared.topology import build_topology
 
 SERVICES = ("intake", "referral", "notifier")
 
@@ -53,11 +43,22 @@ def build_services(
     service's (deadlines, overdue figures), which tests move instead of waiting."""
     current: Callable[[], Directory] = directory if callable(directory) else lambda: directory
 
-    builders = {
-        "intake": lambda: build_intake(settings.for_service("intake"), current, sealer),
-        "referral": lambda: build_referral(settings.for_service("referral"), current, sealer, clock=clock),
-        "notifier": lambda: build_notifier(settings.for_service("notifier"), current),
-    }
+    def intake() -> Service:
+        from services.intake.app import build_intake
+
+        return build_intake(settings.for_service("intake"), current, sealer)
+
+    def referral() -> Service:
+        from services.referral.app import build_referral
+
+        return build_referral(settings.for_service("referral"), current, sealer, clock=clock)
+
+    def notifier() -> Service:
+        from services.notifier.app import build_notifier
+
+        return build_notifier(settings.for_service("notifier"), current)
+
+    builders = {"intake": intake, "referral": referral, "notifier": notifier}
     return [builders[name]() for name in names]
 
 
@@ -131,75 +132,6 @@ def _issue_token(scopes: Sequence[str], label: str | None) -> int:
     return 0
 
 
-async def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    check = ChainCheck(load_audit_keys(settings, create=False), unkeyed_rows=args.unkeyed_rows)
-    # The expected head is the last entry when the trail was last verified; entries written since follow it.
-    reached = args.expect_head is None
-    engine = make_engine(settings.database_url)
-    try:
-        async for row in Ledger(engine).audit_rows():
-            if problem := check.add(row):
-                print(f"audit trail broken at {problem}; {check.intact} entries before it are intact", file=sys.stderr)
-                return 1
-            reached = reached or row.hash == args.expect_head
-    finally:
-        await engine.dispose()
-    if not reached:
-        print(
-            f"audit trail cut short: no entry has the expected head {args.expect_head}; the {check.intact} entries"
-            f" left are intact up to {check.head}",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"audit trail intact: {check.intact} entries; the last hash is {check.head}")
-    return 0
-
-
-async def _privacy_command(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
-    ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
-    try:
-        await ledger.migrate()
-        privacy = Privacy(ledger, lambda: load_directory(settings.config))
-        if args.action == "sweep":
-            print(f"{await privacy.sweep()} closed cases past the retention period erased")
-            return 0
-        try:
-            erased = await privacy.erase(args.case_id, operator=args.by, reason=args.reason)
-        except UnknownCaseError:
-            print(f"rujukan: no case {args.case_id} in the ledger", file=sys.stderr)
-            return 1
-        print(f"case {args.case_id}: identity {'erased' if erased else 'was already erased'}")
-        return 0
-    finally:
-        await engine.dispose()
-
-
-async def _broker_setup(args: argparse.Namespace, settings: Settings) -> int:
-    directory = load_directory(settings.config)
-    topology = build_topology(directory, settings.retry_schedule)
-    auth = {"Authorization": aiohttp.encode_basic_auth(args.admin_user, args.admin_password)}
-    async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        result = await set_up_broker(
-            Management(session, args.management_url),
-            broker_users(directory, topology),
-            vhost=args.vhost,
-            prefix=settings.broker_user_prefix,
-            amqp_base_url=str(settings.amqp_url),
-            secrets_file=args.secrets,
-            rotate=args.rotate,
-        )
-    await declare_topology(
-        topology,
-        result.credentials,
-        lambda url: make_broker(settings.model_copy(update={"amqp_url": AmqpDsn(url)}), app_id="rujukan-broker-setup"),
-    )
-    for change in result.changes:
-        print(change)
-    print(f"{len(result.credentials)} broker users ready; their AMQP URLs are in {args.secrets} (mode 0600)")
-    return 0
-
-
 def _directory_command(action: str, settings: Settings) -> int:
     try:
         directory = load_directory(settings.config)
@@ -219,6 +151,12 @@ def _directory_command(action: str, settings: Settings) -> int:
         print(f"no running service has a pid file in {settings.data_dir}; nothing to reload", file=sys.stderr)
         return 1
     return 0
+
+
+def _roster_warnings(directory: Directory) -> None:
+    from services.notifier.app import warn_of_roster_gaps
+
+    warn_of_roster_gaps(directory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,21 +195,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "audit":
         try:
-            return asyncio.run(_audit_verify(args, settings))
+            from services.referral.ledger_commands import verify_audit_trail
+
+            return asyncio.run(verify_audit_trail(args, settings))
         except ConfigurationError as exc:
             print(f"rujukan: {exc}", file=sys.stderr)
             return 2
     if args.command == "privacy":
         # The command prints what it did; the service's info lines would only repeat it.
+        from services.referral.ledger_commands import privacy_command
+
         configure_logging("WARNING")
         try:
-            return asyncio.run(_privacy_command(args, settings))
+            return asyncio.run(privacy_command(args, settings))
         except ConfigurationError as exc:
             print(f"rujukan: {exc}", file=sys.stderr)
             return 2
     if args.command == "broker":
         try:
-            return asyncio.run(_broker_setup(args, settings))
+            from services.broker_command import set_up_broker_command
+
+            return asyncio.run(set_up_broker_command(args, settings))
         except ConfigurationError as exc:
             print(f"rujukan: {exc}", file=sys.stderr)
             return 2
@@ -279,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, service=args.command)
     try:
         directory = LiveDirectory(
-            settings.config, on_reload=warn_of_roster_gaps if "notifier" in names else lambda _: None
+            settings.config, on_reload=_roster_warnings if "notifier" in names else lambda _: None
         )
         services = build_services(names, settings, directory, load_sealer(settings))
     except ConfigurationError as exc:

@@ -1,0 +1,59 @@
+"""``rujukan audit verify`` and ``rujukan privacy``: commands an operator runs against the referral ledger."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.referral.audit import AuditKeys, ChainCheck
+from services.referral.ledger import Ledger
+from services.referral.privacy import Privacy
+from services.referral.referrals import UnknownCaseError
+from shared.database import make_engine
+from shared.directory import load_directory
+from shared.sealing import load_audit_keys
+from shared.settings import Settings
+
+
+async def verify_audit_trail(args: argparse.Namespace, settings: Settings) -> int:
+    check = ChainCheck(load_audit_keys(settings, create=False), unkeyed_rows=args.unkeyed_rows)
+    # The expected head is the last entry when the trail was last verified; entries written since follow it.
+    reached = args.expect_head is None
+    engine = make_engine(settings.database_url)
+    try:
+        async for row in Ledger(engine).audit_rows():
+            if problem := check.add(row):
+                print(f"audit trail broken at {problem}; {check.intact} entries before it are intact", file=sys.stderr)
+                return 1
+            reached = reached or row.hash == args.expect_head
+    finally:
+        await engine.dispose()
+    if not reached:
+        print(
+            f"audit trail cut short: no entry has the expected head {args.expect_head}; the {check.intact} entries"
+            f" left are intact up to {check.head}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"audit trail intact: {check.intact} entries; the last hash is {check.head}")
+    return 0
+
+
+async def privacy_command(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
+    try:
+        await ledger.migrate()
+        privacy = Privacy(ledger, lambda: load_directory(settings.config))
+        if args.action == "sweep":
+            print(f"{await privacy.sweep()} closed cases past the retention period erased")
+            return 0
+        try:
+            erased = await privacy.erase(args.case_id, operator=args.by, reason=args.reason)
+        except UnknownCaseError:
+            print(f"rujukan: no case {args.case_id} in the ledger", file=sys.stderr)
+            return 1
+        print(f"case {args.case_id}: identity {'erased' if erased else 'was already erased'}")
+        return 0
+    finally:
+        await engine.dispose()
