@@ -45,6 +45,19 @@ class InvalidMessageError(PermanentError):
         super().__init__(f"invalid {message_type}: {summary}")
 
 
+class BodyTooLargeError(PermanentError):
+    """An agency's message body over ``RUJUKAN_MAX_REQUEST_BYTES``: the limit an HTTP body gets 413 for holds over
+    AMQP too, checked before the body is parsed and whatever it holds (whitespace keeps a padded message valid)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"body of {size} bytes is over the limit of {limit} bytes")
+
+
+def refuse_oversized(msg: RabbitMessage, settings: Settings) -> None:
+    if len(msg.body) > settings.max_request_bytes:
+        raise BodyTooLargeError(len(msg.body), settings.max_request_bytes)
+
+
 def field_errors(error: ValidationError) -> list[dict[str, str]]:
     """Field paths and messages of a validation error, without the offending input (it may be identity)."""
     return [

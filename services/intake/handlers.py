@@ -16,6 +16,7 @@ from shared.consuming import (
     decode,
     earlier_deliveries,
     raw,
+    refuse_oversized,
     verify_sender,
     warn_if_senders_unverified,
 )
@@ -29,14 +30,6 @@ CASE_MESSAGES = (CaseReport, CaseAmendment, CaseWithdrawal)
 """What a police system publishes to ``rujukan.intake`` (``case.report|amend|withdraw``)."""
 
 LONGEST_PAUSE_SECONDS = 30.0
-
-
-class ReportTooLargeError(PermanentError):
-    """A message body over ``RUJUKAN_MAX_REQUEST_BYTES``: the limit a report posted over HTTP gets 413 for holds
-    over AMQP too, whatever the body holds (whitespace keeps a padded report valid)."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"body of {size} bytes is over the limit of {limit} bytes")
 
 
 def pause_before_retry(earlier: int) -> float:
@@ -57,8 +50,7 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings, m
         message_id = raw(msg).message_id
         with structlog.contextvars.bound_contextvars(message_id=message_id), metrics.counting(kind_of(raw(msg).type)):
             try:
-                if len(msg.body) > settings.max_request_bytes:
-                    raise ReportTooLargeError(len(msg.body), settings.max_request_bytes)
+                refuse_oversized(msg, settings)
                 message = decode(msg, *CASE_MESSAGES)
                 verify_sender(msg, message.reporting_agency, settings=settings)
                 if isinstance(message, CaseAmendment):

@@ -9,7 +9,15 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.referral.lifecycle import Reply
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.broker import consumer_channel
-from shared.consuming import decode, message_id_of, origin, raw, verify_sender, warn_if_senders_unverified
+from shared.consuming import (
+    decode,
+    message_id_of,
+    origin,
+    raw,
+    refuse_oversized,
+    verify_sender,
+    warn_if_senders_unverified,
+)
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
 from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
@@ -52,6 +60,7 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
     @router.subscriber(topology.referral_replies, channel=consumer_channel(settings))
     async def on_agency_reply(msg: RabbitMessage) -> None:
         """``referral.<agency>.<event>`` from a receiving agency's system: acknowledged, accepted, declined, …"""
+        refuse_oversized(msg, settings)
         reply = decode(msg, *REPLIES)
         verify_sender(msg, reply.agency_id, settings=settings)
         expected_key = f"referral.{reply.agency_id}.{reply.EVENT}"

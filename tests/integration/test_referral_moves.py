@@ -125,6 +125,31 @@ async def test_agency_systems_move_referrals_over_amqp_and_illegal_moves_are_dea
     assert accepted["status"]["fully_accepted"]
 
 
+async def test_an_agency_reply_over_the_size_limit_is_dead_lettered_before_it_is_parsed(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by review: replies over HTTP got 413 past the limit, the same reply padded with whitespace over AMQP was
+    parsed whatever its size."""
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+    body = json.dumps({"referral_id": referral_id, "agency_id": "dinsos-bengkayang"}).encode()
+    padded = body + b" " * system.settings.max_request_bytes
+
+    await broker.publish(
+        "rujukan.replies", "referral.dinsos-bengkayang.accepted", padded, message_type="referral.accepted.v1"
+    )
+    await broker.publish(
+        "rujukan.replies", "referral.dinsos-bengkayang.acknowledged", body, message_type="referral.acknowledged.v1"
+    )
+
+    [dead] = await broker.take("referral.replies.dead")
+    assert dead.headers["x-rujukan-reason"] == (
+        f"body of {len(padded)} bytes is over the limit of {system.settings.max_request_bytes} bytes"
+    )
+    acknowledged = await system.case_when(case["case_id"], lambda c: c["referrals"][0]["status"] == "acknowledged")
+    assert acknowledged["referrals"][0]["status"] == "acknowledged"
+
+
 async def test_an_unknown_referral_or_case_gets_404(system: System) -> None:
     unknown = "00000000-0000-5000-8000-000000000000"
 
