@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     inspect,
     or_,
     select,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.expression import Executable, Select
+from sqlalchemy.sql.expression import Executable
 
 from services.notifier.messages import ACKNOWLEDGED, Notification
 from shared.database import UtcDateTime
@@ -111,9 +112,19 @@ class Claim:
     record: Record
 
 
+# The hottest statements are built once, their values bound at each execution: building one (``.values()``,
+# comparisons, its cache key) cost about as much CPU as running it.
+_REFERRAL_STATUS = select(settled.c.status).where(settled.c.referral_id == bindparam("referral_id"))
+_UPDATE_RECORD = update(notifications).where(notifications.c.notification_id == bindparam("b_notification_id"))
+"""Sets the columns named by the parameters of the record named by ``b_notification_id``."""
+
+
 class NotificationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Insert-or-nothing in the same transaction as the claim: no read-then-insert race between replicas.
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert_new: Executable = dialect.insert(notifications).on_conflict_do_nothing()
 
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:
@@ -131,9 +142,9 @@ class NotificationStore:
         async with self._engine.begin() as connection:
             # The usual case, a notification seen for the first time, is claimed by the insert itself: two
             # statements fewer on the notifier's hottest path than insert-pending-then-claim.
-            inserted = await connection.execute(self._insert_new(note, now, round_, claimed_until=now + lease))
+            inserted = await connection.execute(self._insert_new, _new_record(note, now, round_, now + lease))
             if inserted.rowcount == 1:
-                taken = await connection.scalar(self._referral_status(note))
+                taken = await connection.scalar(_REFERRAL_STATUS, {"referral_id": str(note.event.referral_id)})
                 return Claim(True, Record(Status.SENDING, 0, note.history, taken, round_, reported=False))
             if replay:
                 await connection.execute(
@@ -157,33 +168,6 @@ class NotificationStore:
             record = await self._record(connection, note)
         return Claim(claimed.rowcount == 1, record)
 
-    def _insert_new(self, note: Notification, now: datetime, round_: int, *, claimed_until: datetime) -> Executable:
-        values = {
-            "notification_id": note.notification_id,
-            "event_id": note.event_id,
-            "referral_id": str(note.event.referral_id),
-            "agency_id": note.event.agency_id,
-            "recipient": note.recipient.id,
-            "channel": note.address.kind,
-            "level": note.level,
-            "status": Status.SENDING.value,
-            "attempts": 0,
-            "history": json.dumps(list(note.history)),
-            "round": round_,
-            "claimed_until": claimed_until,
-            "reported": False,
-            "created_at": now,
-            "updated_at": now,
-        }
-        # Insert-or-nothing in the same transaction as the claim: no read-then-insert race between replicas.
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        statement: Executable = dialect.insert(notifications).values(**values).on_conflict_do_nothing()
-        return statement
-
-    @staticmethod
-    def _referral_status(note: Notification) -> Select[str]:
-        return select(settled.c.status).where(settled.c.referral_id == str(note.event.referral_id))
-
     async def _record(self, connection: AsyncConnection, note: Notification) -> Record:
         row = (
             await connection.execute(
@@ -193,8 +177,9 @@ class NotificationStore:
                     notifications.c.history,
                     notifications.c.round,
                     notifications.c.reported,
-                    self._referral_status(note).scalar_subquery().label("taken"),
-                ).where(notifications.c.notification_id == note.notification_id)
+                    _REFERRAL_STATUS.scalar_subquery().label("taken"),
+                ).where(notifications.c.notification_id == note.notification_id),
+                {"referral_id": str(note.event.referral_id)},
             )
         ).one()
         return Record(
@@ -232,9 +217,7 @@ class NotificationStore:
 
     async def _set(self, notification_id: str, **values: object) -> None:
         async with self._engine.begin() as connection:
-            await connection.execute(
-                update(notifications).where(notifications.c.notification_id == notification_id).values(**values)
-            )
+            await connection.execute(_UPDATE_RECORD, {"b_notification_id": notification_id, **values})
 
     async def settle(self, referral_id: UUID, status: str, at: datetime) -> None:
         """The referral was taken (or decided, or cancelled): reminders it made moot are dropped when they come
@@ -261,3 +244,24 @@ class NotificationStore:
                 )
             )
             return {(row.recipient, row.channel): Status(row.status) for row in rows}
+
+
+def _new_record(note: Notification, now: datetime, round_: int, claimed_until: datetime) -> dict[str, object]:
+    """A notification seen for the first time, claimed by the copy that inserts it."""
+    return {
+        "notification_id": note.notification_id,
+        "event_id": note.event_id,
+        "referral_id": str(note.event.referral_id),
+        "agency_id": note.event.agency_id,
+        "recipient": note.recipient.id,
+        "channel": note.address.kind,
+        "level": note.level,
+        "status": Status.SENDING.value,
+        "attempts": 0,
+        "history": json.dumps(list(note.history)),
+        "round": round_,
+        "claimed_until": claimed_until,
+        "reported": False,
+        "created_at": now,
+        "updated_at": now,
+    }
