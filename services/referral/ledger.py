@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     case,
     func,
     select,
@@ -192,6 +193,36 @@ audit_trail = Table(
 ERASED_IDENTITY = {"erased": True}
 """What ``cases.identity`` holds once erased."""
 
+# The statements every message runs are built once, their values bound at each execution: building one
+# (``.values()``, comparisons, its cache key) cost about as much CPU as running it.
+_FIRST_TIME = {
+    name: dialect.insert(inbox).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_REFERRAL = select(referrals).where(referrals.c.referral_id == bindparam("referral_id"))
+_LOCKED_REFERRAL = _REFERRAL.with_for_update(key_share=True)
+_UPDATE_REFERRAL = update(referrals).where(referrals.c.referral_id == bindparam("b_referral_id"))
+"""Sets the columns named by the parameters of the referral named by ``b_referral_id``."""
+_ESCALATE_NOW = (
+    update(deadlines)
+    .where(
+        deadlines.c.referral_id == bindparam("b_referral_id"),
+        deadlines.c.kind == bindparam("b_kind"),
+        _open_deadline,
+        deadlines.c.next_level == 1,
+    )
+    .values(due_at=bindparam("due_at"), reason=bindparam("reason"), updated_at=bindparam("updated_at"))
+)
+_ACK_CODE_IN_USE = (
+    select(referrals.c.referral_id)
+    .where(
+        referrals.c.agency_id == bindparam("agency_id"),
+        referrals.c.ack_code == bindparam("code"),
+        _awaiting_ack | (referrals.c.issued_at >= bindparam("issued_since")),
+    )
+    .limit(1)
+)
+
 
 @dataclass(frozen=True)
 class CaseRecord:
@@ -304,13 +335,9 @@ class LedgerTx:
 
     async def first_time(self, consumer: str, message_id: str, now: datetime) -> bool:
         """Records ``message_id`` as processed by ``consumer``; False if it already was (a redelivery)."""
-        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(inbox)
-            .values(consumer=consumer, message_id=message_id, received_at=now)
-            .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+        result = await self._c.execute(
+            _FIRST_TIME[self._c.dialect.name], {"consumer": consumer, "message_id": message_id, "received_at": now}
         )
-        result = await self._c.execute(statement)
         return bool(result.rowcount)
 
     async def case(self, case_id: UUID, *, for_update: bool = False) -> CaseRecord | None:
@@ -499,16 +526,10 @@ class LedgerTx:
     async def ack_code_in_use(self, agency_id: str, code: str, *, issued_since: datetime) -> bool:
         """Whether one of the agency's referrals awaiting acknowledgement, or issued since ``issued_since``, holds
         ``code`` (one row at most, however many referrals the agency has)."""
-        query = (
-            select(referrals.c.referral_id)
-            .where(
-                referrals.c.agency_id == agency_id,
-                referrals.c.ack_code == code,
-                _awaiting_ack | (referrals.c.issued_at >= issued_since),
-            )
-            .limit(1)
+        found = await self._c.execute(
+            _ACK_CODE_IN_USE, {"agency_id": agency_id, "code": code, "issued_since": issued_since}
         )
-        return (await self._c.execute(query)).first() is not None
+        return found.first() is not None
 
     async def ack_codes_in_use(self, agency_id: str, *, issued_since: datetime) -> set[str]:
         """The codes of the agency's referrals awaiting acknowledgement, or issued since ``issued_since`` (a late
@@ -521,8 +542,8 @@ class LedgerTx:
         return set((await self._c.execute(query)).scalars())
 
     async def referral(self, referral_id: UUID, *, lock: bool = True) -> Referral | None:
-        query = select(referrals).where(referrals.c.referral_id == str(referral_id))
-        row = (await self._c.execute(query.with_for_update(key_share=True) if lock else query)).one_or_none()
+        found = await self._c.execute(_LOCKED_REFERRAL if lock else _REFERRAL, {"referral_id": str(referral_id)})
+        row = found.one_or_none()
         return _referral(row) if row else None
 
     async def referrals_of(self, case_id: UUID, *, for_update: bool = False) -> list[Referral]:
@@ -591,10 +612,10 @@ class LedgerTx:
         """Level 1 of the deadline becomes due now, for ``reason``; False if level 1 already fired (or the
         deadline is closed)."""
         result = await self._c.execute(
-            update(deadlines)
-            .where(_deadline_key(referral_id, kind), _open_deadline, deadlines.c.next_level == 1)
-            .values(due_at=now, reason=reason[:200], updated_at=now)
-        )
+            _ESCALATE_NOW,
+            {"b_referral_id": str(referral_id), "b_kind": kind.value, "due_at": now, "reason": reason[:200],
+             "updated_at": now},
+        )  # fmt: skip
         return bool(result.rowcount)
 
     async def set_escalation_level(self, referral_id: UUID, level: int, now: datetime) -> None:
@@ -612,9 +633,7 @@ class LedgerTx:
 
     async def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:
         await self._c.execute(
-            update(referrals)
-            .where(referrals.c.referral_id == str(referral_id))
-            .values(status=status.value, updated_at=now, **fields)
+            _UPDATE_REFERRAL, {"b_referral_id": str(referral_id), "status": status.value, "updated_at": now, **fields}
         )
 
     def record(
