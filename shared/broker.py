@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
         # turns permanent ones into a dead letter with our reason before this policy ever sees them.
         ack_policy=AckPolicy.NACK_ON_ERROR,
         logger=structlog.get_logger("faststream"),
+        # FastStream's own line for each message received and processed (its context redacted anyway) is debug:
+        # at INFO it was two lines per message, most of the service's log. Failures still log as errors.
+        log_level=logging.DEBUG,
         graceful_timeout=15.0,
     )
 
