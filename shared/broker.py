@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import structlog
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
+from faststream.rabbit.message import RabbitMessage
 from faststream.security import BaseSecurity
 
 from shared.contracts.base import Contract
@@ -55,7 +56,16 @@ def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
         # at INFO it was two lines per message, most of the service's log. Failures still log as errors.
         log_level=logging.DEBUG,
         graceful_timeout=15.0,
+        # A handler takes the message itself and decodes its body with the contract its type names (shared/
+        # consuming.py). FastStream's dependency injection, which resolved that parameter on a worker thread, and
+        # its JSON parse of every body, which nothing read, cost about a tenth of each consumer's CPU.
+        apply_types=False,
+        decoder=_the_message_itself,
     )
+
+
+async def _the_message_itself(message: RabbitMessage) -> RabbitMessage:
+    return message
 
 
 def consumer_channel(settings: Settings) -> Channel:

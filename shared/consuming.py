@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -343,10 +342,6 @@ def _permanent_reason(error: Exception, message: IncomingMessage) -> str | None:
         return str(error)
     if isinstance(error, ValidationError):
         return "invalid message body"
-    if isinstance(error, UnicodeDecodeError | json.JSONDecodeError):
-        # FastStream decodes a body by its content type before any handler runs: bytes that are not the UTF-8 or
-        # the JSON it says will not be on the next delivery either. The sender's bytes are not quoted.
-        return f"body cannot be decoded as its content type says: {type(error).__name__}"
     # Quorum queues count earlier deliveries in x-delivery-count. On the last one we dead-letter the message
     # ourselves rather than let the broker do it: our reason is kept, and a sealed body stays sealed.
     deliveries = earlier_deliveries(message) + 1

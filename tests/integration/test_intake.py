@@ -133,6 +133,21 @@ async def test_amqp_report_over_the_size_limit_is_dead_lettered_as_http_refuses_
     assert json.loads(receipt.body)["event"] == "rejected"
 
 
+async def test_amqp_report_that_is_not_json_is_dead_lettered_at_once_without_its_bytes(
+    system: System, broker: BrokerClient
+) -> None:
+    """The handler decodes the body with the contract its type names; bytes that are not UTF-8 JSON fail that on
+    every delivery, so the first is the last."""
+    message_id = await broker.publish("rujukan.intake", "case.report", b"\xfd{Siti", message_type="case.report.v1")
+
+    [dead] = await broker.take("intake.reports.dead")
+    assert dead.message_id == message_id
+    assert dead.headers["x-rujukan-reason"].startswith("invalid case.report.v1: ")
+    assert "Invalid JSON" in dead.headers["x-rujukan-reason"]
+    assert "Siti" not in dead.headers["x-rujukan-reason"]
+    assert dead.headers["x-delivery-count"] == 0
+
+
 async def test_unknown_contract_version_is_dead_lettered_with_its_reason(system: System, broker: BrokerClient) -> None:
     await broker.publish("rujukan.intake", "case.report", a_case_report_body(), message_type="case.report.v9")
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -36,10 +35,3 @@ def test_a_delivery_count_a_sender_forged_as_anything_but_a_whole_number_counts_
         reason = _permanent_reason(ConnectionError(), Message({"x-delivery-count": forged}))  # type: ignore[arg-type]
 
         assert reason is None, forged
-
-
-def test_a_body_that_cannot_be_decoded_as_its_content_type_says_is_dead_lettered_at_once() -> None:
-    for error in (UnicodeDecodeError("utf-8", b"\xfd", 0, 1, "invalid start byte"), json.JSONDecodeError("x", "{", 1)):
-        reason = _permanent_reason(error, Message())  # type: ignore[arg-type]
-
-        assert reason == f"body cannot be decoded as its content type says: {type(error).__name__}"
