@@ -3,6 +3,7 @@ the moment and level the roster says; nobody is told twice, and an acknowledgeme
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -219,7 +220,11 @@ async def test_an_acceptance_escalation_reaches_the_supervisor_after_an_acknowle
     assert (report.recipient, report.level) == ("kepala-bidang", 2)
     [text] = rig.gateway.to("+628125502201")
     assert "TERIMA" not in text.text
-    assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
+    # A report whose confirm came late is published again under its message id, which the referral service drops
+    # (found by CI under load): a copy of the level-2 report may follow, a report of level 3 never.
+    assert rig.broker is not None
+    leftovers = await rig.broker.drain("referral.deliveries", at_least=0)
+    assert {json.loads(message.body)["level"] for message in leftovers} <= {2}
 
 
 async def test_victims_added_to_a_referral_already_taken_are_news_and_their_link_lasts_from_the_amendment(
