@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     JSON,
     Column,
@@ -26,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    inspect,
     select,
     text,
     update,
@@ -787,20 +786,48 @@ class Ledger:
             await tx.flush()
 
     async def migrate(self) -> None:
-        """Create or upgrade the schema to the newest Alembic revision."""
+        """A new ledger gets the newest schema at once; an older one is upgraded to it by Alembic."""
         async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+            await connection.run_sync(_create_or_upgrade)
 
+
+SCHEMA_REVISION = "0008"
+"""The newest Alembic revision (``migrations/versions``): the schema ``metadata`` describes."""
+
+# Alembic's own bookkeeping, kept apart from ``metadata`` so that autogenerate never proposes to drop it.
+_alembic_version = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), primary_key=True),
+)
 
 # Any constant: replicas starting together on PostgreSQL take turns migrating instead of racing.
 _MIGRATION_LOCK = 0x52756A756B616E
 _AUDIT_LOCK = _MIGRATION_LOCK + 1
 
 
-def _upgrade(connection: Connection) -> None:
+def _create_or_upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    existing = set(inspect(connection).get_table_names())
+    if _alembic_version.name in existing:
+        if connection.execute(select(_alembic_version.c.version_num)).scalar() != SCHEMA_REVISION:
+            upgrade_with_alembic(connection)
+    elif existing.isdisjoint(metadata.tables):
+        # Replaying every revision on an empty database builds what ``metadata`` describes (a test checks both).
+        metadata.create_all(connection)
+        _alembic_version.create(connection)
+        connection.execute(_alembic_version.insert().values(version_num=SCHEMA_REVISION))
+    else:
+        upgrade_with_alembic(connection)
+
+
+def upgrade_with_alembic(connection: Connection, revision: str = "head") -> None:
+    # Imported here, for an upgrade only: Alembic's modules would add 8 MB to the service for its whole life.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

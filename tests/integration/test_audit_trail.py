@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, update
+from sqlalchemy import update
 
 from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.audit import AuditAction, AuditEntry, AuditKeys, ChainCheck, ChainedEntry, entry_hash
-from services.referral.ledger import Ledger, audit_trail
+from services.referral.ledger import Ledger, audit_trail, upgrade_with_alembic
 from services.referral.referrals import Referrals
 from shared.contracts.cases import CaseReported
 from shared.database import make_engine
@@ -264,7 +262,7 @@ async def test_entries_written_before_the_trail_was_keyed_pass_with_their_count_
     engine = make_engine(url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to, "0006")
+            await connection.run_sync(upgrade_with_alembic, "0006")
             previous = "0" * 64
             for entry_id in (1, 2):
                 entry = AuditEntry(
@@ -299,13 +297,6 @@ async def test_entries_written_before_the_trail_was_keyed_pass_with_their_count_
     assert "audit trail intact: 3 entries" in counted[1]
     assert uncounted[0] == 1
     assert "row 1: not keyed, and only the first 0 rows predate the keyed trail" in uncounted[1]
-
-
-def upgrade_to(connection: Connection, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(ROOT / "services" / "referral" / "migrations"))
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
 
 
 # PostgreSQL: several referral replicas append to one chain.
