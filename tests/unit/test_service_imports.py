@@ -50,8 +50,8 @@ def test_a_service_process_loads_none_of_the_other_services(service: str, tmp_pa
     assert [name for name in SERVICES if f"services.{name}.app" in loaded] == [service]
 
 
-def test_no_service_loads_the_ledger_migrations_and_intake_no_http_client(tmp_path: Path) -> None:
+def test_no_service_loads_the_ledger_migrations_and_only_the_notifier_an_http_client(tmp_path: Path) -> None:
     libraries = {service: {"alembic", "aiohttp"} & set(loaded_by_building(service, tmp_path / service))
                  for service in SERVICES}  # fmt: skip
 
-    assert libraries == {"intake": set(), "referral": {"aiohttp"}, "notifier": {"aiohttp"}}
+    assert libraries == {"intake": set(), "referral": set(), "notifier": {"aiohttp"}}
