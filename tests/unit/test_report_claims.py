@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from shared.directory import load_directory
 from shared.errors import ReportConflictError
 from shared.sealing import IdentitySealer
 from tests.builders import a_case_report_body, a_victim
+from tests.postgres import fresh_database
 from tests.system import CONFIG
 
 
@@ -33,9 +35,18 @@ class FlakyBroker:
         self.confirmed.append(envelope)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/intake.db"
+        return
+    async with fresh_database() as url:
+        yield url
+
+
 @pytest.fixture
-async def intake(tmp_path: Path) -> AsyncIterator[tuple[ReportIntake, FlakyBroker]]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/intake.db")
+async def intake(database_url: str) -> AsyncIterator[tuple[ReportIntake, FlakyBroker]]:
+    engine = make_engine(database_url)
     registry = ReportRegistry(engine)
     await registry.create_schema()
     directory = load_directory(CONFIG)
@@ -96,3 +107,17 @@ async def test_the_same_report_twice_is_published_under_one_message_id(
 
     assert one.case_id == two.case_id
     assert len({envelope.message_id for envelope in broker.confirmed}) == 1
+
+
+async def test_of_two_different_reports_of_one_new_case_at_once_only_one_is_accepted(
+    intake: tuple[ReportIntake, FlakyBroker],
+) -> None:
+    service, broker = intake
+    first, corrected = reports()
+
+    outcomes = await asyncio.gather(service.accept(first), service.accept(corrected), return_exceptions=True)
+
+    # Refused as a conflict, or as uncertain while the first one's publish is not yet confirmed.
+    refused = [outcome for outcome in outcomes if isinstance(outcome, ReportConflictError | UncertainReportError)]
+    assert len(refused) == 1
+    assert len(broker.confirmed) == 1
