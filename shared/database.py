@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from shared import sqlite_inline
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 
 def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
@@ -38,6 +42,19 @@ def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
         connection.connection.driver_connection.begin_immediate()
 
     return engine
+
+
+def upsert(table: Table, dialect_name: str) -> SqliteInsert | PostgresInsert:
+    """An insert into ``table`` that takes ``on_conflict_do_nothing`` or ``on_conflict_do_update``, in the dialect
+    named (``sqlite`` or ``postgresql``)."""
+    # Imported for the database in use only: PostgreSQL's dialect adds 2 MB to a process that never talks to it.
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 async def ping(engine: AsyncEngine) -> bool:

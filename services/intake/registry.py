@@ -7,10 +7,9 @@ from enum import Enum
 from uuid import UUID
 
 from sqlalchemy import Boolean, Column, MetaData, String, Table, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import UtcDateTime
+from shared.database import UtcDateTime, upsert
 
 metadata = MetaData()
 
@@ -25,10 +24,6 @@ claims = Table(
 )
 
 # Built once, values bound at each execution: building a statement costs about as much CPU as running it.
-_CLAIM_NEW = {
-    name: dialect.insert(claims).on_conflict_do_nothing(index_elements=["case_id"])
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
 _CLAIMED = select(claims.c.fingerprint, claims.c.confirmed).where(claims.c.case_id == bindparam("case_id"))
 _CONFIRM = (
     update(claims)
@@ -56,6 +51,7 @@ class ReportRegistry:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._claim_new = upsert(claims, engine.dialect.name).on_conflict_do_nothing(index_elements=["case_id"])
 
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:
@@ -77,7 +73,7 @@ class ReportRegistry:
         new = {"case_id": str(case_id), "reporting_agency": reporting_agency, "fingerprint": fingerprint,
                "confirmed": False, "claimed_at": datetime.now(UTC)}  # fmt: skip
         async with self._engine.begin() as connection:
-            if (await connection.execute(_CLAIM_NEW[connection.dialect.name], new)).rowcount == 1:
+            if (await connection.execute(self._claim_new, new)).rowcount == 1:
                 return Claim.NEW
             row = (await connection.execute(_CLAIMED, {"case_id": str(case_id)})).one()
         if row.fingerprint == fingerprint:

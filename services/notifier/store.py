@@ -27,13 +27,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
 from services.notifier.messages import ACKNOWLEDGED, Notification
-from shared.database import UtcDateTime
+from shared.database import UtcDateTime, upsert
 
 metadata = MetaData()
 
@@ -123,8 +122,7 @@ class NotificationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         # Insert-or-nothing in the same transaction as the claim: no read-then-insert race between replicas.
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert_new: Executable = dialect.insert(notifications).on_conflict_do_nothing()
+        self._insert_new: Executable = upsert(notifications, engine.dialect.name).on_conflict_do_nothing()
 
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:

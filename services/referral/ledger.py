@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,9 +30,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from services.referral.audit import GENESIS, AuditEntry, AuditKeys, ChainedEntry, chain
 from services.referral.lifecycle import AWAITING_ACK, Status
@@ -39,7 +40,7 @@ from shared.broker import Envelope
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseReported, ExploitationType, SealedBox, VictimFacts
 from shared.contracts.referrals import DeadlineKind, ReferralReason
-from shared.database import UtcDateTime
+from shared.database import UtcDateTime, upsert
 
 metadata = MetaData()
 
@@ -194,10 +195,13 @@ ERASED_IDENTITY = {"erased": True}
 
 # The statements every message runs are built once, their values bound at each execution: building one
 # (``.values()``, comparisons, its cache key) cost about as much CPU as running it.
-_FIRST_TIME = {
-    name: dialect.insert(inbox).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+
+
+@functools.cache
+def _first_time(dialect_name: str) -> Executable:
+    return upsert(inbox, dialect_name).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+
+
 _REFERRAL = select(referrals).where(referrals.c.referral_id == bindparam("referral_id"))
 _LOCKED_REFERRAL = _REFERRAL.with_for_update(key_share=True)
 _UPDATE_REFERRAL = update(referrals).where(referrals.c.referral_id == bindparam("b_referral_id"))
@@ -335,7 +339,7 @@ class LedgerTx:
     async def first_time(self, consumer: str, message_id: str, now: datetime) -> bool:
         """Records ``message_id`` as processed by ``consumer``; False if it already was (a redelivery)."""
         result = await self._c.execute(
-            _FIRST_TIME[self._c.dialect.name], {"consumer": consumer, "message_id": message_id, "received_at": now}
+            _first_time(self._c.dialect.name), {"consumer": consumer, "message_id": message_id, "received_at": now}
         )
         return bool(result.rowcount)
 
@@ -697,9 +701,8 @@ class LedgerTx:
 
     async def spend_link(self, token_id: str, referral_id: UUID, officer_id: str, now: datetime) -> bool:
         """Marks a one-click link used; False if it already was."""
-        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
         statement = (
-            dialect.insert(officer_links)
+            upsert(officer_links, self._c.dialect.name)
             .values(token_id=token_id, referral_id=str(referral_id), officer_id=officer_id, used_at=now)
             .on_conflict_do_nothing(index_elements=["token_id"])
         )
@@ -716,11 +719,10 @@ class LedgerTx:
 
     async def count_failure(self, agency_id: str, officer_id: str, purpose: str) -> int:
         """Adds one wrong try in a single statement and returns the count so far."""
-        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(officer_lockouts).values(
+        first = upsert(officer_lockouts, self._c.dialect.name).values(
             agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=1, locked_until=None
         )
-        statement = statement.on_conflict_do_update(
+        statement = first.on_conflict_do_update(
             index_elements=["agency_id", "officer_id", "purpose"],
             set_={"failures": officer_lockouts.c.failures + 1},
         ).returning(officer_lockouts.c.failures)
@@ -729,8 +731,7 @@ class LedgerTx:
     async def set_lockout(
         self, agency_id: str, officer_id: str, purpose: str, *, failures: int, until: datetime | None
     ) -> None:
-        dialect = postgresql if self._c.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(officer_lockouts).values(
+        statement = upsert(officer_lockouts, self._c.dialect.name).values(
             agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=failures, locked_until=until
         )
         await self._c.execute(

@@ -55,3 +55,9 @@ def test_no_service_loads_the_ledger_migrations_and_only_the_notifier_an_http_cl
                  for service in SERVICES}  # fmt: skip
 
     assert libraries == {"intake": set(), "referral": set(), "notifier": {"aiohttp"}}
+
+
+@pytest.mark.parametrize("service", ["intake", "notifier"])
+def test_a_service_on_sqlite_loads_no_postgresql_dialect(service: str, tmp_path: Path) -> None:
+    # The referral service does: its partial indexes name their PostgreSQL form, which SQLAlchemy checks on import.
+    assert "sqlalchemy.dialects.postgresql" not in loaded_by_building(service, tmp_path)
