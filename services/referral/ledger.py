@@ -87,7 +87,10 @@ referrals = Table(
     Index("ix_referrals_agency_ack_code", "agency_id", "ack_code"),
 )
 # An SMS reply ``TERIMA 4821`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
-_awaiting_ack = referrals.c.status.in_([status.value for status in AWAITING_ACK])
+# In the lifecycle's order, not a set's (which changes with each process's hash seed): the index's predicate must
+# read the same whether this module or the migration created it, and SQLite's planner matches a query's WHERE to a
+# partial index's predicate term by term, as written.
+_awaiting_ack = referrals.c.status.in_([status.value for status in Status if status in AWAITING_ACK])
 Index(
     "uq_referrals_awaiting_ack_code",
     referrals.c.agency_id,

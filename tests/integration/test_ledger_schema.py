@@ -35,7 +35,7 @@ def describe(connection: Connection) -> dict[str, Any]:
             },
             "primary_key": sorted(inspector.get_pk_constraint(table)["constrained_columns"]),
             "indexes": sorted(
-                (index["name"], tuple(index["column_names"]), bool(index["unique"]))
+                (index["name"], tuple(index["column_names"]), bool(index["unique"]), _predicate(index))
                 for index in inspector.get_indexes(table)
             ),
             "unique": sorted(
@@ -47,6 +47,12 @@ def describe(connection: Connection) -> dict[str, Any]:
             ),
         }
     return schema
+
+
+def _predicate(index: Any) -> str:
+    """A partial index's WHERE, as the database keeps it."""
+    options = index.get("dialect_options", {})
+    return " ".join(str(options.get(f"{dialect}_where", "")) for dialect in ("sqlite", "postgresql")).strip()
 
 
 def revision(connection: Connection) -> str:
