@@ -73,9 +73,14 @@ class ReportRegistry:
         new = {"case_id": str(case_id), "reporting_agency": reporting_agency, "fingerprint": fingerprint,
                "confirmed": False, "claimed_at": datetime.now(UTC)}  # fmt: skip
         async with self._engine.begin() as connection:
-            if (await connection.execute(self._claim_new, new)).rowcount == 1:
-                return Claim.NEW
-            row = (await connection.execute(_CLAIMED, {"case_id": str(case_id)})).one()
+            while True:
+                if (await connection.execute(self._claim_new, new)).rowcount == 1:
+                    return Claim.NEW
+                row = (await connection.execute(_CLAIMED, {"case_id": str(case_id)})).one_or_none()
+                if row is not None:
+                    break
+                # On PostgreSQL the claim found can be released (its publish certainly failed) before the read
+                # sees it: the case is free again, so claim it afresh.
         if row.fingerprint == fingerprint:
             return Claim.SAME
         return Claim.CONFLICT if row.confirmed else Claim.UNCERTAIN

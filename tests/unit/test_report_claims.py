@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.util import await_
 
-from services.intake.registry import ReportRegistry
+from services.intake.registry import Claim, ReportRegistry
 from services.intake.reports import IntakeUnavailableError, ReportIntake, UncertainReportError
 from shared.broker import Envelope
 from shared.contracts.cases import CaseReport
@@ -121,3 +125,31 @@ async def test_of_two_different_reports_of_one_new_case_at_once_only_one_is_acce
     refused = [outcome for outcome in outcomes if isinstance(outcome, ReportConflictError | UncertainReportError)]
     assert len(refused) == 1
     assert len(broker.confirmed) == 1
+
+
+async def test_a_claim_released_between_the_insert_and_the_read_of_a_new_report_leaves_the_case_to_it() -> None:
+    # Only PostgreSQL lets another connection write between the two statements: SQLite's claim holds the write lock.
+    async with fresh_database() as url:
+        engine, other = make_engine(url), make_engine(url)
+        try:
+            registry, earlier = ReportRegistry(engine), ReportRegistry(other)
+            await registry.create_schema()
+            case_id = uuid.uuid4()
+            await earlier.claim(case_id, "first", reporting_agency="polda-kalbar")
+
+            released: list[bool] = []
+
+            @event.listens_for(engine.sync_engine, "before_cursor_execute")
+            def release_the_earlier_claim(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                # The earlier report's publish certainly failed, just after this claim's insert found its row.
+                if statement.startswith("SELECT intake_claims.fingerprint") and not released:
+                    released.append(True)
+                    await_(earlier.release(case_id, "first"))
+
+            claim = await registry.claim(case_id, "second", reporting_agency="polda-kalbar")
+        finally:
+            await engine.dispose()
+            await other.dispose()
+
+    assert released
+    assert claim is Claim.NEW
