@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -87,9 +88,8 @@ referrals = Table(
     Index("ix_referrals_agency_ack_code", "agency_id", "ack_code"),
 )
 # An SMS reply ``TERIMA 4821`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
-# In the lifecycle's order, not a set's (which changes with each process's hash seed): the index's predicate must
-# read the same whether this module or the migration created it, and SQLite's planner matches a query's WHERE to a
-# partial index's predicate term by term, as written.
+# In the lifecycle's order, not a set's (which changes with each process's hash seed): a new ledger's index must
+# read as the migration wrote it, or ledgers upgraded and ledgers created afresh would differ.
 _awaiting_ack = referrals.c.status.in_([status.value for status in Status if status in AWAITING_ACK])
 Index(
     "uq_referrals_awaiting_ack_code",
@@ -796,13 +796,16 @@ class Ledger:
 
 
 SCHEMA_REVISION = "0008"
-"""The newest Alembic revision (``migrations/versions``): the schema ``metadata`` describes."""
+"""The newest Alembic revision (``migrations/versions``): the schema ``metadata`` describes. A new ledger is created
+from ``metadata`` at this revision and runs no migration, so a migration that adds rows every ledger needs must add
+them here too."""
 
-# Alembic's own bookkeeping, kept apart from ``metadata`` so that autogenerate never proposes to drop it.
+# Alembic's bookkeeping as Alembic creates it, not part of the ledger's metadata: written only to stamp a new ledger.
 _alembic_version = Table(
     "alembic_version",
     MetaData(),
-    Column("version_num", String(32), primary_key=True),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
 
 # Any constant: replicas starting together on PostgreSQL take turns migrating instead of racing.

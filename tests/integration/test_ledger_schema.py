@@ -33,17 +33,29 @@ def describe(connection: Connection) -> dict[str, Any]:
                 column["name"]: (str(column["type"]), column["nullable"], column.get("default"))
                 for column in inspector.get_columns(table)
             },
-            "primary_key": sorted(inspector.get_pk_constraint(table)["constrained_columns"]),
+            "primary_key": (
+                inspector.get_pk_constraint(table).get("name"),
+                sorted(inspector.get_pk_constraint(table)["constrained_columns"]),
+            ),
             "indexes": sorted(
                 (index["name"], tuple(index["column_names"]), bool(index["unique"]), _predicate(index))
                 for index in inspector.get_indexes(table)
             ),
             "unique": sorted(
-                tuple(sorted(unique["column_names"])) for unique in inspector.get_unique_constraints(table)
+                (unique.get("name") or "", tuple(sorted(unique["column_names"])))
+                for unique in inspector.get_unique_constraints(table)
             ),
             "foreign_keys": sorted(
-                (tuple(key["constrained_columns"]), key["referred_table"], tuple(key["referred_columns"]))
+                (
+                    key.get("name") or "",
+                    tuple(key["constrained_columns"]),
+                    key["referred_table"],
+                    tuple(key["referred_columns"]),
+                )
                 for key in inspector.get_foreign_keys(table)
+            ),
+            "checks": sorted(
+                (check.get("name") or "", check["sqltext"]) for check in inspector.get_check_constraints(table)
             ),
         }
     return schema
