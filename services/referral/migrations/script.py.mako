@@ -2,6 +2,9 @@
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
+
+Upgrades existing ledgers only: a new one is created from ``ledger.metadata`` at ``ledger.SCHEMA_REVISION`` (set it
+to this revision; tests/integration/test_ledger_schema.py fails until both agree), so it never runs this file.
 """
 
 from alembic import op
