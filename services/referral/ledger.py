@@ -198,13 +198,6 @@ ERASED_IDENTITY = {"erased": True}
 
 # The statements every message runs are built once, their values bound at each execution: building one
 # (``.values()``, comparisons, its cache key) cost about as much CPU as running it.
-
-
-@functools.cache
-def _first_time(dialect_name: str) -> Executable:
-    return upsert(inbox, dialect_name).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
-
-
 _REFERRAL = select(referrals).where(referrals.c.referral_id == bindparam("referral_id"))
 _LOCKED_REFERRAL = _REFERRAL.with_for_update(key_share=True)
 _UPDATE_REFERRAL = update(referrals).where(referrals.c.referral_id == bindparam("b_referral_id"))
@@ -228,6 +221,12 @@ _ACK_CODE_IN_USE = (
     )
     .limit(1)
 )
+
+
+@functools.cache
+def _first_time(dialect_name: str) -> Executable:
+    """The inbox check, built once for the dialect in use, like the statements above."""
+    return upsert(inbox, dialect_name).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
 
 
 @dataclass(frozen=True)
