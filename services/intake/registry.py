@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, MetaData, String, Table, bindparam, delete, select, update
+from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import UtcDateTime, upsert
+from shared.database import UtcDateTime, execute_in_transaction, in_transaction, upsert
 
 metadata = MetaData()
 
@@ -68,41 +68,40 @@ class ReportRegistry:
         return (row.reporting_agency, row.confirmed) if row else None
 
     async def claim(self, case_id: UUID, fingerprint: str, *, reporting_agency: str) -> Claim:
-        # Insert-or-nothing, then read only what an earlier claim holds: a new case, the usual one, costs one
-        # statement, and two reports of one case at once cannot both find it unclaimed.
         new = {"case_id": str(case_id), "reporting_agency": reporting_agency, "fingerprint": fingerprint,
                "confirmed": False, "claimed_at": datetime.now(UTC)}  # fmt: skip
-        async with self._engine.begin() as connection:
-            while True:
-                if (await connection.execute(self._claim_new, new)).rowcount == 1:
-                    return Claim.NEW
-                row = (await connection.execute(_CLAIMED, {"case_id": str(case_id)})).one_or_none()
-                if row is not None:
-                    break
-                # On PostgreSQL the claim found can be released (its publish certainly failed) before the read
-                # sees it: the case is free again, so claim it afresh.
-        if row.fingerprint == fingerprint:
+        return await in_transaction(self._engine, self._claim, new)
+
+    def _claim(self, connection: Connection, new: dict[str, object]) -> Claim:
+        # Insert-or-nothing, then read only what an earlier claim holds: a new case, the usual one, costs one
+        # statement, and two reports of one case at once cannot both find it unclaimed.
+        while True:
+            if connection.execute(self._claim_new, new).rowcount == 1:
+                return Claim.NEW
+            row = connection.execute(_CLAIMED, {"case_id": new["case_id"]}).one_or_none()
+            if row is not None:
+                break
+            # On PostgreSQL the claim found can be released (its publish certainly failed) before the read
+            # sees it: the case is free again, so claim it afresh.
+        if row.fingerprint == new["fingerprint"]:
             return Claim.SAME
         return Claim.CONFLICT if row.confirmed else Claim.UNCERTAIN
 
     async def confirm(self, case_id: UUID, fingerprint: str) -> None:
-        async with self._engine.begin() as connection:
-            await connection.execute(_CONFIRM, {"b_case_id": str(case_id), "b_fingerprint": fingerprint})
+        await execute_in_transaction(self._engine, _CONFIRM, {"b_case_id": str(case_id), "b_fingerprint": fingerprint})
 
     async def amend(self, case_id: UUID, fingerprint: str) -> None:
         """The case now is this content (confirmed by the broker): a resend of it is a repeat."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(claims).where(claims.c.case_id == str(case_id)).values(fingerprint=fingerprint, confirmed=True)
-            )
+        await execute_in_transaction(
+            self._engine,
+            update(claims).where(claims.c.case_id == str(case_id)).values(fingerprint=fingerprint, confirmed=True),
+        )
 
     async def release(self, case_id: UUID, fingerprint: str) -> None:
         """The broker certainly did not take this content: other content may claim the case."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                delete(claims).where(
-                    claims.c.case_id == str(case_id),
-                    claims.c.fingerprint == fingerprint,
-                    claims.c.confirmed.is_(False),
-                )
-            )
+        await execute_in_transaction(
+            self._engine,
+            delete(claims).where(
+                claims.c.case_id == str(case_id), claims.c.fingerprint == fingerprint, claims.c.confirmed.is_(False)
+            ),
+        )

@@ -28,11 +28,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
 from services.notifier.messages import ACKNOWLEDGED, Notification
-from shared.database import UtcDateTime, upsert
+from shared.database import UtcDateTime, execute_in_transaction, in_transaction, upsert
 
 metadata = MetaData()
 
@@ -136,53 +136,37 @@ class NotificationStore:
         update: only a pending record, or one whose earlier claim lapsed (its holder crashed), and never for a
         copy of an older round than the record's. Two copies, two replicas: one of them sends. ``replay`` (an
         operator's) first puts a record that ended or waits back to pending at round 0."""
-        record_id = notifications.c.notification_id == note.notification_id
-        async with self._engine.begin() as connection:
-            # The usual case, a notification seen for the first time, is claimed by the insert itself: two
-            # statements fewer on the notifier's hottest path than insert-pending-then-claim.
-            inserted = await connection.execute(self._insert_new, _new_record(note, now, round_, now + lease))
-            if inserted.rowcount == 1:
-                taken = await connection.scalar(_REFERRAL_STATUS, {"referral_id": str(note.event.referral_id)})
-                return Claim(True, Record(Status.SENDING, 0, note.history, taken, round_, reported=False))
-            if replay:
-                await connection.execute(
-                    update(notifications)
-                    .where(record_id, notifications.c.status.in_([Status.PENDING.value, Status.FAILED.value,
-                                                                  Status.DROPPED.value]))
-                    .values(status=Status.PENDING.value, round=0, claimed_until=None, reported=False, updated_at=now)
-                )  # fmt: skip
-            claimed = await connection.execute(
-                update(notifications)
-                .where(
-                    record_id,
-                    notifications.c.round <= round_,
-                    or_(
-                        notifications.c.status == Status.PENDING.value,
-                        and_(notifications.c.status == Status.SENDING.value, notifications.c.claimed_until < now),
-                    ),
-                )
-                .values(status=Status.SENDING.value, claimed_until=now + lease, round=round_, updated_at=now)
-            )
-            record = await self._record(connection, note)
-        return Claim(claimed.rowcount == 1, record)
+        return await in_transaction(self._engine, self._claim, note, now, round_, now + lease, replay)
 
-    async def _record(self, connection: AsyncConnection, note: Notification) -> Record:
-        row = (
-            await connection.execute(
-                select(
-                    notifications.c.status,
-                    notifications.c.attempts,
-                    notifications.c.history,
-                    notifications.c.round,
-                    notifications.c.reported,
-                    _REFERRAL_STATUS.scalar_subquery().label("taken"),
-                ).where(notifications.c.notification_id == note.notification_id),
-                {"referral_id": str(note.event.referral_id)},
+    def _claim(
+        self, connection: Connection, note: Notification, now: datetime, round_: int, until: datetime, replay: bool
+    ) -> Claim:
+        record_id = notifications.c.notification_id == note.notification_id
+        # The usual case, a notification seen for the first time, is claimed by the insert itself: two
+        # statements fewer on the notifier's hottest path than insert-pending-then-claim.
+        if connection.execute(self._insert_new, _new_record(note, now, round_, until)).rowcount == 1:
+            taken = connection.scalar(_REFERRAL_STATUS, {"referral_id": str(note.event.referral_id)})
+            return Claim(True, Record(Status.SENDING, 0, note.history, taken, round_, reported=False))
+        if replay:
+            connection.execute(
+                update(notifications)
+                .where(record_id, notifications.c.status.in_([Status.PENDING.value, Status.FAILED.value,
+                                                              Status.DROPPED.value]))
+                .values(status=Status.PENDING.value, round=0, claimed_until=None, reported=False, updated_at=now)
+            )  # fmt: skip
+        claimed = connection.execute(
+            update(notifications)
+            .where(
+                record_id,
+                notifications.c.round <= round_,
+                or_(
+                    notifications.c.status == Status.PENDING.value,
+                    and_(notifications.c.status == Status.SENDING.value, notifications.c.claimed_until < now),
+                ),
             )
-        ).one()
-        return Record(
-            Status(row.status), row.attempts, tuple(json.loads(row.history)), row.taken, row.round, bool(row.reported)
+            .values(status=Status.SENDING.value, claimed_until=until, round=round_, updated_at=now)
         )
+        return Claim(claimed.rowcount == 1, _record(connection, note))
 
     async def wait(self, notification_id: str, now: datetime, *, attempts: int, round_: int) -> None:
         """The notification waits in a wait queue for ``round_``: pending again, so its copy from there claims it,
@@ -214,24 +198,21 @@ class NotificationStore:
         await self._set(notification_id, reported=True)
 
     async def _set(self, notification_id: str, **values: object) -> None:
-        async with self._engine.begin() as connection:
-            await connection.execute(_UPDATE_RECORD, {"b_notification_id": notification_id, **values})
+        await execute_in_transaction(self._engine, _UPDATE_RECORD, {"b_notification_id": notification_id, **values})
 
     async def settle(self, referral_id: UUID, status: str, at: datetime) -> None:
         """The referral was taken (or decided, or cancelled): reminders it made moot are dropped when they come
         up. A later word (accepted after acknowledged) replaces an acknowledgement; nothing replaces the rest."""
+        first_word = settled.insert().values(referral_id=str(referral_id), status=status, settled_at=at)
+        later_word = (
+            update(settled)
+            .where(settled.c.referral_id == str(referral_id), settled.c.status == ACKNOWLEDGED)
+            .values(status=status, settled_at=at)
+        )
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    settled.insert().values(referral_id=str(referral_id), status=status, settled_at=at)
-                )
+            await execute_in_transaction(self._engine, first_word)
         except IntegrityError:
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    update(settled)
-                    .where(settled.c.referral_id == str(referral_id), settled.c.status == ACKNOWLEDGED)
-                    .values(status=status, settled_at=at)
-                )
+            await execute_in_transaction(self._engine, later_word)
 
     async def statuses(self, referral_id: UUID) -> dict[tuple[str, str], Status]:
         """(recipient, channel) -> status of every notification of a referral, for operators and tests."""
@@ -242,6 +223,23 @@ class NotificationStore:
                 )
             )
             return {(row.recipient, row.channel): Status(row.status) for row in rows}
+
+
+def _record(connection: Connection, note: Notification) -> Record:
+    row = connection.execute(
+        select(
+            notifications.c.status,
+            notifications.c.attempts,
+            notifications.c.history,
+            notifications.c.round,
+            notifications.c.reported,
+            _REFERRAL_STATUS.scalar_subquery().label("taken"),
+        ).where(notifications.c.notification_id == note.notification_id),
+        {"referral_id": str(note.event.referral_id)},
+    ).one()
+    return Record(
+        Status(row.status), row.attempts, tuple(json.loads(row.history)), row.taken, row.round, bool(row.reported)
+    )
 
 
 def _new_record(note: Notification, now: datetime, round_: int, claimed_until: datetime) -> dict[str, object]:

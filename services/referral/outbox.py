@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.referral.ledger import outbox
 from shared.broker import Envelope, MessagePublisher
+from shared.database import in_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -62,19 +63,17 @@ class OutboxRelay:
         if self._engine.dialect.name == "postgresql":
             # Several replicas: each relay locks its own rows (SKIP LOCKED) until they are marked.
             async with self._engine.begin() as connection:
-                rows = await self._due(connection, lock=True)
+                rows = await connection.run_sync(self._due, lock=True)
                 results = await self._publish_all(rows)
-                await self._mark(connection, rows, results)
+                await connection.run_sync(_mark, rows, results)
         else:
             # SQLite has one replica and one connection: never hold it while waiting for the broker.
-            async with self._engine.begin() as connection:
-                rows = await self._due(connection, lock=False)
+            rows = await in_transaction(self._engine, self._due, lock=False)
             results = await self._publish_all(rows)
-            async with self._engine.begin() as connection:
-                await self._mark(connection, rows, results)
+            await in_transaction(self._engine, _mark, rows, results)
         return sum(1 for result in results if not isinstance(result, BaseException))
 
-    async def _due(self, connection: AsyncConnection, *, lock: bool) -> list[Any]:
+    def _due(self, connection: Connection, *, lock: bool) -> list[Any]:
         now = datetime.now(UTC)
         query = (
             select(outbox)
@@ -85,7 +84,7 @@ class OutboxRelay:
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
-        return list((await connection.execute(query)).all())
+        return list(connection.execute(query).all())
 
     async def _publish_all(self, rows: list[Any]) -> list[BaseException | None]:
         return await asyncio.gather(
@@ -106,23 +105,24 @@ class OutboxRelay:
             return_exceptions=True,
         )
 
-    async def _mark(self, connection: AsyncConnection, rows: list[Any], results: list[BaseException | None]) -> None:
-        sent = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
-        if sent:
-            await connection.execute(update(outbox).where(outbox.c.id.in_(sent)).values(sent_at=datetime.now(UTC)))
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
-                error = f"{type(result).__name__}: {result}"[:200]
-                delay = min(0.5 * 2**row.attempts, MAX_RETRY_DELAY_SECONDS)
-                await connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(
-                        attempts=outbox.c.attempts + 1,
-                        last_error=error,
-                        next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-                    )
+
+def _mark(connection: Connection, rows: list[Any], results: list[BaseException | None]) -> None:
+    sent = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
+    if sent:
+        connection.execute(update(outbox).where(outbox.c.id.in_(sent)).values(sent_at=datetime.now(UTC)))
+    for row, result in zip(rows, results, strict=True):
+        if isinstance(result, BaseException):
+            error = f"{type(result).__name__}: {result}"[:200]
+            delay = min(0.5 * 2**row.attempts, MAX_RETRY_DELAY_SECONDS)
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    last_error=error,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
                 )
-                if row.attempts + 1 in (1, 10, 100):
-                    log.error("outbox_message_not_published", message_id=row.message_id, attempt=row.attempts + 1,
-                              routing_key=row.routing_key, error=type(result).__name__)  # fmt: skip
+            )
+            if row.attempts + 1 in (1, 10, 100):
+                log.error("outbox_message_not_published", message_id=row.message_id, attempt=row.attempts + 1,
+                          routing_key=row.routing_key, error=type(result).__name__)  # fmt: skip

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import sqlite_inline
-from shared.database import make_engine
+from shared.database import execute_in_transaction, make_engine
 
 
 @pytest.fixture
@@ -32,7 +34,19 @@ def _held(path: Path) -> sqlite3.Connection:
     return other
 
 
-async def test_a_transaction_waiting_for_another_connections_lock_leaves_the_loop_free(database: Path) -> None:
+async def _insert_async(engine: AsyncEngine, what: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO entries (what) VALUES (:what)"), {"what": what})
+
+
+async def _insert_in_one_greenlet(engine: AsyncEngine, what: str) -> None:
+    await execute_in_transaction(engine, text("INSERT INTO entries (what) VALUES (:what)"), {"what": what})
+
+
+@pytest.mark.parametrize("insert", [_insert_async, _insert_in_one_greenlet])
+async def test_a_transaction_waiting_for_another_connections_lock_leaves_the_loop_free(
+    database: Path, insert: Callable[[AsyncEngine, str], Awaitable[None]]
+) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{database}")
     other = _held(database)
     ticks = 0
@@ -43,12 +57,8 @@ async def test_a_transaction_waiting_for_another_connections_lock_leaves_the_loo
             await asyncio.sleep(0.01)
             ticks += 1
 
-    async def write() -> None:
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO entries (what) VALUES ('referral issued')"))
-
     ticking = asyncio.create_task(ticker())
-    writing = asyncio.create_task(write())
+    writing = asyncio.create_task(insert(engine, "referral issued"))
     await asyncio.sleep(0.3)
     assert not writing.done()
     assert ticks >= 10  # the loop went on while the write waited
