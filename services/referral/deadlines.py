@@ -91,32 +91,36 @@ class DeadlineSweeper:
                 return fired
 
     async def _sweep_batch(self, now: datetime) -> tuple[int, int]:
-        directory = self._directory()
-        fired: list[tuple[str, int]] = []
-        async with self._ledger.transaction() as tx:
-            due = await tx.due_deadlines(now, self._batch)
-            for deadline, referral in due:
-                if deadline_met(deadline.kind, referral.status):
-                    # Normally closed by the move that met it; this catches a row from before that was so.
-                    await tx.advance_deadline(deadline, now, due_at=None)
-                    continue
-                try:
-                    await _escalate(tx, directory, deadline, referral, now)
-                except ValueError as exc:
-                    # Nothing is written before the message validates: put this one row off and log it rather
-                    # than let it roll back, at the head of every batch, the escalation of every other referral.
-                    log.error("escalation_failed", referral_id=str(referral.referral_id), error=str(exc)[:200])
-                    await tx.postpone_deadline(deadline, now, due_at=now + _RETRY_BROKEN)
-                    continue
-                fired.append((referral.agency_id, deadline.next_level))
+        handled, fired = await self._ledger.run(self._fire_due, now)
         if fired:
             self._on_commit()
             for agency_id, level in fired:
                 self._on_escalated(agency_id, level)
-        return len(due), len(fired)
+        return handled, len(fired)
+
+    def _fire_due(self, tx: LedgerTx, now: datetime) -> tuple[int, list[tuple[str, int]]]:
+        """How many deadlines were due, and the (agency, level) of each escalation fired."""
+        directory = self._directory()
+        fired: list[tuple[str, int]] = []
+        due = tx.due_deadlines(now, self._batch)
+        for deadline, referral in due:
+            if deadline_met(deadline.kind, referral.status):
+                # Normally closed by the move that met it; this catches a row from before that was so.
+                tx.advance_deadline(deadline, now, due_at=None)
+                continue
+            try:
+                _escalate(tx, directory, deadline, referral, now)
+            except ValueError as exc:
+                # Nothing is written before the message validates: put this one row off and log it rather
+                # than let it roll back, at the head of every batch, the escalation of every other referral.
+                log.error("escalation_failed", referral_id=str(referral.referral_id), error=str(exc)[:200])
+                tx.postpone_deadline(deadline, now, due_at=now + _RETRY_BROKEN)
+                continue
+            fired.append((referral.agency_id, deadline.next_level))
+        return len(due), fired
 
 
-async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, referral: Referral, now: datetime) -> None:
+def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, referral: Referral, now: datetime) -> None:
     """Fire the deadline's next level: the referral's level, its timeline, the message; then schedule the next."""
     level = deadline.next_level
     agency = directory.agency(referral.agency_id)
@@ -125,7 +129,7 @@ async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, refe
     escalated_to = unit_above.id if level == TOP_LEVEL and unit_above is not None else None
     reason = deadline.reason or _MISSED[deadline.kind]
     due_at = referral.ack_due_at if deadline.kind is DeadlineKind.ACKNOWLEDGE else referral.accept_due_at
-    case = await tx.case(referral.case_id)
+    case = tx.case(referral.case_id)
     assert case is not None  # referrals reference their case (foreign key)
     refs = set(referral.victim_refs)
     message = ReferralEscalated(
@@ -146,7 +150,7 @@ async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, refe
         else None,
         escalated_at=now,
     )
-    await tx.set_escalation_level(referral.referral_id, level, now)
+    tx.set_escalation_level(referral.referral_id, level, now)
     tx.record(
         referral.case_id,
         "escalated",
@@ -172,7 +176,7 @@ async def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, refe
         # Counted from now when the sweep is late (the service was down): the levels it missed do not all
         # fire in one sweep; each next one still gets its interval to be answered.
         next_due = WorkingCalendar.of(directory.calendar).due(max(deadline.due_at, now), span, zone)
-        await tx.advance_deadline(deadline, now, due_at=next_due)
+        tx.advance_deadline(deadline, now, due_at=next_due)
     else:
-        await tx.advance_deadline(deadline, now, due_at=None)
+        tx.advance_deadline(deadline, now, due_at=None)
     log.info("referral_escalated", referral_id=str(referral.referral_id), level=level, deadline=deadline.kind.value)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
@@ -32,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
 from services.referral.audit import GENESIS, AuditEntry, AuditKeys, ChainedEntry, chain
@@ -41,7 +40,10 @@ from shared.broker import Envelope
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseReported, ExploitationType, SealedBox, VictimFacts
 from shared.contracts.referrals import DeadlineKind, ReferralReason
-from shared.database import UtcDateTime, upsert
+from shared.database import UtcDateTime, in_transaction, upsert
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 metadata = MetaData()
 
@@ -322,7 +324,7 @@ def _referral(row: Any) -> Referral:
 class LedgerTx:
     """Reads and writes inside one database transaction; nothing is visible until it commits."""
 
-    def __init__(self, connection: AsyncConnection, audit_keys: AuditKeys | None) -> None:
+    def __init__(self, connection: Connection, audit_keys: AuditKeys | None) -> None:
         self._c = connection
         self._audit_keys = audit_keys
         # Timeline and outbox rows are written in one executemany each when the transaction ends:
@@ -330,22 +332,22 @@ class LedgerTx:
         self._timeline: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         if self._timeline:
-            await self._c.execute(timeline.insert(), self._timeline)
+            self._c.execute(timeline.insert(), self._timeline)
             self._timeline = []
         if self._outbox:
-            await self._c.execute(outbox.insert(), self._outbox)
+            self._c.execute(outbox.insert(), self._outbox)
             self._outbox = []
 
-    async def first_time(self, consumer: str, message_id: str, now: datetime) -> bool:
+    def first_time(self, consumer: str, message_id: str, now: datetime) -> bool:
         """Records ``message_id`` as processed by ``consumer``; False if it already was (a redelivery)."""
-        result = await self._c.execute(
+        result = self._c.execute(
             _first_time(self._c.dialect.name), {"consumer": consumer, "message_id": message_id, "received_at": now}
         )
         return bool(result.rowcount)
 
-    async def case(self, case_id: UUID, *, for_update: bool = False) -> CaseRecord | None:
+    def case(self, case_id: UUID, *, for_update: bool = False) -> CaseRecord | None:
         """``for_update`` takes the case's lock, always before its referrals' (one order, no deadlock): whoever
         changes the set of a case's legs (an amendment, a withdrawal, a reply) holds it.
 
@@ -354,14 +356,14 @@ class LedgerTx:
         With FOR UPDATE, a sweeper holding a referral and writing its timeline entry waited for the case a reply
         held, while the reply waited for that referral: PostgreSQL broke the deadlock by failing the reply."""
         query = select(cases).where(cases.c.case_id == str(case_id))
-        row = (await self._c.execute(query.with_for_update(key_share=True) if for_update else query)).one_or_none()
+        row = self._c.execute(query.with_for_update(key_share=True) if for_update else query).one_or_none()
         return _case(row) if row else None
 
-    async def mark_withdrawn(self, case_id: UUID, now: datetime) -> None:
-        await self._c.execute(update(cases).where(cases.c.case_id == str(case_id)).values(withdrawn_at=now))
+    def mark_withdrawn(self, case_id: UUID, now: datetime) -> None:
+        self._c.execute(update(cases).where(cases.c.case_id == str(case_id)).values(withdrawn_at=now))
 
-    async def add_case(self, event: CaseReported, now: datetime) -> None:
-        await self._c.execute(
+    def add_case(self, event: CaseReported, now: datetime) -> None:
+        self._c.execute(
             cases.insert().values(
                 case_id=str(event.case_id),
                 case_code=event.case_code,
@@ -377,7 +379,7 @@ class LedgerTx:
             )
         )
 
-    async def amend_case(self, event: CaseReported, *, erased: bool) -> None:
+    def amend_case(self, event: CaseReported, *, erased: bool) -> None:
         """The case's facts and sealed identity become the amended ones; its code and reporter stay. An erased
         identity stays erased: an erasure (a victim's request, the retention period) is not undone by a police
         system that sends the whole case again."""
@@ -389,17 +391,17 @@ class LedgerTx:
         }
         if not erased:
             facts["identity"] = event.identity.model_dump(mode="json")
-        await self._c.execute(update(cases).where(cases.c.case_id == str(event.case_id)).values(**facts))
+        self._c.execute(update(cases).where(cases.c.case_id == str(event.case_id)).values(**facts))
 
-    async def erase_identity(self, case_id: UUID, now: datetime) -> None:
+    def erase_identity(self, case_id: UUID, now: datetime) -> None:
         """The sealed identity is gone for good; the facts and the timeline stay."""
-        await self._c.execute(
+        self._c.execute(
             update(cases)
             .where(cases.c.case_id == str(case_id))
             .values(identity=ERASED_IDENTITY, identity_erased_at=now)
         )
 
-    async def cases_to_erase(self, finished: Iterable[Status], closed_before: datetime, limit: int) -> list[UUID]:
+    def cases_to_erase(self, finished: Iterable[Status], closed_before: datetime, limit: int) -> list[UUID]:
         """Cases still holding identity whose every leg is ``finished``, the last of them before
         ``closed_before`` (a case with no legs counts from its creation)."""
         finished_values = [status.value for status in finished]
@@ -417,9 +419,9 @@ class LedgerTx:
             .order_by(cases.c.case_id)
             .limit(limit)
         )
-        return [UUID(case_id) for case_id in (await self._c.execute(query)).scalars()]
+        return [UUID(case_id) for case_id in self._c.execute(query).scalars()]
 
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Appends to the audit trail's chain. Appends take turns, so the chain never forks: SQLite runs one
         transaction at a time (BEGIN IMMEDIATE); on PostgreSQL an advisory lock is held until the commit."""
         if not entries:
@@ -427,11 +429,11 @@ class LedgerTx:
         if self._audit_keys is None:
             raise RuntimeError("this ledger was opened without the audit keys; it cannot append to the trail")
         if self._c.dialect.name == "postgresql":
-            await self._c.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
+            self._c.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
         query = select(audit_trail.c.id, audit_trail.c.hash).order_by(audit_trail.c.id.desc()).limit(1)
-        last = (await self._c.execute(query)).one_or_none()
+        last = self._c.execute(query).one_or_none()
         chained = chain(last.id if last else 0, last.hash if last else GENESIS, entries, self._audit_keys)
-        await self._c.execute(
+        self._c.execute(
             audit_trail.insert(),
             [
                 {
@@ -452,9 +454,9 @@ class LedgerTx:
             ],
         )
 
-    async def widen_referral(self, referral: Referral, now: datetime) -> None:
+    def widen_referral(self, referral: Referral, now: datetime) -> None:
         """More victims (and so reasons, perhaps a higher priority and an earlier deadline) on a leg."""
-        await self._c.execute(
+        self._c.execute(
             update(referrals)
             .where(referrals.c.referral_id == str(referral.referral_id))
             .values(
@@ -472,7 +474,7 @@ class LedgerTx:
             (DeadlineKind.ACCEPT, referral.accept_due_at),
         ):
             if due_at is not None:
-                await self._c.execute(
+                self._c.execute(
                     update(deadlines)
                     .where(
                         _deadline_key(referral.referral_id, kind),
@@ -484,10 +486,10 @@ class LedgerTx:
                     .values(due_at=due_at, updated_at=now)
                 )
 
-    async def add_referrals(self, new: list[Referral], now: datetime) -> None:
+    def add_referrals(self, new: list[Referral], now: datetime) -> None:
         if not new:
             return
-        await self._c.execute(
+        self._c.execute(
             referrals.insert(),
             [
                 {
@@ -509,7 +511,7 @@ class LedgerTx:
                 for referral in new
             ],
         )
-        await self._c.execute(
+        self._c.execute(
             deadlines.insert(),
             [
                 {
@@ -528,15 +530,13 @@ class LedgerTx:
             ],
         )
 
-    async def ack_code_in_use(self, agency_id: str, code: str, *, issued_since: datetime) -> bool:
+    def ack_code_in_use(self, agency_id: str, code: str, *, issued_since: datetime) -> bool:
         """Whether one of the agency's referrals awaiting acknowledgement, or issued since ``issued_since``, holds
         ``code`` (one row at most, however many referrals the agency has)."""
-        found = await self._c.execute(
-            _ACK_CODE_IN_USE, {"agency_id": agency_id, "code": code, "issued_since": issued_since}
-        )
+        found = self._c.execute(_ACK_CODE_IN_USE, {"agency_id": agency_id, "code": code, "issued_since": issued_since})
         return found.first() is not None
 
-    async def ack_codes_in_use(self, agency_id: str, *, issued_since: datetime) -> set[str]:
+    def ack_codes_in_use(self, agency_id: str, *, issued_since: datetime) -> set[str]:
         """The codes of the agency's referrals awaiting acknowledgement, or issued since ``issued_since`` (a late
         SMS reply with a recent code must never land on another referral): a new code differs from each."""
         query = select(referrals.c.ack_code).where(
@@ -544,19 +544,19 @@ class LedgerTx:
             _awaiting_ack | (referrals.c.issued_at >= issued_since),
             referrals.c.ack_code.is_not(None),
         )
-        return set((await self._c.execute(query)).scalars())
+        return set(self._c.execute(query).scalars())
 
-    async def referral(self, referral_id: UUID, *, lock: bool = True) -> Referral | None:
-        found = await self._c.execute(_LOCKED_REFERRAL if lock else _REFERRAL, {"referral_id": str(referral_id)})
+    def referral(self, referral_id: UUID, *, lock: bool = True) -> Referral | None:
+        found = self._c.execute(_LOCKED_REFERRAL if lock else _REFERRAL, {"referral_id": str(referral_id)})
         row = found.one_or_none()
         return _referral(row) if row else None
 
-    async def referrals_of(self, case_id: UUID, *, for_update: bool = False) -> list[Referral]:
+    def referrals_of(self, case_id: UUID, *, for_update: bool = False) -> list[Referral]:
         query = select(referrals).where(referrals.c.case_id == str(case_id)).order_by(referrals.c.issued_at)
         locked = query.with_for_update(key_share=True) if for_update else query
-        return [_referral(row) for row in await self._c.execute(locked)]
+        return [_referral(row) for row in self._c.execute(locked)]
 
-    async def due_deadlines(self, now: datetime, limit: int) -> list[tuple[Deadline, Referral]]:
+    def due_deadlines(self, now: datetime, limit: int) -> list[tuple[Deadline, Referral]]:
         """Open deadlines due by ``now``, earliest first, each with its referral; both rows stay locked until the
         transaction ends. On PostgreSQL a row another replica holds (or a referral being moved) is skipped,
         never waited for: a move locks the referral and then closes its deadline, so a sweeper holding the
@@ -581,29 +581,29 @@ class LedgerTx:
                 ),
                 _referral(row),
             )
-            for row in await self._c.execute(query)
+            for row in self._c.execute(query)
         ]
 
-    async def advance_deadline(self, deadline: Deadline, now: datetime, *, due_at: datetime | None) -> None:
+    def advance_deadline(self, deadline: Deadline, now: datetime, *, due_at: datetime | None) -> None:
         """The next level is due at ``due_at``; None closes the deadline (its last level fired)."""
         key = _deadline_key(deadline.referral_id, deadline.kind)
         if due_at is None:
-            await self._c.execute(update(deadlines).where(key).values(closed_at=now, updated_at=now))
+            self._c.execute(update(deadlines).where(key).values(closed_at=now, updated_at=now))
             return
-        await self._c.execute(
+        self._c.execute(
             update(deadlines)
             .where(key)
             .values(next_level=deadline.next_level + 1, due_at=due_at, reason=None, updated_at=now)
         )
 
-    async def postpone_deadline(self, deadline: Deadline, now: datetime, *, due_at: datetime) -> None:
+    def postpone_deadline(self, deadline: Deadline, now: datetime, *, due_at: datetime) -> None:
         """The same level, later: it could not fire now."""
         key = _deadline_key(deadline.referral_id, deadline.kind)
-        await self._c.execute(update(deadlines).where(key).values(due_at=due_at, updated_at=now))
+        self._c.execute(update(deadlines).where(key).values(due_at=due_at, updated_at=now))
 
-    async def close_deadlines(self, referral_id: UUID, kinds: Iterable[DeadlineKind], now: datetime) -> None:
+    def close_deadlines(self, referral_id: UUID, kinds: Iterable[DeadlineKind], now: datetime) -> None:
         """The deadlines are met (or no longer matter): no level of them fires again."""
-        await self._c.execute(
+        self._c.execute(
             update(deadlines)
             .where(
                 deadlines.c.referral_id == str(referral_id),
@@ -613,18 +613,18 @@ class LedgerTx:
             .values(closed_at=now, updated_at=now)
         )
 
-    async def escalate_now(self, referral_id: UUID, kind: DeadlineKind, now: datetime, *, reason: str) -> bool:
+    def escalate_now(self, referral_id: UUID, kind: DeadlineKind, now: datetime, *, reason: str) -> bool:
         """Level 1 of the deadline becomes due now, for ``reason``; False if level 1 already fired (or the
         deadline is closed)."""
-        result = await self._c.execute(
+        result = self._c.execute(
             _ESCALATE_NOW,
             {"b_referral_id": str(referral_id), "b_kind": kind.value, "due_at": now, "reason": reason[:200],
              "updated_at": now},
         )  # fmt: skip
         return bool(result.rowcount)
 
-    async def set_escalation_level(self, referral_id: UUID, level: int, now: datetime) -> None:
-        await self._c.execute(
+    def set_escalation_level(self, referral_id: UUID, level: int, now: datetime) -> None:
+        self._c.execute(
             update(referrals)
             .where(referrals.c.referral_id == str(referral_id))
             # The highest level reached shows, whichever deadline reached it.
@@ -636,8 +636,8 @@ class LedgerTx:
             )
         )
 
-    async def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:
-        await self._c.execute(
+    def set_status(self, referral_id: UUID, status: Status, now: datetime, **fields: Any) -> None:
+        self._c.execute(
             _UPDATE_REFERRAL, {"b_referral_id": str(referral_id), "status": status.value, "updated_at": now, **fields}
         )
 
@@ -662,8 +662,8 @@ class LedgerTx:
             }
         )
 
-    async def timeline_of(self, case_id: UUID) -> list[TimelineEntry]:
-        await self.flush()
+    def timeline_of(self, case_id: UUID) -> list[TimelineEntry]:
+        self.flush()
         query = select(timeline).where(timeline.c.case_id == str(case_id)).order_by(timeline.c.id)
         return [
             TimelineEntry(
@@ -673,7 +673,7 @@ class LedgerTx:
                 actor=row.actor,
                 detail=row.detail,
             )
-            for row in await self._c.execute(query)
+            for row in self._c.execute(query)
         ]
 
     def enqueue(self, envelope: Envelope, now: datetime) -> None:
@@ -692,34 +692,34 @@ class LedgerTx:
             }
         )
 
-    async def referrals_by_code(self, agency_id: str, code: str) -> list[Referral]:
+    def referrals_by_code(self, agency_id: str, code: str) -> list[Referral]:
         """The agency's referrals carrying an SMS code: at most one awaiting acknowledgement (a unique index)."""
         query = select(referrals).where(referrals.c.agency_id == agency_id, referrals.c.ack_code == code)
-        return [_referral(row) for row in await self._c.execute(query)]
+        return [_referral(row) for row in self._c.execute(query)]
 
-    async def link_used(self, token_id: str) -> bool:
+    def link_used(self, token_id: str) -> bool:
         query = select(officer_links.c.token_id).where(officer_links.c.token_id == token_id)
-        return (await self._c.execute(query)).first() is not None
+        return self._c.execute(query).first() is not None
 
-    async def spend_link(self, token_id: str, referral_id: UUID, officer_id: str, now: datetime) -> bool:
+    def spend_link(self, token_id: str, referral_id: UUID, officer_id: str, now: datetime) -> bool:
         """Marks a one-click link used; False if it already was."""
         statement = (
             upsert(officer_links, self._c.dialect.name)
             .values(token_id=token_id, referral_id=str(referral_id), officer_id=officer_id, used_at=now)
             .on_conflict_do_nothing(index_elements=["token_id"])
         )
-        return bool((await self._c.execute(statement)).rowcount)
+        return bool(self._c.execute(statement).rowcount)
 
-    async def locked_until(self, agency_id: str, officer_id: str, purpose: str) -> datetime | None:
+    def locked_until(self, agency_id: str, officer_id: str, purpose: str) -> datetime | None:
         """Until when the officer is locked out of ``pin`` or ``sms``, if ever."""
         query = select(officer_lockouts.c.locked_until).where(
             officer_lockouts.c.agency_id == agency_id,
             officer_lockouts.c.officer_id == officer_id,
             officer_lockouts.c.purpose == purpose,
         )
-        return (await self._c.execute(query)).scalar_one_or_none()
+        return self._c.execute(query).scalar_one_or_none()
 
-    async def count_failure(self, agency_id: str, officer_id: str, purpose: str) -> int:
+    def count_failure(self, agency_id: str, officer_id: str, purpose: str) -> int:
         """Adds one wrong try in a single statement and returns the count so far."""
         first = upsert(officer_lockouts, self._c.dialect.name).values(
             agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=1, locked_until=None
@@ -728,15 +728,15 @@ class LedgerTx:
             index_elements=["agency_id", "officer_id", "purpose"],
             set_={"failures": officer_lockouts.c.failures + 1},
         ).returning(officer_lockouts.c.failures)
-        return int((await self._c.execute(statement)).scalar_one())
+        return int(self._c.execute(statement).scalar_one())
 
-    async def set_lockout(
+    def set_lockout(
         self, agency_id: str, officer_id: str, purpose: str, *, failures: int, until: datetime | None
     ) -> None:
         statement = upsert(officer_lockouts, self._c.dialect.name).values(
             agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=failures, locked_until=until
         )
-        await self._c.execute(
+        self._c.execute(
             statement.on_conflict_do_update(
                 index_elements=["agency_id", "officer_id", "purpose"],
                 set_={"failures": failures, "locked_until": until},
@@ -781,12 +781,24 @@ class Ledger:
                 return
             after = rows[-1].id
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[LedgerTx]:
-        async with self.engine.begin() as connection:
-            tx = LedgerTx(connection, self._audit_keys)
-            yield tx
-            await tx.flush()
+    async def run(self, work: Callable[Concatenate[LedgerTx, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``work(tx, *args, **kwargs)`` in one transaction: committed if it returns, rolled back if it raises.
+        ``work`` is synchronous, run in one greenlet (``in_transaction``), so its statements pay none of the
+        async layer's cost per call; where the driver waits, the loop still goes on."""
+        return await in_transaction(self.engine, self._run, work, *args, **kwargs)
+
+    def _run(
+        self,
+        connection: Connection,
+        work: Callable[Concatenate[LedgerTx, _P], _T],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        tx = LedgerTx(connection, self._audit_keys)
+        done = work(tx, *args, **kwargs)
+        tx.flush()
+        return done
 
     async def migrate(self) -> None:
         """A new ledger gets the newest schema at once; an older one is upgraded to it by Alembic."""

@@ -102,10 +102,12 @@ class OfficerDesk:
     async def look(self, token: str, session: str | None) -> Visit:
         """The referral behind a link, read-only: a link already spent shows only on the device that spent it."""
         claim, agency, officer = self._verify(token)
-        async with self._ledger.transaction() as tx:
-            if await tx.link_used(claim.token_id) and not self._session_matches(session, claim):
-                raise LinkUsedError("tautan sudah digunakan (this link was already used)")
-            return await self._visit(tx, claim, agency, officer, session=None)
+        return await self._ledger.run(self._look, claim, agency, officer, session=session)
+
+    def _look(self, tx: LedgerTx, claim: LinkClaim, agency: Agency, officer: Officer, *, session: str | None) -> Visit:
+        if tx.link_used(claim.token_id) and not self._session_matches(session, claim):
+            raise LinkUsedError("tautan sudah digunakan (this link was already used)")
+        return _visit(tx, claim, agency, officer, session=None)
 
     async def act(
         self,
@@ -134,8 +136,7 @@ class OfficerDesk:
         except IllegalTransitionError as exc:
             # E.g. the backup taps "Terima" after the duty officer already did: they may still accept or decline.
             raise RefusedAfterSpendingError(exc, fresh) from exc
-        async with self._ledger.transaction() as tx:
-            return await self._visit(tx, claim, agency, officer, session=fresh)
+        return await self._ledger.run(_visit, claim, agency, officer, session=fresh)
 
     async def reveal(self, token: str, session: str | None, pin: str) -> Revealed:
         """Victim identity of this referral's own victims, after the officer's PIN; the read is on the timeline."""
@@ -151,35 +152,43 @@ class OfficerDesk:
                 claim.referral_id, agency_id=agency.id, reader=officer.id, via="officer_page"
             )
             identity = view.identity
-        async with self._ledger.transaction() as tx:
-            visit = await self._visit(tx, claim, agency, officer, session=fresh)
+        visit = await self._ledger.run(_visit, claim, agency, officer, session=fresh)
         return Revealed(visit, identity, refusal)
 
     async def _check_pin(self, claim: LinkClaim, agency: Agency, officer: Officer, pin: str) -> str | None:
         """None for the right PIN; else why not. Wrong tries are committed before any refusal is raised."""
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            referral = (await self._visit(tx, claim, agency, officer, session=None)).referral
-            locked_until = await tx.locked_until(agency.id, officer.id, "pin")
-            locked = locked_until is not None and now < locked_until
-            if not locked and officer.pin_matches(pin):
-                await tx.set_lockout(agency.id, officer.id, "pin", failures=0, until=None)
-                return None
-            if not locked:
-                failures = await self._count_failure(tx, agency.id, officer.id, "pin", now)
-                locked = failures >= self._pin_attempts
-                tx.record(
-                    referral.case_id,
-                    "officer_pin_refused",
-                    at=now,
-                    actor=agency.id,
-                    referral_id=referral.referral_id,
-                    detail={"officer": officer.id, "locked": locked},
-                )
+        tried = await self._ledger.run(self._try_pin, claim, agency, officer, pin, self._clock())
+        if tried is None:
+            return None
+        locked, failures = tried
         if locked:
             raise PinLockedError("PIN terkunci sementara karena terlalu banyak percobaan salah (PIN locked)")
         left = self._pin_attempts - failures
         return f"PIN salah; sisa {left} percobaan (wrong PIN, {left} tries left)"
+
+    def _try_pin(
+        self, tx: LedgerTx, claim: LinkClaim, agency: Agency, officer: Officer, pin: str, now: datetime
+    ) -> tuple[bool, int] | None:
+        """None for the right PIN; else whether the officer is locked out now, and the wrong tries so far (0 if
+        locked out before this one, which is then not counted)."""
+        referral = _visit(tx, claim, agency, officer, session=None).referral
+        locked_until = tx.locked_until(agency.id, officer.id, "pin")
+        if locked_until is not None and now < locked_until:
+            return True, 0
+        if officer.pin_matches(pin):
+            tx.set_lockout(agency.id, officer.id, "pin", failures=0, until=None)
+            return None
+        failures = self._count_failure(tx, agency.id, officer.id, "pin", now)
+        locked = failures >= self._pin_attempts
+        tx.record(
+            referral.case_id,
+            "officer_pin_refused",
+            at=now,
+            actor=agency.id,
+            referral_id=referral.referral_id,
+            detail={"officer": officer.id, "locked": locked},
+        )
+        return locked, failures
 
     async def sms_reply(self, phone: str, text: str) -> SmsOutcome:
         """``TERIMA 4821`` from an officer's registered phone acknowledges the referral with that code."""
@@ -192,22 +201,9 @@ class OfficerDesk:
         agency, officer = found
         if match is None:
             return SmsOutcome(False, "Format: TERIMA <kode 4 angka>, mis. TERIMA 4821.")
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            locks = [await tx.locked_until(agency.id, who, "sms") for who in (officer.id, AGENCY_WIDE)]
-            if any(until is not None and now < until for until in locks):
-                return SmsOutcome(False, "Terlalu banyak kode salah; coba lagi nanti atau buka tautan di pesan.")
-            candidates = await tx.referrals_by_code(agency.id, match[1])
-            waiting = [r for r in candidates if r.status in AWAITING_ACK]
-            if not waiting:
-                await self._count_failure(tx, agency.id, officer.id, "sms", now)
-                # Sender numbers can be spoofed: guesses spread over an agency's officers are capped too.
-                await self._count_failure(tx, agency.id, AGENCY_WIDE, "sms", now, limit=AGENCY_WIDE_FACTOR)
-                if candidates:
-                    return SmsOutcome(False, f"Kode {match[1]} sudah dipakai atau tidak berlaku lagi.")
-                return SmsOutcome(False, f"Kode {match[1]} tidak dikenal untuk {agency.name}.")
-            await tx.set_lockout(agency.id, officer.id, "sms", failures=0, until=None)
-            referral = waiting[0]
+        referral = await self._ledger.run(self._referral_by_code, agency, officer, match[1], self._clock())
+        if isinstance(referral, SmsOutcome):
+            return referral
         try:
             await self._referrals.reply(
                 ReplyCommand(
@@ -223,14 +219,34 @@ class OfficerDesk:
             return SmsOutcome(False, f"Kode {match[1]} sudah dipakai atau tidak berlaku lagi.")
         return SmsOutcome(True, f"Terima kasih, {officer.name}: rujukan dikonfirmasi.", referral.referral_id)
 
-    async def _count_failure(
+    def _referral_by_code(
+        self, tx: LedgerTx, agency: Agency, officer: Officer, code: str, now: datetime
+    ) -> Referral | SmsOutcome:
+        """The referral awaiting acknowledgement that holds ``code``, or the answer to an officer locked out or
+        to a wrong code (counted)."""
+        locks = [tx.locked_until(agency.id, who, "sms") for who in (officer.id, AGENCY_WIDE)]
+        if any(until is not None and now < until for until in locks):
+            return SmsOutcome(False, "Terlalu banyak kode salah; coba lagi nanti atau buka tautan di pesan.")
+        candidates = tx.referrals_by_code(agency.id, code)
+        waiting = [r for r in candidates if r.status in AWAITING_ACK]
+        if not waiting:
+            self._count_failure(tx, agency.id, officer.id, "sms", now)
+            # Sender numbers can be spoofed: guesses spread over an agency's officers are capped too.
+            self._count_failure(tx, agency.id, AGENCY_WIDE, "sms", now, limit=AGENCY_WIDE_FACTOR)
+            if candidates:
+                return SmsOutcome(False, f"Kode {code} sudah dipakai atau tidak berlaku lagi.")
+            return SmsOutcome(False, f"Kode {code} tidak dikenal untuk {agency.name}.")
+        tx.set_lockout(agency.id, officer.id, "sms", failures=0, until=None)
+        return waiting[0]
+
+    def _count_failure(
         self, tx: LedgerTx, agency_id: str, officer_id: str, purpose: str, now: datetime, *, limit: int = 1
     ) -> int:
         """One more wrong try, counted atomically (concurrent guesses cannot each read the old count); locked out
         for a while at ``limit`` times ``pin_attempts``."""
-        failures = await tx.count_failure(agency_id, officer_id, purpose)
+        failures = tx.count_failure(agency_id, officer_id, purpose)
         if failures >= self._pin_attempts * limit:
-            await tx.set_lockout(agency_id, officer_id, purpose, failures=0, until=now + self._pin_lockout)
+            tx.set_lockout(agency_id, officer_id, purpose, failures=0, until=now + self._pin_lockout)
             log.warning(
                 "officer_locked_out", agency_id=agency_id, purpose=purpose, agency_wide=officer_id == AGENCY_WIDE
             )
@@ -257,15 +273,8 @@ class OfficerDesk:
 
     async def _spend(self, claim: LinkClaim, session: str | None) -> str | None:
         """The first action spends the link and opens a session on this device; later ones need that session."""
-        async with self._ledger.transaction() as tx:
-            referral = await tx.referral(claim.referral_id)
-            if referral is None:
-                raise LinkError("rujukan tidak ditemukan (referral not found)")
-            if referral.agency_id != claim.agency_id:
-                # An escalation shows another institution the referral; only its own agency acts on it.
-                raise NotPermittedError(f"referral {referral.referral_id} is not addressed to {claim.agency_id}")
-            if await tx.spend_link(claim.token_id, claim.referral_id, claim.officer_id, self._clock()):
-                return self._new_session(claim)
+        if await self._ledger.run(_spend_link, claim, self._clock()):
+            return self._new_session(claim)
         if self._session_matches(session, claim):
             return None
         raise LinkUsedError("tautan sudah digunakan (this link was already used)")
@@ -285,11 +294,22 @@ class OfficerDesk:
             return False
         return held.token_id == claim.token_id
 
-    @staticmethod
-    async def _visit(tx: LedgerTx, claim: LinkClaim, agency: Agency, officer: Officer, *, session: str | None) -> Visit:
-        referral = await tx.referral(claim.referral_id)
-        if referral is None:
-            raise LinkError("rujukan tidak ditemukan (referral not found)")
-        case = await tx.case(referral.case_id)
-        assert case is not None  # referrals reference their case (foreign key)
-        return Visit(claim, agency, officer, referral, case, session)
+
+def _visit(tx: LedgerTx, claim: LinkClaim, agency: Agency, officer: Officer, *, session: str | None) -> Visit:
+    referral = tx.referral(claim.referral_id)
+    if referral is None:
+        raise LinkError("rujukan tidak ditemukan (referral not found)")
+    case = tx.case(referral.case_id)
+    assert case is not None  # referrals reference their case (foreign key)
+    return Visit(claim, agency, officer, referral, case, session)
+
+
+def _spend_link(tx: LedgerTx, claim: LinkClaim, now: datetime) -> bool:
+    """False if the link was spent already."""
+    referral = tx.referral(claim.referral_id)
+    if referral is None:
+        raise LinkError("rujukan tidak ditemukan (referral not found)")
+    if referral.agency_id != claim.agency_id:
+        # An escalation shows another institution the referral; only its own agency acts on it.
+        raise NotPermittedError(f"referral {referral.referral_id} is not addressed to {claim.agency_id}")
+    return tx.spend_link(claim.token_id, claim.referral_id, claim.officer_id, now)

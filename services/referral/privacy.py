@@ -33,15 +33,8 @@ class Privacy:
 
     async def erase(self, case_id: UUID, *, operator: str, reason: str) -> bool:
         """Erase the case's identity now, whatever its state; False if it already was."""
-        async with self._ledger.transaction() as tx:
-            case = await tx.case(case_id, for_update=True)
-            if case is None:
-                raise UnknownCaseError(case_id)
-            if case.identity is None:
-                return False
-            await _erase(
-                tx, case_id, self._clock(), AuditAction.CASE_ERASED, actor="operator", officer=operator, reason=reason
-            )
+        if not await self._ledger.run(_erase_on_request, case_id, self._clock(), operator=operator, reason=reason):
+            return False
         log.info("case_identity_erased", case_id=str(case_id))
         return True
 
@@ -63,27 +56,44 @@ class Privacy:
         while True:
             now = self._clock()
             closed_before = now - self._directory().retention.identity_after_closed
-            async with self._ledger.transaction() as tx:
-                due = await tx.cases_to_erase(FINISHED_LEGS, closed_before, batch)
-                for case_id in due:
-                    case = await tx.case(case_id, for_update=True)
-                    if case is None or case.identity is None:
-                        continue
-                    reason = "retention period after the case closed"
-                    await _erase(
-                        tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason
-                    )
-                    erased += 1
-            if len(due) < batch:
+            due, erased_now = await self._ledger.run(_erase_closed, closed_before, now, batch)
+            erased += erased_now
+            if due < batch:
                 break
         if erased:
             log.info("retention_sweep_erased", cases=erased)
         return erased
 
 
-async def _erase(
+def _erase_on_request(tx: LedgerTx, case_id: UUID, now: datetime, *, operator: str, reason: str) -> bool:
+    """False if the case's identity was erased already."""
+    case = tx.case(case_id, for_update=True)
+    if case is None:
+        raise UnknownCaseError(case_id)
+    if case.identity is None:
+        return False
+    _erase(tx, case_id, now, AuditAction.CASE_ERASED, actor="operator", officer=operator, reason=reason)
+    return True
+
+
+def _erase_closed(tx: LedgerTx, closed_before: datetime, now: datetime, batch: int) -> tuple[int, int]:
+    """Up to ``batch`` cases closed before ``closed_before``: how many were due, and how many were erased (a case
+    another replica erased meanwhile is not)."""
+    due = tx.cases_to_erase(FINISHED_LEGS, closed_before, batch)
+    erased = 0
+    for case_id in due:
+        case = tx.case(case_id, for_update=True)
+        if case is None or case.identity is None:
+            continue
+        reason = "retention period after the case closed"
+        _erase(tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason)
+        erased += 1
+    return len(due), erased
+
+
+def _erase(
     tx: LedgerTx, case_id: UUID, now: datetime, action: AuditAction, *, actor: str, officer: str | None, reason: str
 ) -> None:
-    await tx.erase_identity(case_id, now)
-    await tx.append_audit([AuditEntry(at=now, actor=actor, officer=officer, action=action, case_id=case_id)])
+    tx.erase_identity(case_id, now)
+    tx.append_audit([AuditEntry(at=now, actor=actor, officer=officer, action=action, case_id=case_id)])
     tx.record(case_id, "identity_erased", at=now, actor=actor, detail={"reason": reason, "by": officer})

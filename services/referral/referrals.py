@@ -122,23 +122,21 @@ class Referrals:
 
     async def open_case(self, event: CaseReported, *, message_id: str) -> None:
         """Route the case and issue one referral per agency, with its outgoing messages, in one transaction."""
-        async with self._ledger.transaction() as tx:
-            enqueued = await self._open_case(tx, event, message_id=message_id, now=self._clock())
-        if enqueued:
+        if await self._ledger.run(self._open_case, event, message_id=message_id, now=self._clock()):
             self._on_commit()
 
-    async def _open_case(self, tx: LedgerTx, event: CaseReported, *, message_id: str, now: datetime) -> bool:
+    def _open_case(self, tx: LedgerTx, event: CaseReported, *, message_id: str, now: datetime) -> bool:
         directory = self._directory()
-        if not await tx.first_time("referral.cases", message_id, now):
+        if not tx.first_time("referral.cases", message_id, now):
             log.info("case_reported_repeat_ignored", case_id=str(event.case_id))
             return False
-        existing = await tx.case(event.case_id)
+        existing = tx.case(event.case_id)
         if existing is not None:
             if existing.fingerprint == event.fingerprint:
                 return False
             self._refuse_conflict(tx, event, now=now, message_id=message_id)
             return True
-        await tx.add_case(event, now)
+        tx.add_case(event, now)
         tx.record(
             event.case_id,
             "case_reported",
@@ -151,13 +149,13 @@ class Referrals:
         for decision in route(event.victims, event.regency_code, directory.rules, directory):
             agency = directory.agency(decision.agency_id)
             assert agency is not None  # route() resolves only agencies of this directory
-            referral = await _new_referral(
+            referral = _new_referral(
                 tx, directory, event.case_id, agency, decision.priority, decision.victim_refs, decision.reasons, now
             )
             _record_leg(tx, referral, "referral_issued", actor=SYSTEM, reasons=referral.reasons, now=now)
             tx.enqueue(_issued_envelope(referral, event, causation_id=message_id), now)
             issued.append(referral)
-        await tx.add_referrals(issued, now)
+        tx.add_referrals(issued, now)
         tx.enqueue(
             _receipt(
                 "referred",
@@ -173,121 +171,134 @@ class Referrals:
 
     async def amend_case(self, event: CaseAmended, *, message_id: str) -> None:
         """Route the amended case again; refer only newly needed agencies, or new victims on an open leg."""
-        directory = self._directory()
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            case = await _followed_case(tx, event.case_id, message_id=message_id, now=now)
-            if case is None or case.fingerprint == event.fingerprint:
-                return
-            if case.withdrawn_at is not None:
-                self._refuse_after_withdrawal(tx, case, event, now=now, message_id=message_id)
-                return
-            await tx.amend_case(event, erased=case.identity_erased_at is not None)
-            tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
-                      detail={"victim_count": len(event.victims), "regency_code": event.regency_code})  # fmt: skip
-            legs = {leg.agency_id: leg for leg in await tx.referrals_of(case.case_id)}
-            changed: list[Referral] = []
-            for decision in route(event.victims, event.regency_code, directory.rules, directory):
-                agency = directory.agency(decision.agency_id)
-                assert agency is not None  # route() resolves only agencies of this directory
-                leg = legs.get(agency.id)
-                if leg is None:
-                    referral = await _new_referral(
-                        tx,
-                        directory,
-                        case.case_id,
-                        agency,
-                        decision.priority,
-                        decision.victim_refs,
-                        decision.reasons,
-                        now,
-                    )
-                    await tx.add_referrals([referral], now)
-                    event_name = "referral_issued"
-                else:
-                    added = [ref for ref in decision.victim_refs if ref not in leg.victim_refs]
-                    if not added or leg.status in CLOSED_LEGS or leg.status is Status.COMPLETED:
-                        continue
-                    urgent = Priority.URGENT in (leg.priority, decision.priority)
-                    priority = Priority.URGENT if urgent else Priority.NORMAL
-                    # A leg now urgent must be taken (and decided) sooner; a deadline already met stays as it was.
-                    ack_due_at, accept_due_at = leg.ack_due_at, leg.accept_due_at
-                    if not deadline_met(DeadlineKind.ACKNOWLEDGE, leg.status):
-                        ack_due_at = min(ack_due_at, ack_due(directory, agency, priority, now))
-                    if accept_due_at is not None and not deadline_met(DeadlineKind.ACCEPT, leg.status):
-                        accept_due_at = min(accept_due_at, accept_due(directory, agency, priority, now))
-                    referral = replace(
-                        leg,
-                        victim_refs=(*leg.victim_refs, *added),
-                        reasons=(*leg.reasons, *decision.reasons),
-                        priority=priority,
-                        ack_due_at=ack_due_at,
-                        accept_due_at=accept_due_at,
-                    )
-                    await tx.widen_referral(referral, now)
-                    event_name = "victims_added"
-                _record_leg(tx, referral, event_name, actor=SYSTEM, reasons=decision.reasons, now=now)
-                widened = event_name == "victims_added"
-                issued = _issued_envelope(
-                    referral,
-                    event.model_copy(update={"case_code": case.case_code}),
-                    causation_id=message_id,
-                    amended_at=now if widened else None,
-                )
-                if widened:
-                    # The agency hears of its widened referral as a new notification of its own.
-                    issued = replace(issued, message_id=derived_id(referral.referral_id, f"issued:{event.fingerprint}"))
-                tx.enqueue(issued, now)
-                changed.append(referral)
-            if changed:
-                tx.enqueue(
-                    _receipt(
-                        "progress",
-                        case,
-                        legs=changed,
-                        now=now,
-                        causation_id=message_id,
-                        step=f"amended:{event.fingerprint}",
-                    ),
-                    now,
-                )
+        changed = await self._ledger.run(self._amend_case, event, message_id=message_id, now=self._clock())
+        if changed is None:
+            return
         self._on_commit()
         log.info("case_amended", case_id=str(event.case_id), referrals=len(changed))
 
-    async def withdraw_case(self, event: CaseWithdrawn, *, message_id: str) -> None:
-        """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            case = await _followed_case(tx, event.case_id, message_id=message_id, now=now)
-            if case is None:
-                return
-            tx.record(case.case_id, "case_withdrawn", at=now, actor=event.reporting_agency,
-                      detail={"reason": event.reason.value, "note": event.note})  # fmt: skip
-            await tx.mark_withdrawn(case.case_id, now)
-            cancelled = []
-            for referral in await tx.referrals_of(case.case_id, for_update=True):
-                if referral.status in CLOSED_LEGS or referral.status is Status.COMPLETED:
-                    continue
-                await tx.set_status(referral.referral_id, Status.CANCELLED, now)
-                await tx.close_deadlines(referral.referral_id, DeadlineKind, now)
-                tx.record(case.case_id, "cancelled", at=now, actor=event.reporting_agency,
-                          referral_id=referral.referral_id, detail={"reason": event.reason.value})  # fmt: skip
-                tx.enqueue(_cancellation(referral, case, event.reason.value, now=now, causation_id=message_id), now)
-                cancelled.append(replace(referral, status=Status.CANCELLED))
-            if cancelled:
-                tx.enqueue(
-                    _receipt(
-                        "progress",
-                        case,
-                        legs=cancelled,
-                        now=now,
-                        causation_id=message_id,
-                        step="withdrawn",
-                    ),
+    def _amend_case(self, tx: LedgerTx, event: CaseAmended, *, message_id: str, now: datetime) -> list[Referral] | None:
+        """The legs referred or widened; None for a repeat, for the content the case already has, and for an
+        amendment of a withdrawn case (refused)."""
+        directory = self._directory()
+        case = _followed_case(tx, event.case_id, message_id=message_id, now=now)
+        if case is None or case.fingerprint == event.fingerprint:
+            return None
+        if case.withdrawn_at is not None:
+            self._refuse_after_withdrawal(tx, case, event, now=now, message_id=message_id)
+            return None
+        tx.amend_case(event, erased=case.identity_erased_at is not None)
+        tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
+                  detail={"victim_count": len(event.victims), "regency_code": event.regency_code})  # fmt: skip
+        legs = {leg.agency_id: leg for leg in tx.referrals_of(case.case_id)}
+        changed: list[Referral] = []
+        for decision in route(event.victims, event.regency_code, directory.rules, directory):
+            agency = directory.agency(decision.agency_id)
+            assert agency is not None  # route() resolves only agencies of this directory
+            leg = legs.get(agency.id)
+            if leg is None:
+                referral = _new_referral(
+                    tx,
+                    directory,
+                    case.case_id,
+                    agency,
+                    decision.priority,
+                    decision.victim_refs,
+                    decision.reasons,
                     now,
                 )
+                tx.add_referrals([referral], now)
+                event_name = "referral_issued"
+            else:
+                added = [ref for ref in decision.victim_refs if ref not in leg.victim_refs]
+                if not added or leg.status in CLOSED_LEGS or leg.status is Status.COMPLETED:
+                    continue
+                urgent = Priority.URGENT in (leg.priority, decision.priority)
+                priority = Priority.URGENT if urgent else Priority.NORMAL
+                # A leg now urgent must be taken (and decided) sooner; a deadline already met stays as it was.
+                ack_due_at, accept_due_at = leg.ack_due_at, leg.accept_due_at
+                if not deadline_met(DeadlineKind.ACKNOWLEDGE, leg.status):
+                    ack_due_at = min(ack_due_at, ack_due(directory, agency, priority, now))
+                if accept_due_at is not None and not deadline_met(DeadlineKind.ACCEPT, leg.status):
+                    accept_due_at = min(accept_due_at, accept_due(directory, agency, priority, now))
+                referral = replace(
+                    leg,
+                    victim_refs=(*leg.victim_refs, *added),
+                    reasons=(*leg.reasons, *decision.reasons),
+                    priority=priority,
+                    ack_due_at=ack_due_at,
+                    accept_due_at=accept_due_at,
+                )
+                tx.widen_referral(referral, now)
+                event_name = "victims_added"
+            _record_leg(tx, referral, event_name, actor=SYSTEM, reasons=decision.reasons, now=now)
+            widened = event_name == "victims_added"
+            issued = _issued_envelope(
+                referral,
+                event.model_copy(update={"case_code": case.case_code}),
+                causation_id=message_id,
+                amended_at=now if widened else None,
+            )
+            if widened:
+                # The agency hears of its widened referral as a new notification of its own.
+                issued = replace(issued, message_id=derived_id(referral.referral_id, f"issued:{event.fingerprint}"))
+            tx.enqueue(issued, now)
+            changed.append(referral)
+        if changed:
+            tx.enqueue(
+                _receipt(
+                    "progress",
+                    case,
+                    legs=changed,
+                    now=now,
+                    causation_id=message_id,
+                    step=f"amended:{event.fingerprint}",
+                ),
+                now,
+            )
+        return changed
+
+    async def withdraw_case(self, event: CaseWithdrawn, *, message_id: str) -> None:
+        """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""
+        cancelled = await self._ledger.run(self._withdraw_case, event, message_id=message_id, now=self._clock())
+        if cancelled is None:
+            return
         self._on_commit()
         log.info("case_withdrawn", case_id=str(event.case_id), referrals=len(cancelled))
+
+    def _withdraw_case(
+        self, tx: LedgerTx, event: CaseWithdrawn, *, message_id: str, now: datetime
+    ) -> list[Referral] | None:
+        """The legs cancelled; None for a repeat."""
+        case = _followed_case(tx, event.case_id, message_id=message_id, now=now)
+        if case is None:
+            return None
+        tx.record(case.case_id, "case_withdrawn", at=now, actor=event.reporting_agency,
+                  detail={"reason": event.reason.value, "note": event.note})  # fmt: skip
+        tx.mark_withdrawn(case.case_id, now)
+        cancelled = []
+        for referral in tx.referrals_of(case.case_id, for_update=True):
+            if referral.status in CLOSED_LEGS or referral.status is Status.COMPLETED:
+                continue
+            tx.set_status(referral.referral_id, Status.CANCELLED, now)
+            tx.close_deadlines(referral.referral_id, DeadlineKind, now)
+            tx.record(case.case_id, "cancelled", at=now, actor=event.reporting_agency,
+                      referral_id=referral.referral_id, detail={"reason": event.reason.value})  # fmt: skip
+            tx.enqueue(_cancellation(referral, case, event.reason.value, now=now, causation_id=message_id), now)
+            cancelled.append(replace(referral, status=Status.CANCELLED))
+        if cancelled:
+            tx.enqueue(
+                _receipt(
+                    "progress",
+                    case,
+                    legs=cancelled,
+                    now=now,
+                    causation_id=message_id,
+                    step="withdrawn",
+                ),
+                now,
+            )
+        return cancelled
 
     def _refuse_after_withdrawal(
         self, tx: LedgerTx, case: CaseRecord, event: CaseAmended, *, now: datetime, message_id: str
@@ -305,105 +316,114 @@ class Referrals:
         log.warning("conflicting_report_refused", case_id=str(event.case_id), message_id=message_id)
 
     async def record_delivery(self, report: ReferralDelivered | ReferralDeliveryFailed, *, message_id: str) -> None:
-        delivered = isinstance(report, ReferralDelivered)
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            if not await tx.first_time("referral.deliveries", message_id, now):
-                return
-            referral = await self._referral_of(tx, report.referral_id, report.agency_id)
-            target = after_delivery_report(referral.status, delivered=delivered, level=report.level)
-            if target is not None:
-                await tx.set_status(referral.referral_id, target, now)
-            detail: dict[str, Any] = {
-                "channel": report.channel,
-                "notification_id": report.notification_id,
-                "attempts": report.attempts,
-                "status_changed": target is not None,
-                "recipient": report.recipient,
-                "level": report.level,
-            }
-            if isinstance(report, ReferralDeliveryFailed):
-                detail["reason"] = report.reason
-                if report.history:
-                    detail["history"] = list(report.history)
-            elif report.nobody_on_duty:
-                detail["nobody_on_duty"] = True
-            # Nobody to notify, or no way to: waiting for the deadline would only waste the time left.
-            reason = _escalation_reason(report, moved_to=target)
-            escalate = reason is not None and await tx.escalate_now(
-                referral.referral_id, DeadlineKind.ACKNOWLEDGE, now, reason=reason
-            )
-            tx.record(
-                referral.case_id,
-                "delivered" if delivered else "delivery_failed",
-                at=report.delivered_at if isinstance(report, ReferralDelivered) else report.failed_at,
-                actor=f"notifier:{report.channel}",
-                referral_id=referral.referral_id,
-                detail=detail,
-            )
-        if escalate:
+        if await self._ledger.run(self._record_delivery, report, message_id=message_id, now=self._clock()):
             self._on_deadline_due()
+
+    def _record_delivery(
+        self, tx: LedgerTx, report: ReferralDelivered | ReferralDeliveryFailed, *, message_id: str, now: datetime
+    ) -> bool:
+        """Whether the report made the first escalation due at once."""
+        delivered = isinstance(report, ReferralDelivered)
+        if not tx.first_time("referral.deliveries", message_id, now):
+            return False
+        referral = self._referral_of(tx, report.referral_id, report.agency_id)
+        target = after_delivery_report(referral.status, delivered=delivered, level=report.level)
+        if target is not None:
+            tx.set_status(referral.referral_id, target, now)
+        detail: dict[str, Any] = {
+            "channel": report.channel,
+            "notification_id": report.notification_id,
+            "attempts": report.attempts,
+            "status_changed": target is not None,
+            "recipient": report.recipient,
+            "level": report.level,
+        }
+        if isinstance(report, ReferralDeliveryFailed):
+            detail["reason"] = report.reason
+            if report.history:
+                detail["history"] = list(report.history)
+        elif report.nobody_on_duty:
+            detail["nobody_on_duty"] = True
+        # Nobody to notify, or no way to: waiting for the deadline would only waste the time left.
+        reason = _escalation_reason(report, moved_to=target)
+        escalate = reason is not None and tx.escalate_now(
+            referral.referral_id, DeadlineKind.ACKNOWLEDGE, now, reason=reason
+        )
+        tx.record(
+            referral.case_id,
+            "delivered" if delivered else "delivery_failed",
+            at=report.delivered_at if isinstance(report, ReferralDelivered) else report.failed_at,
+            actor=f"notifier:{report.channel}",
+            referral_id=referral.referral_id,
+            detail=detail,
+        )
+        return escalate
 
     async def reply(self, command: ReplyCommand) -> Referral:
         """Move a referral as its agency says; the reporting agency gets a receipt, the timeline an entry."""
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            if command.message_id and not await tx.first_time("referral.replies", command.message_id, now):
-                return await self._referral_of(tx, command.referral_id, command.agency_id)
-            # The case's lock first, as an amendment or a withdrawal takes it: a referral sent onward while the
-            # case is withdrawn is then either cancelled with the others or refused, never left open.
-            peek = await tx.referral(command.referral_id, lock=False)
-            case = await tx.case(peek.case_id, for_update=True) if peek else None
-            referral = await self._referral_of(tx, command.referral_id, command.agency_id)
-            assert case is not None  # referrals reference their case (foreign key)
-            status = apply_reply(referral.referral_id, referral.status, command.reply)
-            # Whoever decides has taken it: the acknowledgement clock stops at the first reply of any kind.
-            acknowledged_at = referral.acknowledged_at or now
-            await tx.set_status(referral.referral_id, status, now, acknowledged_at=acknowledged_at)
-            detail: dict[str, Any] = {
-                "officer": command.officer,
-                "note": command.note,
-                "via": command.via,
-                **command.detail,
-            }
-            if referral.acknowledged_at is None:
-                # The deadline is judged by our clock, not by a time the agency's system claims.
-                detail["on_time"] = now <= referral.ack_due_at
-            if command.claimed_at is not None:
-                detail["claimed_at"] = command.claimed_at.isoformat()
-            tx.record(
-                case.case_id, command.reply.value, at=now, actor=command.agency_id,
-                referral_id=referral.referral_id, detail=detail,
-            )  # fmt: skip
-            moved = replace(referral, status=status, acknowledged_at=acknowledged_at)
-            # Met deadlines stop here, in the same transaction: no later sweep fires another level of them.
-            await tx.close_deadlines(referral.referral_id, deadlines_met_by(status), now)
-            if referral.acknowledged_at is None:
-                tx.enqueue(_taken(moved, now, step="taken", causation_id=command.message_id), now)
-            elif deadline_met(DeadlineKind.ACCEPT, status) and not deadline_met(DeadlineKind.ACCEPT, referral.status):
-                # Decided after taking it: reminders of the acceptance deadline still pending are moot too.
-                tx.enqueue(_taken(moved, now, step="taken:decided", causation_id=command.message_id), now)
-            legs = [moved]
-            if command.reply is Reply.REFERRED_ONWARD:
-                legs.append(await self._refer_onward(tx, case, moved, command, now=now))
-            tx.enqueue(
-                _receipt(
-                    "acknowledged" if command.reply is Reply.ACKNOWLEDGED else "progress",
-                    case,
-                    legs=legs,
-                    now=now,
-                    causation_id=command.message_id,
-                    step=command.reply.value,
-                ),
-                now,
-            )
+        referral, moved = await self._ledger.run(self._reply, command, now=self._clock())
+        if moved is None:
+            return referral
         self._on_commit()
         if referral.acknowledged_at is None:
             self._on_acknowledged(moved)
-        log.info("referral_moved", referral_id=str(referral.referral_id), status=status.value)
+        log.info("referral_moved", referral_id=str(referral.referral_id), status=moved.status.value)
         return moved
 
-    async def _refer_onward(
+    def _reply(self, tx: LedgerTx, command: ReplyCommand, *, now: datetime) -> tuple[Referral, Referral | None]:
+        """The referral as it was, and as the reply moved it; None for a repeated message."""
+        if command.message_id and not tx.first_time("referral.replies", command.message_id, now):
+            return self._referral_of(tx, command.referral_id, command.agency_id), None
+        # The case's lock first, as an amendment or a withdrawal takes it: a referral sent onward while the
+        # case is withdrawn is then either cancelled with the others or refused, never left open.
+        peek = tx.referral(command.referral_id, lock=False)
+        case = tx.case(peek.case_id, for_update=True) if peek else None
+        referral = self._referral_of(tx, command.referral_id, command.agency_id)
+        assert case is not None  # referrals reference their case (foreign key)
+        status = apply_reply(referral.referral_id, referral.status, command.reply)
+        # Whoever decides has taken it: the acknowledgement clock stops at the first reply of any kind.
+        acknowledged_at = referral.acknowledged_at or now
+        tx.set_status(referral.referral_id, status, now, acknowledged_at=acknowledged_at)
+        detail: dict[str, Any] = {
+            "officer": command.officer,
+            "note": command.note,
+            "via": command.via,
+            **command.detail,
+        }
+        if referral.acknowledged_at is None:
+            # The deadline is judged by our clock, not by a time the agency's system claims.
+            detail["on_time"] = now <= referral.ack_due_at
+        if command.claimed_at is not None:
+            detail["claimed_at"] = command.claimed_at.isoformat()
+        tx.record(
+            case.case_id, command.reply.value, at=now, actor=command.agency_id,
+            referral_id=referral.referral_id, detail=detail,
+        )  # fmt: skip
+        moved = replace(referral, status=status, acknowledged_at=acknowledged_at)
+        # Met deadlines stop here, in the same transaction: no later sweep fires another level of them.
+        tx.close_deadlines(referral.referral_id, deadlines_met_by(status), now)
+        if referral.acknowledged_at is None:
+            tx.enqueue(_taken(moved, now, step="taken", causation_id=command.message_id), now)
+        elif deadline_met(DeadlineKind.ACCEPT, status) and not deadline_met(DeadlineKind.ACCEPT, referral.status):
+            # Decided after taking it: reminders of the acceptance deadline still pending are moot too.
+            tx.enqueue(_taken(moved, now, step="taken:decided", causation_id=command.message_id), now)
+        legs = [moved]
+        if command.reply is Reply.REFERRED_ONWARD:
+            legs.append(self._refer_onward(tx, case, moved, command, now=now))
+        tx.enqueue(
+            _receipt(
+                "acknowledged" if command.reply is Reply.ACKNOWLEDGED else "progress",
+                case,
+                legs=legs,
+                now=now,
+                causation_id=command.message_id,
+                step=command.reply.value,
+            ),
+            now,
+        )
+        return referral, moved
+
+    def _refer_onward(
         self, tx: LedgerTx, case: CaseRecord, referral: Referral, command: ReplyCommand, *, now: datetime
     ) -> Referral:
         """The named agency gets a referral of its own, for the same victims, saying who sent it on."""
@@ -411,17 +431,17 @@ class Referrals:
         target = directory.agency(str(command.detail.get("to_agency_id")))
         if target is None or not target.receives_referrals or target.id == referral.agency_id:
             raise InvalidReplyError(f"{command.detail.get('to_agency_id')} is not another receiving agency")
-        if any(leg.agency_id == target.id for leg in await tx.referrals_of(case.case_id)):
+        if any(leg.agency_id == target.id for leg in tx.referrals_of(case.case_id)):
             raise InvalidReplyError(f"case {case.case_id} already has a referral to {target.id}")
         reason = ReferralReason(
             rule_id="referred-onward",
             description=f"referred onward by {referral.agency_id}",
             victim_refs=referral.victim_refs,
         )
-        onward = await _new_referral(
+        onward = _new_referral(
             tx, directory, case.case_id, target, referral.priority, referral.victim_refs, (reason,), now
         )
-        await tx.add_referrals([onward], now)
+        tx.add_referrals([onward], now)
         _record_leg(tx, onward, "referral_issued", actor=referral.agency_id, reasons=onward.reasons, now=now)
         tx.enqueue(_issued_envelope(onward, case, causation_id=command.message_id or str(referral.referral_id)), now)
         return onward
@@ -429,36 +449,36 @@ class Referrals:
     async def enter_in_error(self, referral_id: UUID, *, agency_id: str, note: str) -> Referral:
         """The reporting agency says a referral was sent by mistake: it is kept for audit, left out of statistics,
         its deadlines stop, and its agency is told to stand down."""
-        now = self._clock()
-        async with self._ledger.transaction() as tx:
-            peek = await tx.referral(referral_id, lock=False)
-            if peek is None:
-                raise UnknownReferralError(referral_id)
-            case = await tx.case(peek.case_id, for_update=True)
-            referral = await tx.referral(referral_id)
-            assert case is not None  # referrals reference their case (foreign key)
-            assert referral is not None  # it was there a moment ago, and referrals are never deleted
-            if case.reporting_agency != agency_id:
-                raise NotPermittedError(f"only the reporting agency may mark referral {referral_id} entered in error")
-            status = move(referral_id, referral.status, Status.ENTERED_IN_ERROR)
-            await tx.set_status(referral_id, status, now)
-            await tx.close_deadlines(referral_id, DeadlineKind, now)
-            tx.record(case.case_id, "entered_in_error", at=now, actor=agency_id, referral_id=referral_id,
-                      detail={"note": note, "was": referral.status.value})  # fmt: skip
-            if referral.status not in CLOSED_LEGS and referral.status is not Status.COMPLETED:
-                notice = _cancellation(referral, case, "entered_in_error", now=now, causation_id=str(referral_id))
-                tx.enqueue(replace(notice, message_id=derived_id(referral_id, "entered_in_error")), now)
-            moved = replace(referral, status=status)
-            tx.enqueue(
-                _receipt("progress", case, legs=[moved], now=now, causation_id=None, step="entered_in_error"), now
-            )
+        moved = await self._ledger.run(self._enter_in_error, referral_id, agency_id=agency_id, note=note,
+                                       now=self._clock())  # fmt: skip
         self._on_commit()
         log.info("referral_entered_in_error", referral_id=str(referral_id))
         return moved
 
+    def _enter_in_error(self, tx: LedgerTx, referral_id: UUID, *, agency_id: str, note: str, now: datetime) -> Referral:
+        peek = tx.referral(referral_id, lock=False)
+        if peek is None:
+            raise UnknownReferralError(referral_id)
+        case = tx.case(peek.case_id, for_update=True)
+        referral = tx.referral(referral_id)
+        assert case is not None  # referrals reference their case (foreign key)
+        assert referral is not None  # it was there a moment ago, and referrals are never deleted
+        if case.reporting_agency != agency_id:
+            raise NotPermittedError(f"only the reporting agency may mark referral {referral_id} entered in error")
+        status = move(referral_id, referral.status, Status.ENTERED_IN_ERROR)
+        tx.set_status(referral_id, status, now)
+        tx.close_deadlines(referral_id, DeadlineKind, now)
+        tx.record(case.case_id, "entered_in_error", at=now, actor=agency_id, referral_id=referral_id,
+                  detail={"note": note, "was": referral.status.value})  # fmt: skip
+        if referral.status not in CLOSED_LEGS and referral.status is not Status.COMPLETED:
+            notice = _cancellation(referral, case, "entered_in_error", now=now, causation_id=str(referral_id))
+            tx.enqueue(replace(notice, message_id=derived_id(referral_id, "entered_in_error")), now)
+        moved = replace(referral, status=status)
+        tx.enqueue(_receipt("progress", case, legs=[moved], now=now, causation_id=None, step="entered_in_error"), now)
+        return moved
+
     async def reported_by(self, case_id: UUID, agency_id: str) -> bool:
-        async with self._ledger.transaction() as tx:
-            case = await tx.case(case_id)
+        case = await self._ledger.run(LedgerTx.case, case_id)
         if case is None:
             raise UnknownCaseError(case_id)
         return case.reporting_agency == agency_id
@@ -466,82 +486,82 @@ class Referrals:
     async def overview(self, case_id: UUID, *, overseer: Agency) -> tuple[CaseRecord, list[Referral]]:
         """A case's legs and their statuses for an overseeing agency whose jurisdiction covers its regency: no
         timeline (it names officers and carries notes), no identity."""
-        async with self._ledger.transaction() as tx:
-            case = await tx.case(case_id)
-            if case is None:
-                raise UnknownCaseError(case_id)
-            if not overseer.jurisdiction.covers(case.regency_code):
-                raise NotPermittedError(f"case {case_id} is outside {overseer.id}'s jurisdiction")
-            return case, await tx.referrals_of(case_id)
+        return await self._ledger.run(_overview, case_id, overseer=overseer)
 
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
-        async with self._ledger.transaction() as tx:
-            case = await tx.case(case_id)
-            if case is None:
-                raise UnknownCaseError(case_id)
-            if case.reporting_agency != agency_id:
-                raise NotPermittedError(f"only the reporting agency may read case {case_id}")
-            return CaseView(case, await tx.referrals_of(case_id), await tx.timeline_of(case_id))
+        return await self._ledger.run(_case_view, case_id, agency_id=agency_id)
 
     async def referral_view(
         self, referral_id: UUID, *, agency_id: str, reader: str | None = None, via: str = "api"
     ) -> ReferralView:
         """The referral with the identity of its own victims only, in the fields the agency's sharing profile
         allows; the read (who, how) lands on the timeline, and what was shown of whom on the audit trail."""
-        now = self._clock()
         agency = self._directory().agency(agency_id)
         allowed = agency.identity_fields() if agency else frozenset()
-        async with self._ledger.transaction() as tx:
-            referral = await self._referral_of(tx, referral_id, agency_id)
-            case = await tx.case(referral.case_id)
-            assert case is not None  # referrals reference their case (foreign key)
-            shown = case.identity is not None and referral.status not in CLOSED_LEGS
-            if case.identity is None:
-                assert case.identity_erased_at is not None  # only erasure takes identity away
-                erased = {"erased_at": case.identity_erased_at.isoformat()}
-                identity = {ref: dict(erased) for ref in referral.victim_refs}
-            elif not shown:
-                # Declined, sent onward, cancelled or sent by mistake: the agency has no more need to know who.
-                identity = {ref: {} for ref in referral.victim_refs}
-            else:
-                sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
-                identity = {
-                    ref: {name: value for name, value in sealed["victims"].get(ref, {}).items() if name in allowed}
-                    for ref in referral.victim_refs
-                }
-                await tx.append_audit(
-                    [
-                        AuditEntry(
-                            at=now,
-                            actor=agency_id,
-                            officer=reader,
-                            action=AuditAction.IDENTITY_READ,
-                            case_id=case.case_id,
-                            referral_id=referral_id,
-                            victim_ref=ref,
-                            fields=tuple(sorted(identity[ref])),
-                        )
-                        for ref in referral.victim_refs
-                    ]
-                )
-            tx.record(
-                case.case_id,
-                "identity_read",
-                at=now,
-                actor=agency_id,
-                referral_id=referral_id,
-                detail={
-                    "victim_refs": list(referral.victim_refs),
-                    "officer": reader,
-                    "via": via,
-                    "erased": case.identity is None,
-                    "shown": shown,
-                },
-            )
-            return ReferralView(case=case, referral=referral, identity=identity)
+        return await self._ledger.run(self._referral_view, referral_id, agency_id=agency_id, allowed=allowed,
+                                      reader=reader, via=via, now=self._clock())  # fmt: skip
 
-    async def _referral_of(self, tx: LedgerTx, referral_id: UUID, agency_id: str) -> Referral:
-        referral = await tx.referral(referral_id)
+    def _referral_view(
+        self,
+        tx: LedgerTx,
+        referral_id: UUID,
+        *,
+        agency_id: str,
+        allowed: frozenset[str],
+        reader: str | None,
+        via: str,
+        now: datetime,
+    ) -> ReferralView:
+        referral = self._referral_of(tx, referral_id, agency_id)
+        case = tx.case(referral.case_id)
+        assert case is not None  # referrals reference their case (foreign key)
+        shown = case.identity is not None and referral.status not in CLOSED_LEGS
+        if case.identity is None:
+            assert case.identity_erased_at is not None  # only erasure takes identity away
+            erased = {"erased_at": case.identity_erased_at.isoformat()}
+            identity = {ref: dict(erased) for ref in referral.victim_refs}
+        elif not shown:
+            # Declined, sent onward, cancelled or sent by mistake: the agency has no more need to know who.
+            identity = {ref: {} for ref in referral.victim_refs}
+        else:
+            sealed = self._sealer.open(case.identity, context=case.case_id.bytes)
+            identity = {
+                ref: {name: value for name, value in sealed["victims"].get(ref, {}).items() if name in allowed}
+                for ref in referral.victim_refs
+            }
+            tx.append_audit(
+                [
+                    AuditEntry(
+                        at=now,
+                        actor=agency_id,
+                        officer=reader,
+                        action=AuditAction.IDENTITY_READ,
+                        case_id=case.case_id,
+                        referral_id=referral_id,
+                        victim_ref=ref,
+                        fields=tuple(sorted(identity[ref])),
+                    )
+                    for ref in referral.victim_refs
+                ]
+            )
+        tx.record(
+            case.case_id,
+            "identity_read",
+            at=now,
+            actor=agency_id,
+            referral_id=referral_id,
+            detail={
+                "victim_refs": list(referral.victim_refs),
+                "officer": reader,
+                "via": via,
+                "erased": case.identity is None,
+                "shown": shown,
+            },
+        )
+        return ReferralView(case=case, referral=referral, identity=identity)
+
+    def _referral_of(self, tx: LedgerTx, referral_id: UUID, agency_id: str) -> Referral:
+        referral = tx.referral(referral_id)
         if referral is None:
             raise UnknownReferralError(referral_id)
         if referral.agency_id != agency_id:
@@ -549,11 +569,29 @@ class Referrals:
         return referral
 
 
-async def _followed_case(tx: LedgerTx, case_id: UUID, *, message_id: str, now: datetime) -> CaseRecord | None:
+def _overview(tx: LedgerTx, case_id: UUID, *, overseer: Agency) -> tuple[CaseRecord, list[Referral]]:
+    case = tx.case(case_id)
+    if case is None:
+        raise UnknownCaseError(case_id)
+    if not overseer.jurisdiction.covers(case.regency_code):
+        raise NotPermittedError(f"case {case_id} is outside {overseer.id}'s jurisdiction")
+    return case, tx.referrals_of(case_id)
+
+
+def _case_view(tx: LedgerTx, case_id: UUID, *, agency_id: str) -> CaseView:
+    case = tx.case(case_id)
+    if case is None:
+        raise UnknownCaseError(case_id)
+    if case.reporting_agency != agency_id:
+        raise NotPermittedError(f"only the reporting agency may read case {case_id}")
+    return CaseView(case, tx.referrals_of(case_id), tx.timeline_of(case_id))
+
+
+def _followed_case(tx: LedgerTx, case_id: UUID, *, message_id: str, now: datetime) -> CaseRecord | None:
     """The case an amendment or withdrawal is about; None when this message was handled before."""
-    if not await tx.first_time("referral.cases", message_id, now):
+    if not tx.first_time("referral.cases", message_id, now):
         return None
-    case = await tx.case(case_id, for_update=True)
+    case = tx.case(case_id, for_update=True)
     if case is None:
         # Intake follows up only on a report the broker confirmed: the report is still on its way (or being
         # processed), so try again rather than lose what follows it.
@@ -580,7 +618,7 @@ ACK_CODE_PROBES = 8
 that all eight are is under 1 in 250."""
 
 
-async def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
+def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
     """Four random digits no other referral of the agency awaiting acknowledgement, or issued recently, holds;
     None in the (absurd) case that all ten thousand are taken: the signed link still acknowledges."""
     since = now - ACK_CODE_RESERVED
@@ -588,9 +626,9 @@ async def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
     # the last week on every referral issued (quadratic in a raid).
     for _ in range(ACK_CODE_PROBES):
         code = f"{secrets.randbelow(10_000):04d}"
-        if not await tx.ack_code_in_use(agency_id, code, issued_since=since):
+        if not tx.ack_code_in_use(agency_id, code, issued_since=since):
             return code
-    in_use = await tx.ack_codes_in_use(agency_id, issued_since=since)
+    in_use = tx.ack_codes_in_use(agency_id, issued_since=since)
     free = [code for number in range(10_000) if (code := f"{number:04d}") not in in_use]
     if not free:
         log.warning("ack_codes_exhausted", agency_id=agency_id)
@@ -598,7 +636,7 @@ async def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
     return secrets.choice(free)
 
 
-async def _new_referral(
+def _new_referral(
     tx: LedgerTx,
     directory: Directory,
     case_id: UUID,
@@ -619,7 +657,7 @@ async def _new_referral(
         issued_at=now,
         ack_due_at=ack_due(directory, agency, priority, now),
         accept_due_at=accept_due(directory, agency, priority, now),
-        ack_code=await _ack_code(tx, agency.id, now),
+        ack_code=_ack_code(tx, agency.id, now),
     )
 
 

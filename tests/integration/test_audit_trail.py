@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.audit import AuditAction, AuditEntry, AuditKeys, ChainCheck, ChainedEntry, entry_hash
-from services.referral.ledger import Ledger, audit_trail, upgrade_with_alembic
+from services.referral.ledger import Ledger, LedgerTx, audit_trail, upgrade_with_alembic
 from services.referral.referrals import Referrals
 from shared.contracts.cases import CaseReported
 from shared.database import make_engine
@@ -236,8 +236,7 @@ async def test_after_a_key_rotation_audit_verify_checks_old_entries_with_the_ret
     [read] = await audit_rows(url)
     rotated = Ledger(make_engine(url), audit_keys=AuditKeys("a2", {"a2": new_key, "a1": old_key}))
     try:
-        async with rotated.transaction() as tx:
-            await tx.append_audit([replace(read.entry, at=datetime.now(UTC))])
+        await rotated.run(LedgerTx.append_audit, [replace(read.entry, at=datetime.now(UTC))])
     finally:
         await rotated.engine.dispose()
     new = {"audit_key": base64.b64encode(new_key).decode(), "audit_key_id": "a2"}
@@ -284,8 +283,7 @@ async def test_entries_written_before_the_trail_was_keyed_pass_with_their_count_
         keys = AuditKeys("a1", {"a1": load_audit_keys(Settings(data_dir=tmp_path))["a1"]})
         ledger = Ledger(engine, audit_keys=keys)
         await ledger.migrate()
-        async with ledger.transaction() as tx:
-            await tx.append_audit([replace(entry, at=datetime(2026, 11, 28, tzinfo=UTC))])
+        await ledger.run(LedgerTx.append_audit, [replace(entry, at=datetime(2026, 11, 28, tzinfo=UTC))])
     finally:
         await engine.dispose()
 

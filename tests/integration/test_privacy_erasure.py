@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from services.referral.audit import AuditKeys
-from services.referral.ledger import Ledger
+from services.referral.ledger import Ledger, LedgerTx
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, WithdrawalReason
@@ -162,8 +162,7 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     still_open = case_reported(sealer, directory)
     await referrals.open_case(still_open, message_id="open-still")
     never_referred = case_reported(sealer, directory)
-    async with ledger.transaction() as tx:
-        await tx.add_case(never_referred, T0)
+    await ledger.run(LedgerTx.add_case, never_referred, T0)
 
     clock.now = T0 + timedelta(days=365, minutes=-1)
     before = await privacy.sweep()
@@ -173,8 +172,7 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     much_later = await privacy.sweep()
 
     assert (before, after, much_later) == (0, 2, 1)
-    async with ledger.transaction() as tx:
-        cases = [await tx.case(event.case_id) for event in (old, recent, still_open, never_referred)]
+    cases = [await ledger.run(LedgerTx.case, event.case_id) for event in (old, recent, still_open, never_referred)]
     assert [case is not None and case.identity is None for case in cases] == [True, True, False, True]
     rows = [row async for row in ledger.audit_rows()]
     assert sorted((r.entry.action, r.entry.case_id) for r in rows[:2]) == sorted(
@@ -222,8 +220,7 @@ async def test_an_amendment_sent_after_an_erasure_does_not_bring_the_identity_ba
 
     await referrals.amend_case(CaseAmended(**amended.model_dump()), message_id="amended")
 
-    async with ledger.transaction() as tx:
-        case = await tx.case(event.case_id)
+    case = await ledger.run(LedgerTx.case, event.case_id)
     assert case is not None
     assert case.regency_code == "61.01"  # the facts were amended
     assert case.identity is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from services.referral.ledger import Ledger, outbox
+from services.referral.ledger import Ledger, LedgerTx, outbox
 from services.referral.outbox import OutboxRelay
 from shared.broker import Envelope
 from shared.database import make_engine
@@ -41,10 +41,13 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
 
 async def test_one_unpublishable_message_waits_while_the_others_are_sent(ledger: Ledger) -> None:
     now = datetime.now(UTC)
-    async with ledger.transaction() as tx:
+
+    def enqueue_ten(tx: LedgerTx) -> None:
         tx.enqueue(envelope(0, routing_key="case.nowhere.receipt"), now)
         for n in range(1, 10):
             tx.enqueue(envelope(n), now)
+
+    await ledger.run(enqueue_ten)
     broker = Broker()
     relay = OutboxRelay(ledger.engine, broker, poll_seconds=1)  # type: ignore[arg-type]
 

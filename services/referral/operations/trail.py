@@ -7,7 +7,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from services.referral.audit import AuditEntry
-from services.referral.ledger import Ledger
+from services.referral.ledger import Ledger, LedgerTx
 
 NO_CASE = UUID(int=0)
 """The case id of an action on a message that names no case (its correlation id is not a case id)."""
@@ -42,5 +42,4 @@ async def record_dead_letter_action(
     hash like any other field."""
     fields = (f"queue:{queue}", f"message_id:{message_id}", *((f"note:{note}",) if note else ()))
     entry = AuditEntry(at=at, actor=operator, action=action.value, case_id=_case_of(correlation_id), fields=fields)
-    async with ledger.transaction() as tx:
-        await tx.append_audit([entry])
+    await ledger.run(LedgerTx.append_audit, [entry])
