@@ -53,7 +53,7 @@ _T = TypeVar("_T")
 
 
 async def in_transaction(
-    engine: AsyncEngine, work: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    engine: AsyncEngine, work: Callable[Concatenate[Connection, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
 ) -> _T:
     """``work(connection, *args, **kwargs)`` in one transaction, committed if it returns, rolled back if it raises.
 
@@ -65,7 +65,7 @@ async def in_transaction(
 
 
 def _in_transaction(
-    engine: Engine, work: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    engine: Engine, work: Callable[Concatenate[Connection, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
 ) -> _T:
     with engine.begin() as connection:
         return work(connection, *args, **kwargs)
