@@ -171,22 +171,20 @@ class Referrals:
 
     async def amend_case(self, event: CaseAmended, *, message_id: str) -> None:
         """Route the amended case again; refer only newly needed agencies, or new victims on an open leg."""
-        changed = await self._ledger.run(self._amend_case, event, message_id=message_id, now=self._clock())
-        if changed is None:
-            return
-        self._on_commit()
-        log.info("case_amended", case_id=str(event.case_id), referrals=len(changed))
+        if await self._ledger.run(self._amend_case, event, message_id=message_id, now=self._clock()):
+            self._on_commit()
 
-    def _amend_case(self, tx: LedgerTx, event: CaseAmended, *, message_id: str, now: datetime) -> list[Referral] | None:
-        """The legs referred or widened; None for a repeat, for the content the case already has, and for an
-        amendment of a withdrawn case (refused)."""
+    def _amend_case(self, tx: LedgerTx, event: CaseAmended, *, message_id: str, now: datetime) -> bool:
+        """Whether the amendment enqueued anything to send: not for a repeat, nor for content the case already
+        has, nor for a change that refers no one anew. An amendment of a withdrawn case is refused, and the reporter
+        told."""
         directory = self._directory()
         case = _followed_case(tx, event.case_id, message_id=message_id, now=now)
         if case is None or case.fingerprint == event.fingerprint:
-            return None
+            return False
         if case.withdrawn_at is not None:
             self._refuse_after_withdrawal(tx, case, event, now=now, message_id=message_id)
-            return None
+            return True
         tx.amend_case(event, erased=case.identity_erased_at is not None)
         tx.record(case.case_id, "case_amended", at=now, actor=event.reporting_agency,
                   detail={"victim_count": len(event.victims), "regency_code": event.regency_code})  # fmt: skip
@@ -256,7 +254,8 @@ class Referrals:
                 ),
                 now,
             )
-        return changed
+        log.info("case_amended", case_id=str(event.case_id), referrals=len(changed))
+        return bool(changed)
 
     async def withdraw_case(self, event: CaseWithdrawn, *, message_id: str) -> None:
         """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""

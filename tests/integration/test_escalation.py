@@ -363,6 +363,33 @@ async def test_a_withdrawn_case_never_escalates(service: ReferralService) -> Non
     assert await service.sweeper.sweep(service.clock.at(days=30)) == 0
 
 
+async def test_the_reporter_hears_at_once_that_an_amendment_after_the_withdrawal_was_refused(
+    service: ReferralService, broker: BrokerClient
+) -> None:
+    receipts = "agency.polres-bengkayang.receipts"
+    # The relay polls only once a minute here: what leaves sooner leaves because a commit woke it.
+    relay = asyncio.create_task(service.relay.run())
+    try:
+        case = await service.open(AN_ADULT_MAN)
+        withdrawal = CaseWithdrawn(
+            case_id=case.case_id,
+            reporting_agency=case.reporting_agency,
+            reason=WithdrawalReason.NO_LONGER_NEEDED,
+            withdrawn_at=service.clock.at(minutes=10),
+        )
+        await service.referrals.withdraw_case(withdrawal, message_id="withdrawn")
+        await broker.drain(receipts, at_least=2, timeout=10)
+
+        await service.amend(case, AN_ADULT_MAN, a_victim(victim_ref="V2", migrant_worker_status="returned"))
+        [receipt] = await broker.take(receipts, timeout=10)
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+    assert json.loads(receipt.body)["event"] == "rejected"
+
+
 async def test_an_ack_code_is_never_given_again_while_awaited_or_within_a_week_of_its_issue(
     service: ReferralService, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
