@@ -26,6 +26,7 @@ from sqlalchemy import (
     case,
     func,
     inspect,
+    literal_column,
     select,
     text,
     update,
@@ -92,7 +93,11 @@ referrals = Table(
 # An SMS reply ``TERIMA 4821`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
 # In the lifecycle's order, not a set's (which changes with each process's hash seed): a new ledger's index must
 # read as the migration wrote it, or ledgers upgraded and ledgers created afresh would differ.
-_awaiting_ack = referrals.c.status.in_([status.value for status in Status if status in AWAITING_ACK])
+# The statuses are written into the SQL (they are the lifecycle's own names), not bound: a list bound to IN is
+# rendered into the SQL again at every execution, which doubled the cost of the ack-code probe of every referral.
+_awaiting_ack = referrals.c.status.in_(
+    [literal_column(f"'{status.value}'") for status in Status if status in AWAITING_ACK]
+)
 Index(
     "uq_referrals_awaiting_ack_code",
     referrals.c.agency_id,
@@ -200,6 +205,8 @@ ERASED_IDENTITY = {"erased": True}
 
 # The statements every message runs are built once, their values bound at each execution: building one
 # (``.values()``, comparisons, its cache key) cost about as much CPU as running it.
+_CASE = select(cases).where(cases.c.case_id == bindparam("case_id"))
+_LOCKED_CASE = _CASE.with_for_update(key_share=True)
 _REFERRAL = select(referrals).where(referrals.c.referral_id == bindparam("referral_id"))
 _LOCKED_REFERRAL = _REFERRAL.with_for_update(key_share=True)
 _UPDATE_REFERRAL = update(referrals).where(referrals.c.referral_id == bindparam("b_referral_id"))
@@ -355,8 +362,7 @@ class LedgerTx:
         elsewhere that references the locked one (its foreign key check takes KEY SHARE) does not wait for it.
         With FOR UPDATE, a sweeper holding a referral and writing its timeline entry waited for the case a reply
         held, while the reply waited for that referral: PostgreSQL broke the deadlock by failing the reply."""
-        query = select(cases).where(cases.c.case_id == str(case_id))
-        row = self._c.execute(query.with_for_update(key_share=True) if for_update else query).one_or_none()
+        row = self._c.execute(_LOCKED_CASE if for_update else _CASE, {"case_id": str(case_id)}).one_or_none()
         return _case(row) if row else None
 
     def mark_withdrawn(self, case_id: UUID, now: datetime) -> None:
@@ -364,19 +370,20 @@ class LedgerTx:
 
     def add_case(self, event: CaseReported, now: datetime) -> None:
         self._c.execute(
-            cases.insert().values(
-                case_id=str(event.case_id),
-                case_code=event.case_code,
-                police_report_number=event.police_report_number,
-                reporting_agency=event.reporting_agency,
-                regency_code=event.regency_code,
-                reported_at=event.reported_at,
-                fingerprint=event.fingerprint,
-                exploitation_types=[t.value for t in event.exploitation_types],
-                victims=[v.model_dump(mode="json") for v in event.victims],
-                identity=event.identity.model_dump(mode="json"),
-                created_at=now,
-            )
+            cases.insert(),
+            {
+                "case_id": str(event.case_id),
+                "case_code": event.case_code,
+                "police_report_number": event.police_report_number,
+                "reporting_agency": event.reporting_agency,
+                "regency_code": event.regency_code,
+                "reported_at": event.reported_at,
+                "fingerprint": event.fingerprint,
+                "exploitation_types": [t.value for t in event.exploitation_types],
+                "victims": [v.model_dump(mode="json") for v in event.victims],
+                "identity": event.identity.model_dump(mode="json"),
+                "created_at": now,
+            },
         )
 
     def amend_case(self, event: CaseReported, *, erased: bool) -> None:
