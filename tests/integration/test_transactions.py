@@ -3,7 +3,6 @@ while the event loop goes on whenever the driver waits."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, fun
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.database import execute_in_transaction, in_transaction, make_engine
+from tests.loop_ticks import counting_ticks
 from tests.postgres import fresh_database
 
 metadata = MetaData()
@@ -67,17 +67,8 @@ async def test_work_that_raises_leaves_nothing_behind(engine: AsyncEngine) -> No
 async def test_the_loop_goes_on_while_postgresql_works() -> None:
     async with fresh_database() as url:
         engine = make_engine(url)
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticking = asyncio.create_task(ticker())
-        await in_transaction(engine, lambda connection: connection.execute(text("SELECT pg_sleep(0.3)")))
-        ticking.cancel()
+        async with counting_ticks() as ticks:
+            await in_transaction(engine, lambda connection: connection.execute(text("SELECT pg_sleep(0.3)")))
         await engine.dispose()
 
-    assert ticks >= 10
+    assert ticks.count >= 10

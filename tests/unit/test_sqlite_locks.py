@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import sqlite_inline
 from shared.database import execute_in_transaction, make_engine
+from tests.loop_ticks import counting_ticks
 
 
 @pytest.fixture
@@ -45,27 +46,19 @@ async def _insert_in_one_greenlet(engine: AsyncEngine, what: str) -> None:
 
 @pytest.mark.parametrize("insert", [_insert_async, _insert_in_one_greenlet])
 async def test_a_transaction_waiting_for_another_connections_lock_leaves_the_loop_free(
-    database: Path, insert: Callable[[AsyncEngine, str], Awaitable[None]]
+    database: Path, insert: Callable[[AsyncEngine, str], Coroutine[None, None, None]]
 ) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{database}")
     other = _held(database)
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    writing = asyncio.create_task(insert(engine, "referral issued"))
-    await asyncio.sleep(0.3)
-    assert not writing.done()
-    assert ticks >= 10  # the loop went on while the write waited
+    async with counting_ticks() as ticks:
+        writing = asyncio.create_task(insert(engine, "referral issued"))
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+    assert ticks.count >= 10  # the loop went on while the write waited
 
     other.execute("COMMIT")
     await asyncio.wait_for(writing, timeout=5)
-    ticking.cancel()
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT what FROM entries"))).scalars().all() == ["referral issued"]
     await engine.dispose()
