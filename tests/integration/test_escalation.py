@@ -91,6 +91,16 @@ class ReferralService:
         case_id = case_id_for(report.reporting_agency, report.police_report_number)
         return self.intake._case_reported(report, case_id, fingerprint_of(report))
 
+    async def withdraw(self, case: CaseReported, reason: WithdrawalReason) -> None:
+        """The reporter withdraws the case ten minutes after the start."""
+        withdrawal = CaseWithdrawn(
+            case_id=case.case_id,
+            reporting_agency=case.reporting_agency,
+            reason=reason,
+            withdrawn_at=self.clock.at(minutes=10),
+        )
+        await self.referrals.withdraw_case(withdrawal, message_id=f"withdrawn:{case.case_id}")
+
     async def leg(self, case: CaseReported, agency_id: str) -> Referral:
         view = await self.referrals.case_view(case.case_id, agency_id=case.reporting_agency)
         [referral] = [r for r in view.referrals if r.agency_id == agency_id]
@@ -352,13 +362,7 @@ async def test_a_leg_widened_to_urgent_escalates_by_the_urgent_deadline(service:
 
 async def test_a_withdrawn_case_never_escalates(service: ReferralService) -> None:
     case = await service.open(A_GIRL)
-    withdrawal = CaseWithdrawn(
-        case_id=case.case_id,
-        reporting_agency=case.reporting_agency,
-        reason=WithdrawalReason.REPORTED_IN_ERROR,
-        withdrawn_at=service.clock.at(minutes=10),
-    )
-    await service.referrals.withdraw_case(withdrawal, message_id="withdrawn")
+    await service.withdraw(case, WithdrawalReason.REPORTED_IN_ERROR)
 
     assert await service.sweeper.sweep(service.clock.at(days=30)) == 0
 
@@ -371,13 +375,7 @@ async def test_the_reporter_hears_at_once_that_an_amendment_after_the_withdrawal
     relay = asyncio.create_task(service.relay.run())
     try:
         case = await service.open(AN_ADULT_MAN)
-        withdrawal = CaseWithdrawn(
-            case_id=case.case_id,
-            reporting_agency=case.reporting_agency,
-            reason=WithdrawalReason.NO_LONGER_NEEDED,
-            withdrawn_at=service.clock.at(minutes=10),
-        )
-        await service.referrals.withdraw_case(withdrawal, message_id="withdrawn")
+        await service.withdraw(case, WithdrawalReason.NO_LONGER_NEEDED)
         await broker.drain(receipts, at_least=2, timeout=10)
 
         await service.amend(case, AN_ADULT_MAN, a_victim(victim_ref="V2", migrant_worker_status="returned"))
