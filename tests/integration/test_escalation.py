@@ -144,9 +144,10 @@ async def service(amqp_url: str, tmp_path: Path) -> AsyncIterator[ReferralServic
 
 
 @contextlib.asynccontextmanager
-async def sweeping(sweeper: DeadlineSweeper) -> AsyncIterator[None]:
-    """The sweeper's own loop, as the service runs it (its interval is long: only a wake makes it sweep)."""
-    task = asyncio.create_task(sweeper.run())
+async def running(part: DeadlineSweeper | OutboxRelay) -> AsyncIterator[None]:
+    """The sweeper's or the relay's own loop, as the service runs it (their intervals here are long: only a wake
+    makes them work)."""
+    task = asyncio.create_task(part.run())
     try:
         yield
     finally:
@@ -273,7 +274,7 @@ async def test_nobody_on_duty_escalates_to_level_1_at_once_and_only_once(
     case = await service.open(A_GIRL)
     child = await service.leg(case, "uptd-ppa-kalbar")
 
-    async with sweeping(service.sweeper):
+    async with running(service.sweeper):
         await service.referrals.record_delivery(delivered(child, nobody_on_duty=True), message_id="d-1")
         await eventually(lambda: _escalated(service, case, child, 1), timeout=10)
         await service.referrals.record_delivery(delivered(child, nobody_on_duty=True), message_id="d-2")
@@ -301,7 +302,7 @@ async def test_a_failed_delivery_escalates_to_level_1_at_once(service: ReferralS
         history=("webhook: HTTP 410",),
     )
 
-    async with sweeping(service.sweeper):
+    async with running(service.sweeper):
         await service.referrals.record_delivery(failed, message_id="f-1")
         await eventually(lambda: _escalated(service, case, child, 1), timeout=10)
     # The backup officer got the escalation: that is no delivery of the referral to the agency.
@@ -372,18 +373,13 @@ async def test_the_reporter_hears_at_once_that_an_amendment_after_the_withdrawal
 ) -> None:
     receipts = "agency.polres-bengkayang.receipts"
     # The relay polls only once a minute here: what leaves sooner leaves because a commit woke it.
-    relay = asyncio.create_task(service.relay.run())
-    try:
+    async with running(service.relay):
         case = await service.open(AN_ADULT_MAN)
         await service.withdraw(case, WithdrawalReason.NO_LONGER_NEEDED)
         await broker.drain(receipts, at_least=2, timeout=10)
 
         await service.amend(case, AN_ADULT_MAN, a_victim(victim_ref="V2", migrant_worker_status="returned"))
         [receipt] = await broker.take(receipts, timeout=10)
-    finally:
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
 
     assert json.loads(receipt.body)["event"] == "rejected"
 
