@@ -18,7 +18,8 @@ from tests.builders import a_case_report_body, a_victim
 from tests.rabbit import BrokerClient
 from tests.system import System, delivered_everywhere, eventually
 
-pytestmark = [pytest.mark.rabbit, pytest.mark.asyncio(loop_scope="session")]
+# One xdist worker runs them all (scripts/test): they share the session's one browser.
+pytestmark = [pytest.mark.rabbit, pytest.mark.asyncio(loop_scope="session"), pytest.mark.xdist_group("browser")]
 
 A_GIRL = a_victim(full_name="Wulan Sari", sex="female", age_years=15, nik="6107014107110003")
 AN_ADULT_MAN = a_victim(full_name="Andi Wijaya", sex="male", age_years=40, nik="6107010101850001")

@@ -28,6 +28,7 @@ CI_SCENARIOS = (
 @pytest.mark.chaos
 @pytest.mark.rabbit
 @pytest.mark.timeout(300)
+@pytest.mark.xdist_group("chaos")  # one after another on one xdist worker (scripts/test says why)
 @pytest.mark.parametrize("name", CI_SCENARIOS)
 async def test_a_fault_loses_duplicates_and_invents_no_case(name: str, tmp_path: Path) -> None:
     verdict = await run_scenario(name, SCENARIOS[name], CI_CASES, tmp_path)
