@@ -119,8 +119,10 @@ class MessagePublisher:
         if envelope.causation_id:
             all_headers["causation_id"] = envelope.causation_id
         # The outer bound matters: while a robust connection is re-connecting, aio-pika waits for it
-        # before its own publish timeout starts, and a caller waiting for 202 must hear 503 instead.
-        await asyncio.wait_for(self._publish(envelope, all_headers), timeout=self._timeout)
+        # before its own publish timeout starts, and a caller waiting for 202 must hear 503 instead. A timeout
+        # scope, not wait_for, which made every publish a task of its own (3-4 % of the referral service's CPU).
+        async with asyncio.timeout(self._timeout):
+            await self._publish(envelope, all_headers)
 
     async def _publish(self, envelope: Envelope, headers: dict[str, Any]) -> None:
         await self._broker.publish(
@@ -142,13 +144,13 @@ class MessagePublisher:
         self, queue: str, *, body: bytes, properties: Mapping[str, Any], headers: Mapping[str, Any]
     ) -> None:
         """Through the default exchange to exactly one queue (dead letters, wait queues, replays)."""
-        publishing = self._broker.publish(
-            body,
-            routing_key=queue,
-            headers=dict(headers),
-            persist=True,
-            mandatory=True,
-            timeout=self._timeout,
-            **properties,
-        )
-        await asyncio.wait_for(publishing, timeout=self._timeout)
+        async with asyncio.timeout(self._timeout):
+            await self._broker.publish(
+                body,
+                routing_key=queue,
+                headers=dict(headers),
+                persist=True,
+                mandatory=True,
+                timeout=self._timeout,
+                **properties,
+            )
