@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, Table, event, text
+from sqlalchemy import Connection, DateTime, Engine, Table, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
@@ -32,20 +32,15 @@ def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
     if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
-    async def connect() -> sqlite_inline.InlineConnection:
-        return await sqlite_inline.connect(database, survive_power_loss=survive_power_loss)
-
     # One connection per process: SQLite has one writer anyway, and queueing in asyncio is far cheaper than
     # SQLite's busy handler, which sleeps up to 100 ms between tries when connections of one process collide.
-    engine = create_async_engine(url, async_creator=connect, pool_size=1, max_overflow=0, pool_timeout=60)
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # Every transaction takes the write lock at its start, so none fails at lock upgrade (SQLITE_BUSY
-        # mid-transaction), and the only wait for the lock is the one that yields to the loop.
-        connection.connection.driver_connection.begin_immediate()
-
-    return engine
+    return create_async_engine(
+        parsed.set(drivername="sqlite+inline"),
+        creator=partial(sqlite_inline.connect, database, survive_power_loss=survive_power_loss),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+    )
 
 
 _P = ParamSpec("_P")
@@ -68,7 +63,7 @@ def _in_transaction(
     engine: Engine, work: Callable[Concatenate[Connection, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
 ) -> _T:
     with engine.begin() as connection:
-        return work(connection, *args, **kwargs)
+        return work(connection.execution_options(**{sqlite_inline.IN_ONE_GREENLET: True}), *args, **kwargs)
 
 
 async def execute_in_transaction(

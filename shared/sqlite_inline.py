@@ -1,9 +1,10 @@
-"""SQLite run on the event loop's own thread, behind SQLAlchemy's aiosqlite dialect.
+"""SQLite run on the event loop's own thread, by SQLAlchemy's asyncio extension over pysqlite's own dialect.
 
 aiosqlite runs every call on a worker thread, and SQLAlchemy makes four calls of each statement (cursor, execute,
-fetch, close): on the benchmark those hand-offs between threads took about a fifth of each service's CPU. Here a
-statement runs where it is awaited; on this machine a commit with ``synchronous=FULL`` takes about 0.2 ms, less
-than the hand-offs did.
+fetch, close): on the benchmark those hand-offs between threads took about a fifth of each service's CPU. An
+adapter answering aiosqlite's calls at once on the loop's thread still cost a greenlet switch for each of them.
+Here SQLAlchemy's asyncio extension runs the plain sqlite3 module in its greenlet: a statement is a call where it
+is awaited. On this machine a commit with ``synchronous=FULL`` takes about 0.2 ms.
 
 What must never run on the loop is a wait for another connection's lock: these connections have no busy timeout,
 and every transaction takes its lock at ``BEGIN IMMEDIATE`` (``begin_immediate``), which waits with asyncio
@@ -16,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import pool
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import await_
 
@@ -28,120 +32,96 @@ _FIRST_RETRY_SECONDS = 0.001
 _LONGEST_RETRY_SECONDS = 0.05
 
 
-class InlineCursor:
-    """The part of aiosqlite's cursor that SQLAlchemy's adapter uses, answered at once."""
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self._cursor = cursor
-
-    async def __aenter__(self) -> InlineCursor:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._cursor.close()
-
-    @property
-    def description(self) -> Any:
-        return self._cursor.description
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._cursor.lastrowid
-
-    @property
-    def arraysize(self) -> int:
-        return self._cursor.arraysize
-
-    @arraysize.setter
-    def arraysize(self, value: int) -> None:
-        self._cursor.arraysize = value
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        self._cursor.execute(sql, parameters)
-        return self
-
-    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any] | dict[str, Any]]) -> InlineCursor:
-        self._cursor.executemany(sql, parameters)
-        return self
-
-    async def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    async def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    async def fetchmany(self, size: int | None = None) -> list[Any]:
-        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
-
-    async def close(self) -> None:
-        self._cursor.close()
+IN_ONE_GREENLET = "rujukan_in_one_greenlet"
+"""Execution option of a connection whose whole transaction runs in one greenlet (``shared.database``)."""
 
 
-class InlineConnection:
-    """The part of aiosqlite's connection that SQLAlchemy's adapter uses, answered at once."""
+class InlineSQLiteDialect(SQLiteDialect_pysqlite):
+    """pysqlite's dialect, run by SQLAlchemy's asyncio extension as if its driver were asynchronous."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._conn = connection
+    driver = "inline"
+    is_async = True
+    supports_statement_cache = True
 
-    @property
-    def _connection(self) -> sqlite3.Connection:
-        """The adapter commits and rolls back only while this is set."""
-        return self._conn
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:  # noqa: ARG003 (the same for every SQLite URL)
+        # A task waiting for the process's one connection must wait in asyncio, not block the loop's thread.
+        return pool.AsyncAdaptedQueuePool
 
-    @property
-    def isolation_level(self) -> str | None:
-        return self._conn.isolation_level
+    def do_begin(self, dbapi_connection: Any) -> None:
+        # Every transaction takes the write lock at its start, so none fails at lock upgrade (SQLITE_BUSY
+        # mid-transaction), and the only wait for the lock is the one that yields to the loop.
+        begin_immediate(dbapi_connection)
 
-    def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        cursor.execute(statement, parameters)
+        _await_unless_in_one_greenlet(context)
 
-    async def commit(self) -> None:
-        self._conn.commit()
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        cursor.execute(statement)
+        _await_unless_in_one_greenlet(context)
 
-    async def rollback(self) -> None:
-        self._conn.rollback()
-
-    async def close(self) -> None:
-        self._conn.close()
-
-    def stop(self) -> None:
-        self._conn.close()
-
-    async def create_function(self, *args: Any, **kwargs: Any) -> None:
-        self._conn.create_function(*args, **kwargs)
-
-    def begin_immediate(self) -> None:
-        """``BEGIN IMMEDIATE``, retried with asyncio sleeps while another connection holds the write lock. Runs in
-        SQLAlchemy's greenlet, which hands each sleep to the loop."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        delay = _FIRST_RETRY_SECONDS
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.Error as exc:
-                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() > deadline:
-                    # As SQLAlchemy raises what a statement meets: callers catch its errors, not sqlite3's.
-                    raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
-            await_(asyncio.sleep(delay))
-            delay = min(2 * delay, _LONGEST_RETRY_SECONDS)
+    def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        cursor.executemany(statement, parameters)
+        _await_unless_in_one_greenlet(context)
 
 
-async def connect(database: str, *, survive_power_loss: bool) -> InlineConnection:
+registry.register("sqlite.inline", __name__, InlineSQLiteDialect.__name__)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _await_unless_in_one_greenlet(context: Any) -> None:
+    """``AsyncConnection.execute`` refuses a statement during which nothing was awaited (its check for a
+    synchronous driver used by mistake): one awaited no-op satisfies it. A unit of work run by
+    ``shared.database.in_transaction`` is spared even that."""
+    if context is None or not context.execution_options.get(IN_ONE_GREENLET, False):
+        await_(_nothing())
+
+
+class _Cursor(sqlite3.Cursor):
+    async def _async_soft_close(self) -> None:
+        """Called by SQLAlchemy's asyncio extension on a cursor whose result it hands to async code, to close an
+        async driver's cursor early: a sqlite3 cursor's rows stay readable where they are, with nothing to do."""
+
+
+class _Connection(sqlite3.Connection):
+    def cursor(self, factory: Any = _Cursor) -> Any:
+        return super().cursor(factory)
+
+
+def begin_immediate(connection: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, retried with asyncio sleeps while another connection holds the write lock. Runs in
+    SQLAlchemy's greenlet, which hands each sleep to the loop."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = _FIRST_RETRY_SECONDS
+    while True:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.Error as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                # As SQLAlchemy raises what a statement meets: callers catch its errors, not sqlite3's.
+                raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
+        await_(asyncio.sleep(delay))
+        delay = min(2 * delay, _LONGEST_RETRY_SECONDS)
+
+
+def connect(database: str, *, survive_power_loss: bool) -> sqlite3.Connection:
     """A connection in WAL mode with foreign keys on, transactions left to us (``isolation_level=None``).
     ``synchronous=FULL`` puts a transaction on disk before the message that caused it is acked, even through a
-    power loss; ``NORMAL`` only through a crash of the process."""
+    power loss; ``NORMAL`` only through a crash of the process. The engine's pool calls it in its greenlet."""
     # Opened on a worker thread: the switch to WAL may wait for another connection's lock.
-    return InlineConnection(await asyncio.to_thread(_open, database, survive_power_loss))
+    return await_(asyncio.to_thread(_open, database, survive_power_loss))
 
 
 def _open(database: str, survive_power_loss: bool) -> sqlite3.Connection:
-    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS)
+    connection = sqlite3.connect(
+        database, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS, factory=_Connection
+    )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={'FULL' if survive_power_loss else 'NORMAL'}")
     connection.execute("PRAGMA foreign_keys=ON")
