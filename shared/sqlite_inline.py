@@ -42,6 +42,8 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
     driver = "inline"
     is_async = True
     supports_statement_cache = True
+    # A connection left unreturned is closed when collected: closing a sqlite3 connection needs no loop.
+    has_terminate = True
 
     @classmethod
     def get_pool_class(cls, url: URL) -> type[pool.Pool]:  # noqa: ARG003 (the same for every SQLite URL)
@@ -52,6 +54,9 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
         # Every transaction takes the write lock at its start, so none fails at lock upgrade (SQLITE_BUSY
         # mid-transaction), and the only wait for the lock is the one that yields to the loop.
         begin_immediate(dbapi_connection)
+
+    def do_terminate(self, dbapi_connection: Any) -> None:
+        dbapi_connection.close()
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         cursor.execute(statement, parameters)
