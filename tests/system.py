@@ -97,6 +97,9 @@ class WebhookSink:
     """When a dict: monotonic arrival times of first deliveries, by case code (for the benchmark)."""
     _runner: web.AppRunner | None = None
     _ids: set[str] = field(default_factory=set)
+    # Its own generator, not the random module's: hypothesis, drawing in another thread while the sink answers
+    # (tests/fuzz), takes a change to the module's state for randomness inside its strategies.
+    _chance: random.Random = field(default_factory=random.Random)
 
     @property
     def url(self) -> str:
@@ -121,7 +124,7 @@ class WebhookSink:
         self.requests[agency_id] += 1
         if self.failures.get(agency_id):
             return web.Response(status=self.failures[agency_id].pop(0))
-        if random.random() < self.failure_rate:
+        if self._chance.random() < self.failure_rate:
             return web.Response(status=503)
         assert self.directory is not None
         agency = self.directory.agency(agency_id)
