@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, DateTime, Engine, Table, text
 from sqlalchemy.engine import Dialect, make_url
@@ -16,6 +17,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
 from shared import sqlite_inline
+from shared.group_commit import GroupCommit, in_one_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
@@ -55,21 +57,35 @@ async def in_transaction(
     ``work`` is plain synchronous code run in one greenlet, as ``AsyncConnection.run_sync`` runs it. Through an
     ``AsyncConnection`` every step (connect, begin, each statement, commit, close) is a greenlet of its own, and
     closing adds a task: a short transaction spent about 130 µs on that, as much as on its statements. Where the
-    driver must wait (asyncpg, SQLite's wait for another process's write lock) it still yields to the loop."""
-    return await greenlet_spawn(partial(_in_transaction, engine.sync_engine, work, *args, **kwargs))
+    driver must wait (asyncpg, SQLite's wait for another process's write lock) it still yields to the loop.
+
+    On SQLite, units of work that queue while another transaction is written share the next one
+    (``shared.group_commit``): ``work`` may run a second time, in a transaction of its own, after a rolled-back
+    first run."""
+
+    def job(connection: Connection) -> _T:
+        return work(connection, *args, **kwargs)
+
+    if engine.dialect.name == "sqlite":
+        return cast("_T", await _group_commit(engine.sync_engine).run(job))
+    # PostgreSQL runs transactions side by side, with row locks: sharing one would only add deadlocks.
+    return cast("_T", (await greenlet_spawn(in_one_transaction, engine.sync_engine, [job]))[0])
 
 
-def _in_transaction(
-    engine: Engine, work: Callable[Concatenate[Connection, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
-) -> _T:
-    with engine.begin() as connection:
-        return work(connection.execution_options(**{sqlite_inline.IN_ONE_GREENLET: True}), *args, **kwargs)
+_group_commits: WeakKeyDictionary[Engine, GroupCommit] = WeakKeyDictionary()
+
+
+def _group_commit(engine: Engine) -> GroupCommit:
+    group = _group_commits.get(engine)
+    if group is None:
+        group = _group_commits[engine] = GroupCommit(engine)
+    return group
 
 
 async def execute_in_transaction(
     engine: AsyncEngine, statement: Executable, parameters: Mapping[str, object] | None = None
 ) -> None:
-    """One statement in a transaction of its own, by ``in_transaction``."""
+    """One statement, committed by ``in_transaction``."""
     await in_transaction(engine, _execute, statement, parameters)
 
 

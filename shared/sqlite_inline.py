@@ -55,6 +55,14 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
         # mid-transaction), and the only wait for the lock is the one that yields to the loop.
         begin_immediate(dbapi_connection)
 
+    def do_commit(self, dbapi_connection: Any) -> None:
+        if dbapi_connection.waits_for_disk:
+            # The wait for the disk on a worker thread (the connection is this transaction's alone meanwhile): the
+            # loop goes on, and the units of work that queue during it share the next transaction.
+            await_(asyncio.to_thread(dbapi_connection.commit))
+        else:
+            dbapi_connection.commit()
+
     def do_terminate(self, dbapi_connection: Any) -> None:
         dbapi_connection.close()
 
@@ -93,6 +101,9 @@ class _Cursor(sqlite3.Cursor):
 
 
 class _Connection(sqlite3.Connection):
+    waits_for_disk = False
+    """Whether a commit waits for the disk (``synchronous=FULL``)."""
+
     def cursor(self, factory: Any = _Cursor) -> Any:
         return super().cursor(factory)
 
@@ -129,6 +140,7 @@ def _open(database: str, survive_power_loss: bool) -> sqlite3.Connection:
     )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={'FULL' if survive_power_loss else 'NORMAL'}")
+    connection.waits_for_disk = survive_power_loss
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=0")
     return connection

@@ -1,15 +1,19 @@
 """``in_transaction``: synchronous work committed or rolled back as one transaction, on SQLite and PostgreSQL,
-while the event loop goes on whenever the driver waits."""
+while the event loop goes on whenever the driver waits; on SQLite, units of work that queue share a commit."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import sqlite_inline
 from shared.database import execute_in_transaction, in_transaction, make_engine
 from tests.loop_ticks import counting_ticks
 from tests.postgres import fresh_database
@@ -72,3 +76,80 @@ async def test_the_loop_goes_on_while_postgresql_works() -> None:
         await engine.dispose()
 
     assert ticks.count >= 10
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    made = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    async with made.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    yield made
+    await made.dispose()
+
+
+def _record(connection: Connection, what: str) -> str:
+    connection.execute(entries.insert(), {"what": what})
+    return f"recorded {what}"
+
+
+def _record_or_refuse(connection: Connection, what: str) -> str:
+    _record(connection, what)
+    if what == "refused":
+        raise LookupError("the referral is not there")
+    return f"recorded {what}"
+
+
+async def test_units_of_work_queued_together_on_sqlite_share_one_commit(sqlite_engine: AsyncEngine) -> None:
+    commits: list[object] = []
+    event.listen(sqlite_engine.sync_engine, "commit", commits.append)
+    reports = [f"delivery report {n}" for n in range(20)]
+
+    answers = await asyncio.gather(*(in_transaction(sqlite_engine, _record, report) for report in reports))
+
+    assert answers == [f"recorded {report}" for report in reports]
+    assert await _written(sqlite_engine) == reports
+    assert len(commits) < len(reports)
+
+
+async def test_one_failing_unit_of_work_undoes_nothing_of_those_it_shared_a_transaction_with(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    reports = ["first", "second", "refused", "fourth"]
+
+    answers = await asyncio.gather(
+        *(in_transaction(sqlite_engine, _record_or_refuse, report) for report in reports), return_exceptions=True
+    )
+
+    assert answers[:2] == ["recorded first", "recorded second"]
+    assert isinstance(answers[2], LookupError)
+    assert answers[3] == "recorded fourth"
+    assert await _written(sqlite_engine) == ["first", "second", "fourth"]
+
+
+async def test_a_unit_of_work_whose_caller_gave_up_before_its_turn_writes_nothing(sqlite_engine: AsyncEngine) -> None:
+    kept = asyncio.create_task(in_transaction(sqlite_engine, _record, "kept"))
+    given_up = asyncio.create_task(in_transaction(sqlite_engine, _record, "given up"))
+    await asyncio.sleep(0)
+
+    given_up.cancel()
+
+    assert await kept == "recorded kept"
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    assert await _written(sqlite_engine) == ["kept"]
+
+
+async def test_the_loop_goes_on_while_sqlite_waits_for_the_disk(
+    sqlite_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_disk(connection: sqlite3.Connection) -> None:
+        time.sleep(0.3)
+        sqlite3.Connection.commit(connection)
+
+    monkeypatch.setattr(sqlite_inline._Connection, "commit", slow_disk)
+
+    async with counting_ticks() as ticks:
+        await in_transaction(sqlite_engine, _record, "case reported")
+
+    assert ticks.count >= 10
+    assert await _written(sqlite_engine) == ["case reported"]
