@@ -24,7 +24,7 @@ from shared.live_directory import LiveDirectory, pid_file, signal_running
 from shared.logging import configure_logging
 from shared.rosters import uncovered_agencies
 from shared.sealing import IdentitySealer, load_sealer
-from shared.service import Service, serve
+from shared.service import Service, run_on_uvloop, serve
 from shared.settings import Settings
 from shared.tokens import Scope, issue_token
 
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("WARNING")
         try:
-            return asyncio.run(run_demo(settings, timeout=args.timeout))
+            return run_on_uvloop(run_demo(settings, timeout=args.timeout))
         except ConfigurationError as exc:
             print(f"rujukan: {exc}", file=sys.stderr)
             return 2
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rujukan: {exc}", file=sys.stderr)
         return 2
     with pid_file(settings.data_dir, args.command):
-        asyncio.run(serve(services, settings.http_host, on_hangup=directory.reload))
+        run_on_uvloop(serve(services, settings.http_host, on_hangup=directory.reload))
     return 0
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
+
+_T = TypeVar("_T")
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, _T]) -> _T:
+    """``main`` on uvloop's event loop: the services spend less CPU per message on it than on asyncio's own
+    (README, "Performance"), the difference in its socket I/O and scheduling, which is all C."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 @dataclass(frozen=True)
