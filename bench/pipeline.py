@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
+import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +212,18 @@ async def twice_done(pipeline: Pipeline) -> dict[str, int]:
     }
 
 
+@contextmanager
+def _scratch_directory() -> Iterator[Path]:
+    """The services' databases and logs: removed after the run, kept after a failure (its path printed)."""
+    path = Path(tempfile.mkdtemp(prefix="rujukan-bench-"))
+    try:
+        yield path
+    except BaseException:
+        print(f"the services' logs are kept in {path}", file=sys.stderr)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+
+
 async def run(
     *, raid_cases: int, concurrency: int, rates: list[float], seconds: float, scale_out: bool = False
 ) -> dict[str, Any]:
@@ -219,7 +234,7 @@ async def run(
         for server in (sink, smtp, gateway):
             await server.start()
             stack.push_async_callback(server.stop)
-        data_dir = Path(tempfile.mkdtemp(prefix="rujukan-bench-"))
+        data_dir = stack.enter_context(_scratch_directory())
         directory = directory_for(sink)
         sink.directory = directory
         databases: dict[str, str] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -240,11 +241,23 @@ SCALED_OUT = frozenset({"scale-out: kill -9 referral x2", "scale-out: kill -9 no
 
 
 async def run_scenario(name: str, scenario: Scenario, size: int, workdir: Path | None = None) -> Verdict:
+    """Without ``workdir``, the run's broker node, databases and logs go in a directory of their own, removed
+    after a run that came out as it should and kept (its path printed) after one that did not."""
+    scratch = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="rujukan-chaos-"))
     started = time.monotonic()
-    async with Chaos(workdir, scale_out=name in SCALED_OUT) as chaos:
-        await scenario(chaos, size)
-        observed = await chaos.settle()
+    try:
+        async with Chaos(workdir, scale_out=name in SCALED_OUT) as chaos:
+            await scenario(chaos, size)
+            observed = await chaos.settle()
+    except BaseException:
+        print(f"  ({name}: failed, its logs in {workdir})", file=sys.stderr)
+        raise
     verdict = check(name, observed)
-    print(f"  ({name}: {time.monotonic() - started:.0f} s, in {workdir})", file=sys.stderr)
+    took = f"{time.monotonic() - started:.0f} s"
+    if scratch and verdict.passed != (name in CONTROLS):
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"  ({name}: {took})", file=sys.stderr)
+    else:
+        print(f"  ({name}: {took}, in {workdir})", file=sys.stderr)
     return verdict
