@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, DateTime, Engine, Table, text
+from sqlalchemy import Connection, DateTime, Table, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
 from shared import sqlite_inline
-from shared.group_commit import GroupCommit, in_one_transaction
+from shared.group_commit import GroupCommit, in_a_transaction_of_its_own
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
@@ -67,18 +67,19 @@ async def in_transaction(
         return work(connection, *args, **kwargs)
 
     if engine.dialect.name == "sqlite":
-        return cast("_T", await _group_commit(engine.sync_engine).run(job))
+        return cast("_T", await _group_commit(engine).run(job))
     # PostgreSQL runs transactions side by side, with row locks: sharing one would only add deadlocks.
-    return cast("_T", (await greenlet_spawn(in_one_transaction, engine.sync_engine, [job]))[0])
+    return cast("_T", await greenlet_spawn(in_a_transaction_of_its_own, engine.sync_engine, job))
 
 
-_group_commits: WeakKeyDictionary[Engine, GroupCommit] = WeakKeyDictionary()
+_group_commits: WeakKeyDictionary[AsyncEngine, GroupCommit] = WeakKeyDictionary()
+"""Keyed by the async engine, which the group holds nothing of: an engine let go of is collected with its group."""
 
 
-def _group_commit(engine: Engine) -> GroupCommit:
+def _group_commit(engine: AsyncEngine) -> GroupCommit:
     group = _group_commits.get(engine)
     if group is None:
-        group = _group_commits[engine] = GroupCommit(engine)
+        group = _group_commits[engine] = GroupCommit(engine.sync_engine)
     return group
 
 

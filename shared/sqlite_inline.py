@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -56,12 +57,25 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
         begin_immediate(dbapi_connection)
 
     def do_commit(self, dbapi_connection: Any) -> None:
-        if dbapi_connection.waits_for_disk:
-            # The wait for the disk on a worker thread (the connection is this transaction's alone meanwhile): the
-            # loop goes on, and the units of work that queue during it share the next transaction.
-            await_(asyncio.to_thread(dbapi_connection.commit))
-        else:
+        if not dbapi_connection.waits_for_disk:
             dbapi_connection.commit()
+            return
+        # The wait for the disk on a worker thread (the connection is this transaction's alone meanwhile): the loop
+        # goes on, and the units of work that queue during it share the next transaction (``shared.group_commit``).
+        finished = threading.Event()
+
+        def commit() -> None:
+            try:
+                dbapi_connection.commit()
+            finally:
+                finished.set()
+
+        try:
+            await_(asyncio.to_thread(commit))
+        except BaseException:
+            # Cancelled (the loop is ending): the connection is closed next, and never while the thread commits.
+            finished.wait(LOCK_WAIT_SECONDS)
+            raise
 
     def do_terminate(self, dbapi_connection: Any) -> None:
         dbapi_connection.close()

@@ -329,7 +329,8 @@ def _referral(row: Any) -> Referral:
 
 
 class LedgerTx:
-    """Reads and writes inside one database transaction; nothing is visible until it commits."""
+    """Reads and writes inside one database transaction; nothing is visible elsewhere until it commits (units of
+    work that share the transaction on SQLite, ``shared.group_commit``, run after it and see it as committed)."""
 
     def __init__(self, connection: Connection, audit_keys: AuditKeys | None) -> None:
         self._c = connection
@@ -789,9 +790,10 @@ class Ledger:
             after = rows[-1].id
 
     async def run(self, work: Callable[Concatenate[LedgerTx, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """``work(tx, *args, **kwargs)`` in one transaction: committed if it returns, rolled back if it raises.
+        """``work(tx, *args, **kwargs)`` in a transaction: committed if it returns, rolled back if it raises.
         ``work`` is synchronous, run in one greenlet (``in_transaction``), so its statements pay none of the
-        async layer's cost per call; where the driver waits, the loop still goes on."""
+        async layer's cost per call; where the driver waits, the loop still goes on. On SQLite it may share the
+        transaction with others queued with it, and run again alone after a rolled-back first run."""
         return await in_transaction(self.engine, self._run, work, *args, **kwargs)
 
     def _run(

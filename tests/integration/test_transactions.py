@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,53 @@ async def test_one_failing_unit_of_work_undoes_nothing_of_those_it_shared_a_tran
     assert isinstance(answers[2], LookupError)
     assert answers[3] == "recorded fourth"
     assert await _written(sqlite_engine) == ["first", "second", "fourth"]
+
+
+async def test_one_failing_unit_of_work_costs_the_others_no_commit_of_their_own(sqlite_engine: AsyncEngine) -> None:
+    commits: list[object] = []
+    event.listen(sqlite_engine.sync_engine, "commit", commits.append)
+    reports = [f"delivery report {n}" for n in range(20)]
+    reports[10] = "refused"
+
+    answers = await asyncio.gather(
+        *(in_transaction(sqlite_engine, _record_or_refuse, report) for report in reports), return_exceptions=True
+    )
+
+    assert [type(answer) for answer in answers].count(LookupError) == 1
+    assert sorted(await _written(sqlite_engine)) == sorted(report for report in reports if report != "refused")
+    # The ten before it together, the ten after it together: not nineteen transactions, one each.
+    assert len(commits) <= 3
+
+
+async def test_each_unit_of_work_runs_in_its_callers_context(sqlite_engine: AsyncEngine) -> None:
+    """Log lines of a unit of work carry its own message's ids, whichever caller's task ran the transaction."""
+    message_id: ContextVar[str] = ContextVar("message_id")
+
+    async def handle(n: int) -> str:
+        message_id.set(f"message {n}")
+        return await in_transaction(sqlite_engine, lambda _: message_id.get())
+
+    assert await asyncio.gather(*(handle(n) for n in range(5))) == [f"message {n}" for n in range(5)]
+
+
+def test_an_engine_outlives_a_loop_that_ended_before_its_transaction_began(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+    async def create_and_leave_one_waiting() -> None:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+        asyncio.get_running_loop().create_task(in_transaction(engine, _record, "never begun"))
+
+    async def record_then_dispose() -> str:
+        try:
+            return await asyncio.wait_for(in_transaction(engine, _record, "after"), 10)
+        finally:
+            await engine.dispose()
+
+    with asyncio.Runner() as first:
+        first.run(create_and_leave_one_waiting())
+    with asyncio.Runner() as second:
+        assert second.run(record_then_dispose()) == "recorded after"
 
 
 async def test_a_unit_of_work_whose_caller_gave_up_before_its_turn_writes_nothing(sqlite_engine: AsyncEngine) -> None:
