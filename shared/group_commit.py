@@ -7,11 +7,11 @@ queued during one commit pay for one more commit between them, and nobody waits 
 that finds the database idle starts at once.
 
 Each unit of work still gets its own answer, from a run that committed or from a run alone. If one of a batch
-raises, the batch is rolled back; those before it run again together, it runs again alone, and those after it go
-back to the head of the queue. So a unit of work must be safe to run again after a rolled-back first run: plain reads
-and writes over the connection it is given, as every one here is (a first run's log lines may then show twice). If
-the batch fails outside its units of work (the write lock not had in time, the commit), nothing of it was committed
-and each caller gets that error, as it would have alone.
+raises, the batch is rolled back; those before it run again together, it runs again alone (unless it ran first, on
+what it would have seen alone), and those after it go back to the head of the queue. So a unit of work must be safe
+to run again after a rolled-back first run: plain reads and writes over the connection it is given, as every one
+here is (a first run's log lines may then show twice). If the batch fails outside its units of work (the write lock
+not had in time, the commit), nothing of it was committed and each caller gets that error, as it would have alone.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class GroupCommit:
         try:
             answers = await greenlet_spawn(in_one_transaction, self._engine, [(job.work, job.context) for job in batch])
         except _UnitRaisedError as raised:
-            failed_at = raised.index
+            failed_at, error = raised.index, raised.__cause__ or raised
         except BaseException as exc:
             for job in batch:
                 _fail(job.answer, exc)
@@ -105,12 +105,17 @@ class GroupCommit:
             return
         before, alone, after = batch[:failed_at], batch[failed_at], batch[failed_at + 1 :]
         self._queued.extendleft(reversed(after))
+        if not before:
+            # It ran first, on what it would have seen alone: what it raised is its answer.
+            _fail(alone.answer, error)
+            return
         try:
             if wanted := [job for job in before if job.wanted()]:
                 await self._commit(wanted)
             if alone.wanted():
                 answer = await greenlet_spawn(in_a_transaction_of_its_own, self._engine, alone.work, alone.context)
-                alone.answer.set_result(answer)
+                if alone.wanted():
+                    alone.answer.set_result(answer)
         except BaseException as exc:
             _fail(alone.answer, exc)
             if not isinstance(exc, Exception):

@@ -143,6 +143,26 @@ async def test_one_failing_unit_of_work_costs_the_others_no_commit_of_their_own(
     assert len(commits) <= 3
 
 
+async def test_a_unit_of_work_that_raises_first_in_its_transaction_is_not_run_again(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    """What it raised on what it would have seen alone is its answer: its warnings are logged once."""
+    runs: list[str] = []
+
+    def refuse(connection: Connection) -> None:
+        runs.append("refused")
+        _record_or_refuse(connection, "refused")
+
+    answers = await asyncio.gather(
+        in_transaction(sqlite_engine, refuse), in_transaction(sqlite_engine, _record, "next"), return_exceptions=True
+    )
+
+    assert isinstance(answers[0], LookupError)
+    assert answers[1] == "recorded next"
+    assert runs == ["refused"]
+    assert await _written(sqlite_engine) == ["next"]
+
+
 async def test_each_unit_of_work_runs_in_its_callers_context(sqlite_engine: AsyncEngine) -> None:
     """Log lines of a unit of work carry its own message's ids, whichever caller's task ran the transaction."""
     message_id: ContextVar[str] = ContextVar("message_id")
