@@ -38,8 +38,9 @@ class _Server(uvicorn.Server):
 
 
 def _server(service: Service, host: str) -> _Server:
+    # httptools parses HTTP in C: intake spent 15-20 % less CPU per case than with h11 (README, "Performance").
     config = uvicorn.Config(
-        service.http, host=host, port=service.port, log_config=None, access_log=False, lifespan="on"
+        service.http, host=host, port=service.port, log_config=None, access_log=False, lifespan="on", http="httptools"
     )
     return _Server(config)
 
