@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rujukan: {exc}", file=sys.stderr)
             return 2
     names = SERVICES if args.command == "run" else (args.command,)
-    configure_logging(settings.log_level, service=args.command)
+    configure_logging(settings.log_level, service=args.command, cache_loggers=True)
     try:
         directory = LiveDirectory(
             settings.config, on_reload=_roster_warnings if "notifier" in names else lambda _: None

@@ -8,8 +8,12 @@ import structlog
 from shared.logging import configure_logging
 
 
-def test_the_configured_pipeline_prints_json_without_victim_identity(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("INFO", service="referral")
+# Service processes cache their loggers; tests, which capture logs, do not.
+@pytest.mark.parametrize("cache_loggers", [True, False], ids=["service process", "tests"])
+def test_the_configured_pipeline_prints_json_without_victim_identity(
+    capsys: pytest.CaptureFixture[str], cache_loggers: bool
+) -> None:
+    configure_logging("INFO", service="referral", cache_loggers=cache_loggers)
     try:
         structlog.get_logger("test").info("referral_opened", case_id="c-1", full_name="Siti Aminah", nik="6107")
 
