@@ -257,6 +257,7 @@ class GatewaySink:
     texts: list[Text] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     failures: dict[str, list[int]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -266,6 +267,10 @@ class GatewaySink:
     def fail_next(self, phone: str, *statuses: int) -> None:
         """The next requests for this number answer these statuses, in order, then it recovers."""
         self.failures.setdefault(phone, []).extend(statuses)
+
+    def answer_late(self, phone: str, seconds: float) -> None:
+        """The next request for this number is answered (and its text accepted) only after ``seconds``."""
+        self.delays[phone] = seconds
 
     def to(self, phone: str) -> list[Text]:
         return [text for text in self.texts if text.to == phone]
@@ -280,6 +285,8 @@ class GatewaySink:
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests[body["to"]] += 1
+        if delay := self.delays.pop(body["to"], 0.0):
+            await asyncio.sleep(delay)
         if self.failures.get(body["to"]):
             return web.Response(status=self.failures[body["to"]].pop(0))
         self.texts.append(

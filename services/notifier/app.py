@@ -12,7 +12,7 @@ import structlog
 from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI
 
-from services.notifier.channels import QUICK_RETRY_MAX_WAIT_SECONDS, Channel, CircuitBreakers, QuickRetries
+from services.notifier.channels import Channel, CircuitBreakers, QuickRetries
 from services.notifier.channels.email import EmailChannel
 from services.notifier.channels.gateway import GatewayChannel
 from services.notifier.channels.targets import GuardedResolver
@@ -97,18 +97,11 @@ def build_channels(
     ]
 
 
-LEASE_MARGIN_SECONDS = 10.0
-
-
 def claim_lease(settings: Settings) -> timedelta:
-    """How long one consumer holds a notification it is sending: its longest send (every quick attempt timing out,
-    with the waits between) and a margin. A holder killed mid-send is relieved once it lapses, within a minute
-    rather than five (found by the chaos harness); one that is merely slower sends again under the same
-    notification id, which receivers drop."""
-    attempts = settings.webhook_attempts
-    slowest = max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds)
-    longest_send = attempts * slowest + (attempts - 1) * QUICK_RETRY_MAX_WAIT_SECONDS
-    return timedelta(seconds=longest_send + LEASE_MARGIN_SECONDS)
+    """How long one consumer holds a notification it is sending unless it extends the claim, which it does while
+    the send lasts. A holder killed mid-send is relieved once it lapses (found by the chaos harness); one that is
+    merely stalled past it sends again under the same notification id, which receivers drop."""
+    return timedelta(seconds=settings.notification_claim_seconds)
 
 
 def warn_of_roster_gaps(directory: Directory) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 import structlog
 
@@ -72,6 +73,30 @@ def _event_time(event: Event) -> datetime:
     if isinstance(event, ReferralEscalated):
         return event.escalated_at
     return event.cancelled_at
+
+
+class _Renewal:
+    """Runs ``renew()`` every ``every`` seconds until stopped: a timer, not a task, because nearly every send ends
+    long before its first renewal is due. Each run is a task of its own, held until it ends (the loop holds tasks
+    only weakly) by the class, since a run may outlive its renewal."""
+
+    _running: ClassVar[set[asyncio.Future[None]]] = set()
+
+    def __init__(self, renew: Callable[[], Awaitable[None]], every: float) -> None:
+        self._renew = renew
+        self._every = every
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(every, self._due)
+
+    def _due(self) -> None:
+        run = asyncio.ensure_future(self._renew())
+        self._running.add(run)
+        run.add_done_callback(self._running.discard)
+        self._timer = self._loop.call_later(self._every, self._due)
+
+    def stop(self) -> None:
+        """No renewal after this; one already running finishes (it changes nothing once the send has ended)."""
+        self._timer.cancel()
 
 
 class Notifier:
@@ -156,7 +181,7 @@ class Notifier:
             return
         kind = note.address.kind
         try:
-            attempts = await self._channels[kind].deliver(self._outgoing(note))
+            attempts = await self._send_holding_claim(note, round_)
         except TransientChannelError as exc:
             self._metrics.sent(kind, Outcome.CIRCUIT_OPEN if isinstance(exc, CircuitOpenError) else Outcome.TRANSIENT)
             total = record.attempts + exc.attempts
@@ -186,6 +211,23 @@ class Notifier:
         # One write for the end and the report (a crash between them costs a resend under the same notification id,
         # which receivers drop, and a report under the same message id, which the referral service drops).
         await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total, reported=True)
+
+    async def _send_holding_claim(self, note: Notification, round_: int) -> int:
+        """Sends ``note`` on its channel, its claim extended every third of the lease while the send lasts: the
+        lease stays short (a notifier killed mid-send holds its notifications that long, then another copy sends
+        them), however long a send to a slow endpoint takes."""
+        renewal = _Renewal(lambda: self._extend_claim(note.notification_id, round_), self._lease.total_seconds() / 3)
+        try:
+            return await self._channels[note.address.kind].deliver(self._outgoing(note))
+        finally:
+            renewal.stop()
+
+    async def _extend_claim(self, notification_id: str, round_: int) -> None:
+        try:
+            await self._store.extend_claim(notification_id, round_=round_, until=self._clock() + self._lease)
+        except Exception as exc:
+            # The claim may lapse mid-send: at worst another copy sends again under the same notification id.
+            log.warning("notification_claim_not_extended", error=type(exc).__name__)
 
     def _rounds_before_next_channel(self, note: Notification, error: TransientChannelError) -> int:
         """The whole schedule on a recipient's last channel. With another channel to try, none while this one's

@@ -116,6 +116,15 @@ class Claim:
 _REFERRAL_STATUS = select(settled.c.status).where(settled.c.referral_id == bindparam("referral_id"))
 _UPDATE_RECORD = update(notifications).where(notifications.c.notification_id == bindparam("b_notification_id"))
 """Sets the columns named by the parameters of the record named by ``b_notification_id``."""
+_EXTEND_CLAIM = (
+    update(notifications)
+    .where(
+        notifications.c.notification_id == bindparam("b_notification_id"),
+        notifications.c.status == Status.SENDING.value,
+        notifications.c.round == bindparam("b_round"),
+    )
+    .values(claimed_until=bindparam("until"))
+)
 
 
 class NotificationStore:
@@ -167,6 +176,13 @@ class NotificationStore:
             .values(status=Status.SENDING.value, claimed_until=until, round=round_, updated_at=now)
         )
         return Claim(claimed.rowcount == 1, _record(connection, note))
+
+    async def extend_claim(self, notification_id: str, *, round_: int, until: datetime) -> None:
+        """The holder still sends: its claim lasts until ``until``. Nothing once the record ended or waits (the
+        send finished meanwhile), nor for a copy of another round."""
+        await execute_in_transaction(
+            self._engine, _EXTEND_CLAIM, {"b_notification_id": notification_id, "b_round": round_, "until": until}
+        )
 
     async def wait(self, notification_id: str, now: datetime, *, attempts: int, round_: int) -> None:
         """The notification waits in a wait queue for ``round_``: pending again, so its copy from there claims it,
