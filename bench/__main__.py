@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench                      # raid of 1,000 cases; 10, 50 and 60 cases/s for 20 s each
     .venv/bin/python -m bench --raid 300 --seconds 10 --raw-messages 3000   # a quicker look
+    .venv/bin/python -m bench --raid 2000 --rates ''                         # the raid alone, to compare CPU
     .venv/bin/python -m bench --scale-out          # 2 referral + 2 notifier processes on PostgreSQL
 
 Prints a table and writes the figures as JSON under bench/results/. Asserts nothing: the machine is shared and
@@ -86,7 +87,7 @@ def table(result: dict[str, Any]) -> str:
         f"{'raid: intake accepted, cases/s':<44}{raid['intake_cases_per_second']:>14.1f}",
     ]
     lines += [
-        f"{'raid: ' + label + ' CPU ms per referral':<44}{ms:>14.1f}"
+        f"{'raid: ' + label + ' CPU ms per referral':<44}{ms:>14.2f}"
         for label, ms in raid["cpu_ms_per_referral"].items()
     ]
     for paced in result["paced"]:
@@ -110,8 +111,8 @@ def main() -> None:
     parser.add_argument("--raid", type=int, default=1000, help="cases posted at once (three referrals each)")
     parser.add_argument("--concurrency", type=int, default=16, help="reporters posting at once in the raid")
     parser.add_argument(
-        "--rates", type=lambda text: [float(rate) for rate in text.split(",")], default=[10.0, 50.0, 60.0],
-        help="paced phases, cases per second (comma-separated)",
+        "--rates", type=lambda text: [float(rate) for rate in text.split(",") if rate], default=[10.0, 50.0, 60.0],
+        help="paced phases, cases per second (comma-separated; '' for none: the raid alone)",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each paced phase")
     parser.add_argument(
