@@ -30,6 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # The targets on this 2-core machine.
 TARGET_RATIO = 0.35
 TARGET_RAID_SECONDS = 8.0
+TARGET_RAID_CASES = 1000
 TARGET_P99_MS = {10.0: 15.0, 50.0: 25.0, 60.0: 250.0}
 TARGET_REST_MB = 80.0
 
@@ -82,7 +83,11 @@ def table(result: dict[str, Any]) -> str:
         f"{'pipeline/raw ratio':<44}{result['pipeline_raw_ratio']:>14.3f}  "
         f">= {TARGET_RATIO:<11} {_mark(result['pipeline_raw_ratio'] >= TARGET_RATIO)}",
         f"{'raid of ' + str(raid['cases']) + ' cases: all webhooks, s':<44}{raid['delivered_seconds']:>14.2f}  "
-        f"< {TARGET_RAID_SECONDS:<12} {_mark(raid['delivered_seconds'] < TARGET_RAID_SECONDS)}",
+        + (
+            f"< {TARGET_RAID_SECONDS:<12} {_mark(raid['delivered_seconds'] < TARGET_RAID_SECONDS)}"
+            if raid["cases"] == TARGET_RAID_CASES
+            else f"(target for {TARGET_RAID_CASES:,} cases)"
+        ),
         f"{'raid: ledger caught up, s':<44}{raid['ledger_caught_up_seconds']:>14.2f}",
         f"{'raid: intake accepted, cases/s':<44}{raid['intake_cases_per_second']:>14.1f}",
     ]
