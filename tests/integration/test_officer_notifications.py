@@ -149,7 +149,8 @@ async def test_a_redelivered_event_notifies_nobody_twice(rig: NotifierRig) -> No
 
     assert len(rig.gateway.to(PIKET_PAGI)) == 1
     assert len(rig.sink.deliveries) == 1
-    assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
+    # Taken, not counted: a quorum queue's declared message count may still include the reports just acked.
+    assert await rig.broker.drain("referral.deliveries", at_least=0) == []  # type: ignore[union-attr]
 
 
 async def test_a_reminder_waiting_in_a_wait_queue_is_dropped_once_the_referral_is_taken(
@@ -175,7 +176,7 @@ async def test_a_reminder_waiting_in_a_wait_queue_is_dropped_once_the_referral_i
 
         await eventually(dropped, timeout=10)
         await engine.dispose()
-        assert await rig.broker.depth("referral.deliveries") == 0  # type: ignore[union-attr]
+        assert await rig.broker.drain("referral.deliveries", at_least=0) == []  # type: ignore[union-attr]
     finally:
         await rig.stop()
 
