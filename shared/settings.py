@@ -153,8 +153,8 @@ class Settings(BaseSettings):
     webhook_circuit_failures: int = Field(default=5, ge=1)
     webhook_circuit_seconds: float = 30.0
     outbox_poll_seconds: float = 1.0
-    # How long the notifier's claim on a notification it sends lasts; renewed every third of it while the send
-    # lasts, so a notifier killed mid-send holds its notifications this long at most.
+    # How long the notifier's claim on a notification it sends lasts; renewed every third of it until the send
+    # and what follows it are recorded, so a notifier killed mid-send holds its notifications this long at most.
     notification_claim_seconds: float = Field(default=15.0, gt=0)
 
     @field_validator(

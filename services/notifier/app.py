@@ -98,9 +98,10 @@ def build_channels(
 
 
 def claim_lease(settings: Settings) -> timedelta:
-    """How long one consumer holds a notification it is sending unless it extends the claim, which it does while
-    the send lasts. A holder killed mid-send is relieved once it lapses (found by the chaos harness); one that is
-    merely stalled past it sends again under the same notification id, which receivers drop."""
+    """How long one consumer holds a notification it is sending unless it extends the claim, which it does until
+    the send and what follows it are recorded. A holder killed mid-send is relieved once it lapses (found by the
+    chaos harness); one that is merely stalled past it sends again under the same notification id, which receivers
+    drop."""
     return timedelta(seconds=settings.notification_claim_seconds)
 
 

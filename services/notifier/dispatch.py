@@ -76,7 +76,7 @@ def _event_time(event: Event) -> datetime:
 
 
 class _Renewal:
-    """Runs ``renew()`` every ``every`` seconds until stopped: a timer, not a task, because nearly every send ends
+    """Runs ``renew()`` every ``every`` seconds until stopped: a timer, not a task, because nearly every claim ends
     long before its first renewal is due. Each run is a task of its own, held until it ends (the loop holds tasks
     only weakly) by the class, since a run may outlive its renewal."""
 
@@ -95,7 +95,7 @@ class _Renewal:
         self._timer = self._loop.call_later(self._every, self._due)
 
     def stop(self) -> None:
-        """No renewal after this; one already running finishes (it changes nothing once the send has ended)."""
+        """No renewal after this; one already running finishes (it changes nothing once the claim has ended)."""
         self._timer.cancel()
 
 
@@ -175,13 +175,23 @@ class Notifier:
         if not claim.claimed:
             await self._unclaimed(note, record, round_=round_, onward=onward)
             return
+        # The claim is extended until what follows it is recorded, not only while the send lasts: a report's
+        # publish or the store's write may outlast the short lease too, and a copy must not send meanwhile.
+        renewal = _Renewal(lambda: self._extend_claim(note.notification_id, round_), self._lease.total_seconds() / 3)
+        try:
+            await self._claimed(note, record, round_=round_, onward=onward, now=now)
+        finally:
+            renewal.stop()
+
+    async def _claimed(self, note: Notification, record: Record, *, round_: int, onward: Onward, now: datetime) -> None:
+        """This copy holds the claim: sends ``note``, then records and reports how that went."""
         if note.moot_once(record.referral_status):
             await self._store.end(note.notification_id, now, status=Status.DROPPED, attempts=record.attempts)
             log.info("notification_dropped_referral_taken", recipient=note.recipient.id)
             return
         kind = note.address.kind
         try:
-            attempts = await self._send_holding_claim(note, round_)
+            attempts = await self._channels[kind].deliver(self._outgoing(note))
         except TransientChannelError as exc:
             self._metrics.sent(kind, Outcome.CIRCUIT_OPEN if isinstance(exc, CircuitOpenError) else Outcome.TRANSIENT)
             total = record.attempts + exc.attempts
@@ -211,16 +221,6 @@ class Notifier:
         # One write for the end and the report (a crash between them costs a resend under the same notification id,
         # which receivers drop, and a report under the same message id, which the referral service drops).
         await self._store.end(note.notification_id, now, status=Status.SENT, attempts=total, reported=True)
-
-    async def _send_holding_claim(self, note: Notification, round_: int) -> int:
-        """Sends ``note`` on its channel, its claim extended every third of the lease while the send lasts: the
-        lease stays short (a notifier killed mid-send holds its notifications that long, then another copy sends
-        them), however long a send to a slow endpoint takes."""
-        renewal = _Renewal(lambda: self._extend_claim(note.notification_id, round_), self._lease.total_seconds() / 3)
-        try:
-            return await self._channels[note.address.kind].deliver(self._outgoing(note))
-        finally:
-            renewal.stop()
 
     async def _extend_claim(self, notification_id: str, round_: int) -> None:
         try:

@@ -130,6 +130,35 @@ async def test_a_send_that_outlasts_the_claims_lease_keeps_its_claim_so_a_copy_m
         await rig.stop()
 
 
+async def test_a_send_whose_end_is_recorded_after_the_lease_keeps_its_claim_so_a_copy_meanwhile_sends_nothing(
+    amqp_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_end = NotificationStore.end
+
+    async def slow_to_record_end(store: NotificationStore, *args: object, **kwargs: object) -> None:
+        await asyncio.sleep(2.0)  # a busy disk or a slow broker: the writes after a send outlast the lease
+        await record_end(store, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NotificationStore, "end", slow_to_record_end)
+    clock = Clock(WEDNESDAY_10_WIB)
+    rig = NotifierRig(amqp_url, tmp_path, clock=clock, retry_schedule=(1.0,), notification_claim_seconds=0.6)
+    await rig.start()
+    try:
+        issued = an_issued_referral()
+        event_id = await rig.publish(issued)
+        await rig.reports(2)  # sent and reported; the ends are still being recorded
+        clock.now += timedelta(minutes=1)
+        await asyncio.sleep(0.5)
+
+        await rig.publish(issued, message_id=event_id)
+
+        await asyncio.sleep(3.0)  # the ends are recorded, and the copy is back from its wait queue and dropped
+        assert rig.gateway.requests[PIKET_PAGI] == 1
+        assert len(rig.sink.deliveries) == 1
+    finally:
+        await rig.stop()
+
+
 async def test_a_notification_the_store_cannot_record_on_its_first_try_is_sent_once_when_it_can(
     rig: NotifierRig,
 ) -> None:
