@@ -87,11 +87,15 @@ class _Renewal:
         self._every = every
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_later(every, self._due)
+        self._run: asyncio.Future[None] | None = None
 
     def _due(self) -> None:
-        run = asyncio.ensure_future(self._renew())
-        self._running.add(run)
-        run.add_done_callback(self._running.discard)
+        # One run at a time: a run still waiting for the database could otherwise be written after a later one,
+        # and shorten the claim to its earlier end.
+        if self._run is None or self._run.done():
+            self._run = asyncio.ensure_future(self._renew())
+            self._running.add(self._run)
+            self._run.add_done_callback(self._running.discard)
         self._timer = self._loop.call_later(self._every, self._due)
 
     def stop(self) -> None:
