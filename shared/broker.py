@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
+from aiormq.exceptions import DeliveryError
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 from faststream.rabbit.message import RabbitMessage
@@ -105,6 +106,13 @@ class Envelope:
             body=contract.model_dump_json().encode(),
             causation_id=causation_id,
         )
+
+
+def certainly_refused(error: BaseException) -> bool:
+    """Whether a failed publish certainly left nothing with the broker: it returned the message as unroutable or
+    nacked it. Any other failure (the connection lost before the confirm arrived, a timeout) may come after the
+    broker took the message (FASTSTREAM.md, "Defaults that lose messages")."""
+    return isinstance(error, DeliveryError)
 
 
 class MessagePublisher:

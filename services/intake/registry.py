@@ -46,8 +46,9 @@ class Claim(Enum):
 
 
 class ReportRegistry:
-    """The first content claimed for a case owns it from before its publish. A publish that certainly
-    failed releases the claim; one that timed out keeps it, because the broker may hold the report."""
+    """The first content claimed for a case owns it from before its publish. Only a publish the broker refused
+    releases the claim; one that timed out, or lost its connection before the confirm, keeps it, because the broker
+    may hold the report."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -87,8 +88,19 @@ class ReportRegistry:
             return Claim.SAME
         return Claim.CONFLICT if row.confirmed else Claim.UNCERTAIN
 
-    async def confirm(self, case_id: UUID, fingerprint: str) -> None:
-        await execute_in_transaction(self._engine, _CONFIRM, {"b_case_id": str(case_id), "b_fingerprint": fingerprint})
+    async def confirm(self, case_id: UUID, fingerprint: str, *, reporting_agency: str) -> None:
+        """The broker confirmed this content. Its claim is made again if it was released meanwhile: a copy of the
+        same report whose publish the broker refused gives the claim up, while the broker has this one."""
+        confirmed = {"case_id": str(case_id), "reporting_agency": reporting_agency, "fingerprint": fingerprint,
+                     "confirmed": True, "claimed_at": datetime.now(UTC)}  # fmt: skip
+        await in_transaction(self._engine, self._confirm, confirmed)
+
+    def _confirm(self, connection: Connection, confirmed: dict[str, object]) -> None:
+        found = connection.execute(
+            _CONFIRM, {"b_case_id": confirmed["case_id"], "b_fingerprint": confirmed["fingerprint"]}
+        )
+        if found.rowcount == 0:
+            connection.execute(self._claim_new, confirmed)
 
     async def amend(self, case_id: UUID, fingerprint: str) -> None:
         """The case now is this content (confirmed by the broker): a resend of it is a repeat."""

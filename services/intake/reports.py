@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TypeVar
 from uuid import UUID
 
 import structlog
 
 from services.intake.registry import Claim, ReportRegistry
-from shared.broker import Envelope, MessagePublisher
+from shared.broker import Envelope, MessagePublisher, certainly_refused
 from shared.contracts.cases import (
     IDENTITY_FIELDS,
     CaseAmended,
@@ -31,6 +32,8 @@ from shared.sealing import IdentitySealer
 from shared.topology import EVENTS
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 class InvalidReportError(PermanentError):
@@ -136,10 +139,8 @@ class ReportIntake:
         self.check(report)
         case_id = case_id_for(report.reporting_agency, report.police_report_number)
         fingerprint = fingerprint_of(report)
-        try:
-            claim = await self._registry.claim(case_id, fingerprint, reporting_agency=report.reporting_agency)
-        except Exception as exc:
-            raise IntakeUnavailableError("the intake database did not answer") from exc
+        agency = report.reporting_agency
+        claim = await _from_database(self._registry.claim(case_id, fingerprint, reporting_agency=agency))
         if claim is Claim.CONFLICT:
             raise ReportConflictError(case_id)
         if claim is Claim.UNCERTAIN:
@@ -155,13 +156,14 @@ class ReportIntake:
                     correlation_id=str(case_id),
                 )
             )
-        except TimeoutError as exc:
-            # Unconfirmed is not unsent: the claim stays, and only this same report may follow it.
-            raise IntakeUnavailableError("the broker did not confirm in time") from exc
         except Exception as exc:
-            await self._registry.release(case_id, fingerprint)
-            raise IntakeUnavailableError("the broker did not take the report") from exc
-        await self._registry.confirm(case_id, fingerprint)
+            # Unconfirmed is not unsent: unless the broker refused it, the claim stays, and only this same report
+            # may follow it. A connection lost before the confirm arrived says nothing of whether the broker has it.
+            if certainly_refused(exc):
+                await _from_database(self._registry.release(case_id, fingerprint))
+                raise IntakeUnavailableError("the broker did not take the report") from exc
+            raise IntakeUnavailableError("the broker did not confirm the report") from exc
+        await _from_database(self._registry.confirm(case_id, fingerprint, reporting_agency=agency))
         log.info("case_accepted", case_id=str(case_id), case_code=event.case_code)
         return Accepted(case_id=case_id, case_code=event.case_code, new=claim is Claim.NEW)
 
@@ -169,7 +171,7 @@ class ReportIntake:
         """Publish the case as it now is; the referral service refers only newly needed agencies or victims."""
         self.check(report)
         case_id = case_id_for(report.reporting_agency, report.police_report_number)
-        owner = await self._registry.owner(case_id)
+        owner = await _from_database(self._registry.owner(case_id))
         if owner is None:
             raise UnknownCaseError(f"case {case_id} was never reported; report it first")
         if not owner[1]:
@@ -203,7 +205,7 @@ class ReportIntake:
         source_message_id: str | None = None,
     ) -> None:
         """Withdraw a case this agency reported and the broker confirmed; a repeat changes nothing."""
-        owner = await self._registry.owner(case_id)
+        owner = await _from_database(self._registry.owner(case_id))
         # Another unit's case answers as if there were none: a different refusal would confirm its report.
         if owner is None or owner[0] != agency_id:
             raise UnknownCaseError(f"case {case_id} was never reported")
@@ -271,6 +273,14 @@ class ReportIntake:
             victims=tuple(facts_of(victim, reported_local.date()) for victim in report.victims),
             identity=self._sealer.seal(identity_of(report), context=case_id.bytes),
         )
+
+
+async def _from_database(call: Awaitable[T]) -> T:
+    """The intake database's answer; its failure is intake's, and the same request may be sent again."""
+    try:
+        return await call
+    except Exception as exc:
+        raise IntakeUnavailableError("the intake database did not answer") from exc
 
 
 def _loads(body: bytes) -> dict[str, object]:

@@ -18,6 +18,8 @@ class TcpProxy:
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._answering = asyncio.Event()
+        self._answering.set()
         self.cuts = 0
 
     async def start(self) -> None:
@@ -38,6 +40,12 @@ class TcpProxy:
             for writer in pair:
                 writer.transport.abort()
         self._pairs.clear()
+        self._answering.set()
+
+    def hold_answers(self) -> None:
+        """The broker's bytes stop reaching the clients while theirs still reach it, until the next cut: a publish
+        the broker takes, and confirms, without the confirm ever arriving."""
+        self._answering.clear()
 
     def stall(self) -> None:
         """Bytes stop moving both ways; connections stay open, so only heartbeats and timeouts notice."""
@@ -56,16 +64,21 @@ class TcpProxy:
         pair = (client_writer, upstream_writer)
         self._pairs.add(pair)
         try:
-            await asyncio.gather(self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer))
+            await asyncio.gather(
+                self._pump(client_reader, upstream_writer),
+                self._pump(upstream_reader, client_writer, answers=True),
+            )
         finally:
             self._pairs.discard(pair)
             for writer in pair:
                 writer.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, answers: bool = False) -> None:
         with suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
                 await self._flowing.wait()
+                if answers:
+                    await self._answering.wait()
                 writer.write(data)
                 await writer.drain()
         # One side gone: the other must see it too, or a half-open connection would outlive the fault.

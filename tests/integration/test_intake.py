@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -12,8 +13,17 @@ from shared.consuming import dead_letter_context
 from shared.ids import case_id_for
 from shared.sealing import load_sealer
 from tests.builders import a_case_report_body, a_victim
+from tests.chaos.proxy import TcpProxy
 from tests.rabbit import BrokerClient, delete_vhost_of, limit_queue
-from tests.system import System, WebhookSink, delivered_everywhere, directory_for, eventually, settings_for
+from tests.system import (
+    System,
+    WebhookSink,
+    declare_topology,
+    delivered_everywhere,
+    directory_for,
+    eventually,
+    settings_for,
+)
 
 pytestmark = pytest.mark.rabbit
 
@@ -232,3 +242,40 @@ async def test_an_amqp_report_confirmed_while_referral_cases_is_full_waits_inste
         assert taken.correlation_id == case_id
     finally:
         await intake_only.stop()
+
+
+async def test_a_report_whose_confirm_was_lost_with_the_connection_keeps_the_case_for_its_own_content(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path, broker: BrokerClient
+) -> None:
+    """Found by review: the connection dropped after the broker took the report but before its confirm arrived,
+    intake answered 503 and let the case go, and a corrected report got 202: two versions of one case went to the
+    referral service under two message ids."""
+    directory = directory_for(sink)
+    sink.directory = directory
+    await declare_topology(settings_for(amqp_url, tmp_path), directory)
+    proxy = TcpProxy(urlsplit(amqp_url).port or 5672)
+    await proxy.start()
+    through_proxy = urlsplit(amqp_url)._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}").geturl()
+    intake_only = System(settings_for(through_proxy, tmp_path), directory, sink, ("intake",))
+    await intake_only.start()
+    try:
+        first = a_case_report_body()
+        corrected = {**first, "victims": [a_victim(age_years=16)]}
+        proxy.hold_answers()
+        asyncio.get_running_loop().call_later(0.5, proxy.cut)
+
+        lost_confirm = await intake_only.report(first)
+        corrected_meanwhile = await intake_only.report(corrected)
+
+        async def accepted_when_sent_again() -> bool:
+            return (await intake_only.report(first)).status_code == 202
+
+        await eventually(accepted_when_sent_again, timeout=30)
+    finally:
+        await intake_only.stop()
+        await proxy.stop()
+
+    assert lost_confirm.status_code == 503
+    assert corrected_meanwhile.status_code == 409
+    published = await broker.drain("referral.cases", at_least=2)
+    assert {message.message_id for message in published} == {published[0].message_id}

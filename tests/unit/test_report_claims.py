@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiormq.exceptions import AMQPConnectionError, DeliveryError
+from pamqp.commands import Basic
 from sqlalchemy import event
 from sqlalchemy.util import await_
 
@@ -71,7 +73,7 @@ async def test_a_corrected_report_is_accepted_after_the_broker_certainly_refused
 ) -> None:
     service, broker = intake
     first, corrected = reports()
-    broker.failures = [ConnectionError("broker down")]
+    broker.failures = [DeliveryError(None, Basic.Nack(delivery_tag=1))]
 
     with pytest.raises(IntakeUnavailableError):
         await service.accept(first)
@@ -81,12 +83,17 @@ async def test_a_corrected_report_is_accepted_after_the_broker_certainly_refused
     assert len(broker.confirmed) == 1
 
 
+@pytest.mark.parametrize(
+    "unconfirmed",
+    [TimeoutError(), AMQPConnectionError("connection lost before the confirm")],
+    ids=["timed out", "connection lost"],
+)
 async def test_after_an_unconfirmed_publish_only_the_same_report_is_accepted(
-    intake: tuple[ReportIntake, FlakyBroker],
+    intake: tuple[ReportIntake, FlakyBroker], unconfirmed: Exception
 ) -> None:
     service, broker = intake
     first, corrected = reports()
-    broker.failures = [TimeoutError()]
+    broker.failures = [unconfirmed]
 
     with pytest.raises(IntakeUnavailableError):
         await service.accept(first)
@@ -153,3 +160,20 @@ async def test_a_claim_released_between_the_insert_and_the_read_of_a_new_report_
 
     assert released
     assert claim is Claim.NEW
+
+
+async def test_a_report_the_broker_confirmed_keeps_its_case_though_a_refused_copy_let_it_go(
+    intake: tuple[ReportIntake, FlakyBroker],
+) -> None:
+    """Two copies of one report at once: the broker refuses one, which releases the claim, and confirms the other,
+    which must own the case again, or a corrected report would be taken as a new case the broker already has."""
+    service, broker = intake
+    first, corrected = reports()
+    broker.failures = [DeliveryError(None, Basic.Nack(delivery_tag=1))]
+
+    outcomes = await asyncio.gather(service.accept(first), service.accept(first), return_exceptions=True)
+
+    assert sum(isinstance(outcome, IntakeUnavailableError) for outcome in outcomes) == 1
+    assert len(broker.confirmed) == 1
+    with pytest.raises(ReportConflictError):
+        await service.accept(corrected)
