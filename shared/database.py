@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, DateTime, Table, text
+from sqlalchemy import Connection, DateTime, DefaultClause, Table, inspect, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
@@ -105,6 +105,19 @@ def upsert(table: Table, dialect_name: str) -> SqliteInsert | PostgresInsert:
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table)
+
+
+def add_missing_columns(connection: Connection, table: Table) -> None:
+    """A table made by an earlier version gets the columns added since, with their defaults (intake's and the
+    notifier's stores have no migration tool: their tables only ever gain columns)."""
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(connection.dialect)
+            default = (
+                f" DEFAULT '{column.server_default.arg}'" if isinstance(column.server_default, DefaultClause) else ""
+            )
+            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}'))
 
 
 async def ping(engine: AsyncEngine) -> bool:

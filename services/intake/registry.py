@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, bindparam, delete, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import UtcDateTime, execute_in_transaction, in_transaction, upsert
+from shared.database import UtcDateTime, add_missing_columns, execute_in_transaction, in_transaction, upsert
 
 metadata = MetaData()
 
@@ -21,6 +35,7 @@ claims = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("confirmed", Boolean, nullable=False),
     Column("claimed_at", UtcDateTime, nullable=False),
+    Column("amendments", Integer, nullable=False, server_default="0"),
 )
 
 # Built once, values bound at each execution: building a statement costs about as much CPU as running it.
@@ -45,6 +60,19 @@ class Claim(Enum):
     until the original is sent again nobody can tell which version the case is."""
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Who reported a claimed case and what the case now is."""
+
+    reporting_agency: str
+    confirmed: bool
+    """Whether the broker confirmed its report."""
+    fingerprint: str
+    """Of the report, or of its latest amendment the broker confirmed."""
+    amendments: int
+    """The number of the latest amendment the broker confirmed (0: none)."""
+
+
 class ReportRegistry:
     """The first content claimed for a case owns it from before its publish. Only a publish the broker refused
     releases the claim; one that timed out, or lost its connection before the confirm, keeps it, because the broker
@@ -57,16 +85,18 @@ class ReportRegistry:
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
+            await connection.run_sync(add_missing_columns, claims)
 
-    async def owner(self, case_id: UUID) -> tuple[str, bool] | None:
-        """The reporting agency of a claimed case, and whether the broker confirmed its report."""
+    async def owner(self, case_id: UUID) -> Owner | None:
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
-                    select(claims.c.reporting_agency, claims.c.confirmed).where(claims.c.case_id == str(case_id))
+                    select(
+                        claims.c.reporting_agency, claims.c.confirmed, claims.c.fingerprint, claims.c.amendments
+                    ).where(claims.c.case_id == str(case_id))
                 )
             ).one_or_none()
-        return (row.reporting_agency, row.confirmed) if row else None
+        return Owner(row.reporting_agency, row.confirmed, row.fingerprint, row.amendments) if row else None
 
     async def claim(self, case_id: UUID, fingerprint: str, *, reporting_agency: str) -> Claim:
         new = {"case_id": str(case_id), "reporting_agency": reporting_agency, "fingerprint": fingerprint,
@@ -102,11 +132,18 @@ class ReportRegistry:
         if found.rowcount == 0:
             connection.execute(self._claim_new, confirmed)
 
-    async def amend(self, case_id: UUID, fingerprint: str) -> None:
-        """The case now is this content (confirmed by the broker): a resend of it is a repeat."""
+    async def amend(self, case_id: UUID, fingerprint: str, *, number: int) -> None:
+        """The case now is this content, amendment ``number`` (confirmed by the broker): a resend of it is a
+        repeat. Amendments confirmed out of order never take the number back."""
         await execute_in_transaction(
             self._engine,
-            update(claims).where(claims.c.case_id == str(case_id)).values(fingerprint=fingerprint, confirmed=True),
+            update(claims)
+            .where(claims.c.case_id == str(case_id))
+            .values(
+                fingerprint=fingerprint,
+                confirmed=True,
+                amendments=case((claims.c.amendments < number, number), else_=claims.c.amendments),
+            ),
         )
 
     async def release(self, case_id: UUID, fingerprint: str) -> None:

@@ -174,9 +174,12 @@ class ReportIntake:
         owner = await _from_database(self._registry.owner(case_id))
         if owner is None:
             raise UnknownCaseError(f"case {case_id} was never reported; report it first")
-        if not owner[1]:
+        if not owner.confirmed:
             raise UncertainReportError(case_id)
         fingerprint = fingerprint_of(report)
+        # Numbered, so that amending back to earlier content is a new message, not a repeat the referral service
+        # drops; the same amendment sent again keeps its number, and its message id.
+        number = owner.amendments if fingerprint == owner.fingerprint else owner.amendments + 1
         amended = CaseAmended(**self._case_reported(report, case_id, fingerprint).model_dump())
         try:
             await self._publisher.publish(
@@ -184,14 +187,14 @@ class ReportIntake:
                     amended,
                     exchange=EVENTS,
                     routing_key="case.amended",
-                    message_id=derived_id(case_id, f"amended:{fingerprint}"),
+                    message_id=derived_id(case_id, f"amended:{number}:{fingerprint}"),
                     correlation_id=str(case_id),
                     causation_id=source_message_id,
                 )
             )
         except Exception as exc:
             raise IntakeUnavailableError("the broker did not confirm the amendment") from exc
-        await self._registry.amend(case_id, fingerprint)
+        await _from_database(self._registry.amend(case_id, fingerprint, number=number))
         log.info("case_amended", case_id=str(case_id))
         return Accepted(case_id=case_id, case_code=amended.case_code, new=False)
 
@@ -207,10 +210,9 @@ class ReportIntake:
         """Withdraw a case this agency reported and the broker confirmed; a repeat changes nothing."""
         owner = await _from_database(self._registry.owner(case_id))
         # Another unit's case answers as if there were none: a different refusal would confirm its report.
-        if owner is None or owner[0] != agency_id:
+        if owner is None or owner.reporting_agency != agency_id:
             raise UnknownCaseError(f"case {case_id} was never reported")
-        _, confirmed = owner
-        if not confirmed:
+        if not owner.confirmed:
             raise UncertainReportError(case_id)
         withdrawn = CaseWithdrawn(
             case_id=case_id, reporting_agency=agency_id, reason=reason, note=note, withdrawn_at=datetime.now(UTC)

@@ -13,7 +13,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    DefaultClause,
     Integer,
     MetaData,
     String,
@@ -21,10 +20,8 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    inspect,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
 from services.notifier.messages import ACKNOWLEDGED, Notification
-from shared.database import UtcDateTime, execute_in_transaction, in_transaction, upsert
+from shared.database import UtcDateTime, add_missing_columns, execute_in_transaction, in_transaction, upsert
 
 metadata = MetaData()
 
@@ -72,18 +69,6 @@ class Status(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     DROPPED = "dropped"
-
-
-def _add_new_columns(connection: Connection) -> None:
-    """A store made before the claim columns existed gets them, with their defaults (no migration tool here)."""
-    present = {column["name"] for column in inspect(connection).get_columns(notifications.name)}
-    for column in notifications.columns:
-        if column.name not in present:
-            kind = column.type.compile(connection.dialect)
-            default = (
-                f" DEFAULT '{column.server_default.arg}'" if isinstance(column.server_default, DefaultClause) else ""
-            )
-            connection.execute(text(f'ALTER TABLE {notifications.name} ADD COLUMN "{column.name}" {kind}{default}'))
 
 
 ENDED = (Status.SENT, Status.FAILED, Status.DROPPED)
@@ -136,7 +121,7 @@ class NotificationStore:
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
-            await connection.run_sync(_add_new_columns)
+            await connection.run_sync(add_missing_columns, notifications)
 
     async def claim(
         self, note: Notification, now: datetime, *, round_: int, lease: timedelta, replay: bool = False

@@ -85,3 +85,28 @@ async def test_an_amendment_over_amqp_refers_the_new_victim(system: System, brok
 
     case = await system.case_when(case_id, lambda c: len(c["referrals"]) == 2)
     assert victims_of(case)["uptd-ppa-kalbar"] == ["V2"]
+
+
+async def test_amending_back_to_earlier_content_and_forth_again_is_on_the_timeline_every_time(system: System) -> None:
+    """Found by review: an amendment's message id came from its content alone, so the second amendment to content
+    the case had once held was answered 202 and dropped by the referral service as a repeat."""
+    body = a_case_report_body(victims=[AN_ADULT_MAN])
+    widened = {**body, "victims": [AN_ADULT_MAN, A_GIRL]}
+    case_id = (await system.report(body)).json()["case_id"]
+    await system.case_when(case_id, delivered_everywhere)
+
+    answers = []
+    for count, content in enumerate([widened, body, widened], start=1):
+        answers.append((await amend(system, case_id, content)).status_code)
+        await system.case_when(case_id, lambda c, count=count: amendments(c) == count)
+    again = await amend(system, case_id, widened)
+    sentinel = (await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))).json()["case_id"]
+    await system.case_when(sentinel, delivered_everywhere)
+
+    assert answers == [202, 202, 202]
+    assert again.status_code == 202
+    assert amendments((await system.case(case_id)).json()) == 3
+
+
+def amendments(case: dict[str, Any]) -> int:
+    return sum(1 for entry in case["timeline"] if entry["event"] == "case_amended")

@@ -177,3 +177,41 @@ async def test_a_report_the_broker_confirmed_keeps_its_case_though_a_refused_cop
     assert len(broker.confirmed) == 1
     with pytest.raises(ReportConflictError):
         await service.accept(corrected)
+
+
+async def test_an_intake_database_from_before_numbered_amendments_gains_the_column_at_start(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/old.db")
+    case_id = uuid.uuid4()
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE TABLE intake_claims (case_id VARCHAR(36) PRIMARY KEY, reporting_agency VARCHAR(60) NOT NULL, "
+            "fingerprint VARCHAR(64) NOT NULL, confirmed BOOLEAN NOT NULL, claimed_at DATETIME NOT NULL)"
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO intake_claims VALUES (?, 'polres-bengkayang', 'f1', 1, '2026-11-30 01:00:00')", (str(case_id),)
+        )
+    registry = ReportRegistry(engine)
+
+    await registry.create_schema()
+
+    owner = await registry.owner(case_id)
+    await engine.dispose()
+    assert owner is not None
+    assert (owner.fingerprint, owner.amendments) == ("f1", 0)
+
+
+async def test_amendments_confirmed_out_of_order_never_take_the_case_s_number_back(database_url: str) -> None:
+    engine = make_engine(database_url)
+    registry = ReportRegistry(engine)
+    await registry.create_schema()
+    case_id = uuid.uuid4()
+    await registry.claim(case_id, "report", reporting_agency="polres-bengkayang")
+    await registry.confirm(case_id, "report", reporting_agency="polres-bengkayang")
+
+    await registry.amend(case_id, "second", number=2)
+    await registry.amend(case_id, "first", number=1)
+
+    owner = await registry.owner(case_id)
+    await engine.dispose()
+    assert owner is not None
+    assert (owner.fingerprint, owner.amendments) == ("first", 2)
