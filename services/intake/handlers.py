@@ -9,7 +9,7 @@ from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 
 from services.intake.metrics import IntakeMetrics, kind_of
-from services.intake.reports import IntakeUnavailableError, ReportIntake, claimed_agency
+from services.intake.reports import Claimed, IntakeUnavailableError, ReportIntake, claimed_by
 from shared.broker import consumer_channel
 from shared.consuming import (
     UnverifiedSenderError,
@@ -74,21 +74,22 @@ def build_router(intake: ReportIntake, topology: Topology, settings: Settings, m
                 await asyncio.sleep(pause_before_retry(earlier_deliveries(raw(msg))))
                 raise
             except PermanentError as exc:
-                if _sent_by_the_agency_it_names(msg, settings):
-                    await intake.reject(msg.body, reason=str(exc), source_message_id=message_id)
+                # A report padded a little past the size limit is still answered; one far past it is not read.
+                claimed = claimed_by(msg.body, readable_bytes=2 * settings.max_request_bytes)
+                if _sent_by_the_agency_it_names(msg, claimed, settings):
+                    await intake.reject(msg.body, claimed, reason=str(exc), source_message_id=message_id)
                 raise
 
     return router
 
 
-def _sent_by_the_agency_it_names(msg: RabbitMessage, settings: Settings) -> bool:
+def _sent_by_the_agency_it_names(msg: RabbitMessage, claimed: Claimed, settings: Settings) -> bool:
     """Whether a refused message may be answered to the agency its body names: not when another broker user sent
     it (a receipt would tell that agency of a report it never made)."""
-    claimed = claimed_agency(msg.body)
-    if claimed is None:
+    if claimed.agency_id is None:
         return True
     try:
-        verify_sender(msg, claimed, settings=settings)
+        verify_sender(msg, claimed.agency_id, settings=settings)
     except UnverifiedSenderError:
         return False
     return True

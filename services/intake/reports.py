@@ -232,14 +232,13 @@ class ReportIntake:
             raise IntakeUnavailableError("the broker did not confirm the withdrawal") from exc
         log.info("case_withdrawn", case_id=str(case_id))
 
-    async def reject(self, body: bytes, *, reason: str, source_message_id: str | None) -> None:
+    async def reject(self, body: bytes, claimed: Claimed, *, reason: str, source_message_id: str | None) -> None:
         """Tell the reporting agency (if the body names one we know) that its AMQP report was refused."""
-        agency_id = claimed_agency(body)
-        agency = self._directory().agency(agency_id) if agency_id else None
+        agency = self._directory().agency(claimed.agency_id) if claimed.agency_id else None
         if agency is None or agency.kind is not AgencyKind.POLICE:
             log.warning("rejected_report_has_no_known_reporter", message_id=source_message_id)
             return
-        number = _claimed_report_number(body)
+        number = claimed.report_number
         receipt = CaseReceipt(
             event="rejected",
             reporting_agency=agency.id,
@@ -285,19 +284,32 @@ async def _from_database(call: Awaitable[T]) -> T:
         raise IntakeUnavailableError("the intake database did not answer") from exc
 
 
-def _loads(body: bytes) -> dict[str, object]:
+@dataclass(frozen=True)
+class Claimed:
+    """Who a refused body says sent it, and its report number: read only to answer the sender, trusted for
+    nothing else."""
+
+    agency_id: str | None
+    report_number: str | None
+
+
+_NOT_READ = Claimed(None, None)
+
+
+def claimed_by(body: bytes, *, readable_bytes: int) -> Claimed:
+    """What a refused body claims, parsed once. A body over ``readable_bytes`` is not read at all: parsing one of
+    the many megabytes the broker lets through would hold the event loop for seconds. Neither is JSON nested
+    deeper than the parser goes."""
+    if len(body) > readable_bytes:
+        return _NOT_READ
     try:
         data = json.loads(body)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def claimed_agency(body: bytes) -> str | None:
-    value = _loads(body).get("reporting_agency")
-    return value if isinstance(value, str) else None
-
-
-def _claimed_report_number(body: bytes) -> str | None:
-    value = _loads(body).get("police_report_number")
-    return value if isinstance(value, str) and 0 < len(value) <= 100 else None
+    except (ValueError, RecursionError):
+        return _NOT_READ
+    if not isinstance(data, dict):
+        return _NOT_READ
+    agency_id, number = data.get("reporting_agency"), data.get("police_report_number")
+    return Claimed(
+        agency_id if isinstance(agency_id, str) else None,
+        number if isinstance(number, str) and 0 < len(number) <= 100 else None,
+    )

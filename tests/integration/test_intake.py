@@ -158,6 +158,21 @@ async def test_amqp_report_that_is_not_json_is_dead_lettered_at_once_without_its
     assert dead.headers["x-delivery-count"] == 0
 
 
+async def test_amqp_report_nested_deeper_than_json_parsers_go_is_dead_lettered_at_once(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by review: reading the refused body for its sender raised RecursionError, which took the place of the
+    refusal, so the report was requeued nine times and dead-lettered as "gave up after 10 deliveries"."""
+    nested = b'{"reporting_agency": "polres-bengkayang", "victims": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+
+    message_id = await broker.publish("rujukan.intake", "case.report", nested, message_type="case.report.v1")
+
+    [dead] = await broker.take("intake.reports.dead")
+    assert dead.message_id == message_id
+    assert dead.headers["x-rujukan-reason"].startswith("invalid case.report.v1: ")
+    assert dead.headers["x-delivery-count"] == 0
+
+
 async def test_unknown_contract_version_is_dead_lettered_with_its_reason(system: System, broker: BrokerClient) -> None:
     await broker.publish("rujukan.intake", "case.report", a_case_report_body(), message_type="case.report.v9")
 
