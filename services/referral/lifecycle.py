@@ -38,6 +38,9 @@ class Reply(StrEnum):
     REFERRED_ONWARD = "referred_onward"
 
 
+REPEATABLE_REPLIES = frozenset({Reply.HELD, Reply.RESUMED})
+"""Replies a referral may get more than once: it may be put on hold and resumed any number of times."""
+
 AWAITING_ACK = frozenset({Status.REQUESTED, Status.DELIVERED, Status.FAILED})
 """Nobody has taken the referral yet: the acknowledgement deadline runs."""
 _BEFORE_DECISION = AWAITING_ACK | {Status.ACKNOWLEDGED}

@@ -15,6 +15,7 @@ from services.referral.audit import AuditAction, AuditEntry
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
 from services.referral.lifecycle import (
     CLOSED_LEGS,
+    REPEATABLE_REPLIES,
     Reply,
     Status,
     after_delivery_report,
@@ -409,6 +410,10 @@ class Referrals:
         legs = [moved]
         if command.reply is Reply.REFERRED_ONWARD:
             legs.append(self._refer_onward(tx, case, moved, command, now=now))
+        step = command.reply.value
+        if command.reply in REPEATABLE_REPLIES:
+            # Each hold and each resumption is a receipt of its own, under an id no earlier one of its kind has.
+            step = f"{step}:{now.isoformat()}"
         tx.enqueue(
             _receipt(
                 "acknowledged" if command.reply is Reply.ACKNOWLEDGED else "progress",
@@ -416,7 +421,7 @@ class Referrals:
                 legs=legs,
                 now=now,
                 causation_id=command.message_id,
-                step=command.reply.value,
+                step=step,
             ),
             now,
         )

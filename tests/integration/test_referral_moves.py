@@ -60,6 +60,22 @@ async def test_a_referral_goes_from_acceptance_through_a_hold_to_completion(
     assert [r["legs"][0]["status"] for r in receipts[1:]] == statuses
 
 
+async def test_a_referral_may_be_put_on_hold_and_resumed_again_and_again(system: System, broker: BrokerClient) -> None:
+    """Found by review: each move's receipt had an id of the move's kind alone, so a second hold collided with the
+    first in the outbox and failed with 500 every time it was sent."""
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+    moves = [("accept", {}), ("start", {}), *[("hold", {"reason": "saksi belum siap"}), ("resume", {})] * 2]
+
+    answers = [
+        (await move(system, referral_id, action, "dinsos-bengkayang", **body)).status_code for action, body in moves
+    ]
+
+    assert answers == [200] * len(moves)
+    receipts = [json.loads(m.body) for m in await broker.take("agency.polres-bengkayang.receipts", 1 + len(moves))]
+    assert [r["legs"][0]["status"] for r in receipts[-4:]] == ["on_hold", "in_progress", "on_hold", "in_progress"]
+
+
 async def test_an_illegal_move_gets_409_naming_the_current_state(system: System) -> None:
     case = await referred(system, [AN_ADULT_MAN])
 
