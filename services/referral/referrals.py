@@ -372,7 +372,10 @@ class Referrals:
 
     def _reply(self, tx: LedgerTx, command: ReplyCommand, *, now: datetime) -> tuple[Referral, Referral | None]:
         """The referral as it was, and as the reply moved it; None for a repeated message."""
-        if command.message_id and not tx.first_time("referral.replies", command.message_id, now):
+        # Known by agency and message id: each agency's system picks its own ids, and one agency's reply must never
+        # pass for a repeat of another's.
+        inbox_key = derived_id(command.agency_id, command.message_id) if command.message_id else None
+        if inbox_key and not tx.first_time("referral.replies", inbox_key, now):
             return self._referral_of(tx, command.referral_id, command.agency_id), None
         # The case's lock first, as an amendment or a withdrawal takes it: a referral sent onward while the
         # case is withdrawn is then either cancelled with the others or refused, never left open.

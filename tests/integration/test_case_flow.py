@@ -173,6 +173,34 @@ async def test_acknowledgement_over_amqp_moves_the_referral(system: System, brok
     assert {r["agency_id"] for r in case["referrals"] if r["status"] == "acknowledged"} == {"bp3mi-kalbar"}
 
 
+async def test_two_agencies_acknowledging_under_the_same_message_id_are_both_recorded(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by review: the inbox knew a reply by its message id alone, and each agency's system picks its own (a
+    counter, say), so one agency's acknowledgement was taken for a repeat of another's and silently dropped."""
+    response = await system.report(a_case_report_body(victims=the_sample_victims()))
+    case_id = response.json()["case_id"]
+    case = await system.case_when(case_id, delivered_everywhere)
+    legs = {leg["agency_id"]: leg["referral_id"] for leg in case["referrals"]}
+
+    for agency_id in ("bp3mi-kalbar", "dinsos-bengkayang"):
+        await broker.publish(
+            "rujukan.replies",
+            f"referral.{agency_id}.acknowledged",
+            {"referral_id": legs[agency_id], "agency_id": agency_id},
+            message_type="referral.acknowledged.v1",
+            message_id="1",
+        )
+
+    case = await system.case_when(
+        case_id, lambda c: sum(r["status"] == "acknowledged" for r in c["referrals"]) == 2, timeout=10
+    )
+    assert {r["agency_id"] for r in case["referrals"] if r["status"] == "acknowledged"} == {
+        "bp3mi-kalbar",
+        "dinsos-bengkayang",
+    }
+
+
 async def test_acknowledgement_from_the_wrong_agency_is_refused(system: System, broker: BrokerClient) -> None:
     response = await system.report(a_case_report_body(victims=the_sample_victims()))
     case = await system.case_when(response.json()["case_id"], delivered_everywhere)
