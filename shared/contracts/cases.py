@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, ClassVar
 from uuid import UUID
@@ -148,7 +148,7 @@ class CaseReported(Contract):
     police_report_number: str
     reporting_agency: AgencyId
     regency_code: RegencyCode
-    reported_at: datetime
+    reported_at: AwareDatetime
     exploitation_types: tuple[ExploitationType, ...]
     victims: tuple[VictimFacts, ...] = Field(min_length=1)
     identity: SealedBox = Field(
@@ -197,4 +197,4 @@ class CaseWithdrawn(Contract):
     reporting_agency: AgencyId
     reason: WithdrawalReason
     note: str | None = None
-    withdrawn_at: datetime
+    withdrawn_at: AwareDatetime

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
@@ -41,12 +40,12 @@ class ReferralIssued(Contract):
     exploitation_types: tuple[ExploitationType, ...]
     victims: tuple[VictimFacts, ...] = Field(min_length=1)
     reasons: tuple[ReferralReason, ...] = Field(min_length=1)
-    issued_at: datetime
-    ack_due_at: datetime
+    issued_at: AwareDatetime
+    ack_due_at: AwareDatetime
     ack_code: AckCode | None = Field(
         default=None, description="Four digits a duty officer texts back (``TERIMA 4821``) to acknowledge."
     )
-    amended_at: datetime | None = Field(
+    amended_at: AwareDatetime | None = Field(
         default=None, description="Set when an amendment added victims to the referral: news even once it is taken."
     )
 
@@ -74,13 +73,13 @@ class ReferralEscalated(Contract):
     )
     level: int = Field(ge=1, le=3)
     deadline: DeadlineKind
-    due_at: datetime
+    due_at: AwareDatetime
     reason: str = Field(description="Why now: the deadline passed, nobody is on duty, or delivery failed.")
     escalated_to: AgencyId | None = None
     ack_code: AckCode | None = Field(
         default=None, description="Only while the referral still awaits acknowledgement (acknowledge deadline)."
     )
-    escalated_at: datetime
+    escalated_at: AwareDatetime
 
 
 class ReferralTaken(Contract):
@@ -93,7 +92,7 @@ class ReferralTaken(Contract):
     case_id: UUID
     agency_id: AgencyId
     status: str
-    taken_at: datetime
+    taken_at: AwareDatetime
 
 
 class ReferralCancelled(Contract):
@@ -108,7 +107,7 @@ class ReferralCancelled(Contract):
     agency_id: AgencyId
     regency_code: RegencyCode
     reason: str
-    cancelled_at: datetime
+    cancelled_at: AwareDatetime
 
 
 class ReferralDelivered(Contract):
@@ -122,7 +121,7 @@ class ReferralDelivered(Contract):
     channel: str
     notification_id: str = Field(description="Stable across retries of one notification (the webhook-id).")
     attempts: int = Field(ge=1)
-    delivered_at: datetime
+    delivered_at: AwareDatetime
     recipient: str = Field(default="agency", description="``agency`` (its system) or the officer or contact id.")
     level: int = Field(default=0, ge=0, le=3, description="0 the referral itself, 1-3 an escalation.")
     nobody_on_duty: bool = Field(
@@ -142,7 +141,7 @@ class ReferralDeliveryFailed(Contract):
     notification_id: str
     attempts: int = Field(ge=1)
     reason: str
-    failed_at: datetime
+    failed_at: AwareDatetime
     recipient: str = "agency"
     level: int = Field(default=0, ge=0, le=3)
     history: tuple[str, ...] = Field(default=(), description="Every channel tried, and why each failed.")
@@ -293,4 +292,4 @@ class CaseReceipt(Contract):
     legs: tuple[ReceiptLeg, ...] = ()
     reason: str | None = None
     source_message_id: str | None = Field(default=None, description="The message this receipt answers.")
-    at: datetime
+    at: AwareDatetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -236,3 +237,26 @@ async def test_receiving_agency_reads_identity_of_its_own_victims_only(system: S
     assert other.status_code == 403
     reader = await system.case(response.json()["case_id"], agency_id="uptd-ppa-kalbar")
     assert reader.status_code == 403
+
+
+async def test_a_delivery_report_with_a_time_of_no_time_zone_is_dead_lettered_at_once(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by review: a timestamp without its offset passed the contract and failed only at the ledger's write, as
+    if the database were away, so the report was retried ten times before it was dead-lettered."""
+    report = {
+        "referral_id": str(uuid.uuid4()),
+        "case_id": str(uuid.uuid4()),
+        "agency_id": "dinsos-bengkayang",
+        "channel": "webhook",
+        "notification_id": str(uuid.uuid4()),
+        "attempts": 1,
+        "delivered_at": "2026-12-07T10:00:00",
+    }
+
+    message_id = await broker.publish("", "referral.deliveries", report, message_type="referral.delivered.v1")
+
+    [dead] = await broker.take("referral.deliveries.dead")
+    assert dead.message_id == message_id
+    assert "delivered_at" in dead.headers["x-rujukan-reason"]
+    assert dead.headers["x-delivery-count"] == 0
