@@ -174,19 +174,27 @@ class BodyLimit:
             await self._too_large(send)
             return
         seen = 0
-        started = False
+        started = too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise _TooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                # FastAPI answers a body it could not read (a chunked one, with no length declared) with 400: the
+                # answer is 413, as for a body whose declared length is over the limit.
+                if not started:
+                    started = True
+                    await self._too_large(send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
