@@ -212,7 +212,8 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
 
     @router.get("/referrals/{referral_id}", response_model=ReferralView, responses={403: {}, 404: {}})
     async def get_referral(referral_id: UUID, agency: Receiver) -> JSONResponse:
-        """A referral for the receiving agency, with the identity of its own victims (the read is recorded)."""
+        """A referral for the receiving agency, with the identity of its own victims (the read is recorded). A victim
+        an amendment took off the case is named in ``victim_refs`` only: the case no longer holds their facts."""
         view = await referrals.referral_view(referral_id, agency_id=agency.id)
         facts = {v.victim_ref: v for v in view.case.victims}
         return JSONResponse(
@@ -222,7 +223,9 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
                 "case_code": view.case.case_code,
                 "regency_code": view.case.regency_code,
                 "victims": [
-                    {**_facts(facts[ref]), "identity": view.identity.get(ref, {})} for ref in view.referral.victim_refs
+                    {**_facts(facts[ref]), "identity": view.identity.get(ref, {})}
+                    for ref in view.referral.victim_refs
+                    if ref in facts
                 ],
             }
         )

@@ -110,3 +110,28 @@ async def test_amending_back_to_earlier_content_and_forth_again_is_on_the_timeli
 
 def amendments(case: dict[str, Any]) -> int:
     return sum(1 for entry in case["timeline"] if entry["event"] == "case_amended")
+
+
+async def test_a_referral_stays_readable_after_an_amendment_takes_one_of_its_victims_off_the_case(
+    system: System,
+) -> None:
+    """Found by review: the referral's read looked up the facts of every victim it was made for, and a victim the
+    police had taken off the case made it fail with 500 for every agency holding that victim."""
+    body = a_case_report_body(victims=[AN_ADULT_MAN, A_GIRL])
+    case_id = (await system.report(body)).json()["case_id"]
+    case = await system.case_when(case_id, delivered_everywhere)
+    legs = {leg["agency_id"]: leg["referral_id"] for leg in case["referrals"]}
+
+    corrected = await amend(system, case_id, {**body, "victims": [AN_ADULT_MAN]})
+    await system.case_when(case_id, lambda c: amendments(c) == 1)
+
+    async def read(agency_id: str) -> Any:
+        url = system.url("referral", f"/v1/referrals/{legs[agency_id]}")
+        return await system.http.get(url, headers=system.token(agency_id))
+
+    social, child_protection = await read("dinsos-bengkayang"), await read("uptd-ppa-kalbar")
+    assert corrected.status_code == 202
+    assert (social.status_code, child_protection.status_code) == (200, 200)
+    assert [v["victim_ref"] for v in social.json()["victims"]] == ["V1"]
+    assert social.json()["victim_refs"] == ["V1", "V2"]
+    assert child_protection.json()["victims"] == []
