@@ -75,14 +75,14 @@ def build_ops_api(operations: Operations, authenticate: Any) -> APIRouter:
         """Dead letters of every queue, or of ``queue``: reason, attempts, age; never a body."""
         return _json(await operations.dead_letters(queue))
 
-    @router.get("/dead-letters/{queue}/{message_id}", responses=missing)
+    @router.get("/dead-letters/{queue}/{message_id:path}", responses=missing)
     async def dead_letter(_: Operator, queue: str, message_id: str) -> JSONResponse:
         letter = await operations.dead_letter(queue, message_id)
         if letter is None:
             return problem(404, f"no dead letter {message_id} in {queue}")
         return _json(letter)
 
-    @router.post("/dead-letters/{queue}/{message_id}/replay", responses={**missing, 409: {}})
+    @router.post("/dead-letters/{queue}/{message_id:path}/replay", responses={**missing, 409: {}})
     async def replay(
         operator: Operator, queue: str, message_id: str, body: ReplayRequest | None = None
     ) -> JSONResponse:
@@ -92,7 +92,7 @@ def build_ops_api(operations: Operations, authenticate: Any) -> APIRouter:
             return problem(404, f"no dead letter {message_id} in {queue}")
         return JSONResponse({"replayed": letter.model_dump(mode="json")})
 
-    @router.post("/dead-letters/{queue}/{message_id}/discard", responses={**missing, 422: {}})
+    @router.post("/dead-letters/{queue}/{message_id:path}/discard", responses={**missing, 422: {}})
     async def discard(operator: Operator, queue: str, message_id: str, body: DiscardRequest) -> JSONResponse:
         """Removed for good; the note (required) says why, on the audit trail."""
         letter = await operations.discard(queue, message_id, operator.id, body.note)

@@ -374,7 +374,7 @@ def build_ops_page(
         context = {"letters": _by_queue(letters), "queue": queue, "done": done if done in _OUTCOMES else None}
         return render(request, "ops/dead_letters.html", context, who=who, current="dead_letters")
 
-    @router.post("/dead-letters/{queue}/{message_id}/{action}", response_class=HTMLResponse)
+    @router.post("/dead-letters/{queue}/{message_id:path}/{action}", response_class=HTMLResponse)
     async def act_on_dead_letter(
         request: Request,
         queue: str,

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -194,6 +195,28 @@ async def test_a_discard_needs_a_note_and_removes_the_dead_letter(system: System
     assert blank_note.status_code == 422
     assert discarded.status_code == 200, discarded.text
     assert (await ops(system, "GET", f"/dead-letters/intake.reports/{message_id}")).status_code == 404
+    assert await broker.depth("intake.reports.dead") == 0
+
+
+async def test_a_dead_letter_whose_message_id_has_slashes_can_be_shown_and_discarded(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by review: a police system that uses its report number as the message id (LP/B/...) left a dead letter
+    that the ops API and the CLI answered 404 for, whether its slashes were escaped or not."""
+    body = a_case_report_body(victims=[a_victim(age_years=-3)])
+    message_id = f"LP/B/{uuid.uuid4().hex[:6]}/VIII/2025/SPKT"
+    await broker.publish("rujukan.intake", "case.report", body, message_type="case.report.v1", message_id=message_id)
+    await listed(system, "intake.reports", 1)
+    escaped = quote(message_id, safe="")
+
+    shown = await ops(system, "GET", f"/dead-letters/intake.reports/{escaped}")
+    discarded = await ops(
+        system, "POST", f"/dead-letters/intake.reports/{message_id}/discard", json={"note": "police resent it"}
+    )
+
+    assert shown.status_code == 200
+    assert shown.json()["message_id"] == message_id
+    assert discarded.status_code == 200, discarded.text
     assert await broker.depth("intake.reports.dead") == 0
 
 
