@@ -242,7 +242,8 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
                 officer=body.officer,
                 note=body.note,
                 detail=body.detail(),
-                message_id=f"http:{agency.id}:{idempotency_key}" if idempotency_key else None,
+                # The key stands for this move of this referral: one reused for another move must not hide it.
+                message_id=f"http:{referral_id}:{reply.value}:{idempotency_key}" if idempotency_key else None,
             )
         )
         return JSONResponse(_referral_summary(referral, referrals.now()))

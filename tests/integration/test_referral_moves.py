@@ -76,6 +76,23 @@ async def test_a_referral_may_be_put_on_hold_and_resumed_again_and_again(system:
     assert [r["legs"][0]["status"] for r in receipts[-4:]] == ["on_hold", "in_progress", "on_hold", "in_progress"]
 
 
+async def test_an_idempotency_key_makes_a_resent_move_a_repeat_but_never_hides_another_move(system: System) -> None:
+    """Found by review: the key stood for any move of the agency, so an accept sent with the key an acknowledgement
+    had used answered 200 "acknowledged" and was never applied."""
+    case = await referred(system, [AN_ADULT_MAN])
+    referral_id = leg(case, "dinsos-bengkayang")
+    url = system.url("referral", f"/v1/referrals/{referral_id}")
+    headers = {**system.token("dinsos-bengkayang"), "Idempotency-Key": referral_id}
+
+    acknowledged = await system.http.post(f"{url}/acknowledge", headers=headers)
+    resent = await system.http.post(f"{url}/acknowledge", headers=headers)
+    accepted = await system.http.post(f"{url}/accept", headers=headers)
+
+    answers = (acknowledged, resent, accepted)
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert [r.json()["status"] for r in answers] == ["acknowledged", "acknowledged", "accepted"]
+
+
 async def test_an_illegal_move_gets_409_naming_the_current_state(system: System) -> None:
     case = await referred(system, [AN_ADULT_MAN])
 
