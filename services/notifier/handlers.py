@@ -88,9 +88,10 @@ def build_router(
         # A replayed dead letter starts the schedule afresh, whatever round it was parked in.
         round_ = 0 if replay else _round_of(headers)
 
-        async def wait(step: int, round_: int) -> None:
+        async def wait(step: int, round_: int, *, still_a_replay: bool = False) -> None:
             queue = topology.notifier_waits[step].name
-            await republish(publisher, message, queue=queue, headers={ROUND_HEADER: round_, REPLAY_HEADER: False})
+            headers = {ROUND_HEADER: round_, REPLAY_HEADER: still_a_replay}
+            await republish(publisher, message, queue=queue, headers=headers)
 
         async def park(reason: str) -> None:
             await dead_letters.send(message, queue=notifications, reason=reason)
@@ -105,7 +106,9 @@ def build_router(
                     # The store or the broker failed us, not the channel: try again after the first wait, without
                     # spending a round (an immediate requeue would spin and then be parked by the delivery limit).
                     log.warning("notification_delayed_by_infrastructure", error=type(exc).__name__)
-                    await wait(0, round_)
+                    # A replay stays one: the store's failure may have rolled back its reset of the record, and
+                    # without the mark its copy would take the record's end for its own and drop itself.
+                    await wait(0, round_, still_a_replay=replay)
             except Exception as exc:
                 if not isinstance(exc, PermanentError) and _last_delivery(message):
                     # The delivery-limit backstop parks it next: say so, with what is known, before it does.

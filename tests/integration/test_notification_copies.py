@@ -7,16 +7,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from services.notifier.app import claim_lease
 from services.notifier.messages import Notification
 from services.notifier.recipients import recipients_for
 from services.notifier.store import NotificationStore, Status, notifications
+from services.referral.operations.dead_letters import replay_headers
 from shared.consuming import REASON_HEADER
-from shared.contracts.referrals import ReferralDeliveryFailed
+from shared.contracts.referrals import ReferralDelivered, ReferralDeliveryFailed
 from shared.database import make_engine
 from shared.directory import Directory
 from tests.notifying import WEDNESDAY_10_WIB, Clock, NotifierRig, an_issued_referral
@@ -217,3 +220,46 @@ async def test_an_officer_whose_only_channel_refuses_the_first_try_is_reported_f
     assert parked.headers[REASON_HEADER] == failed.reason
     note = Notification.model_validate_json(parked.body)
     assert (parked.message_id, note.recipient.id, note.address.kind) == (failed.notification_id, "piket-pagi", "sms")
+
+
+async def test_an_operator_s_replay_that_meets_a_store_error_is_still_a_replay_when_it_comes_back(
+    amqp_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the store's failure rolled back the replay's reset of the record, and the copy that came back
+    after the wait was no longer marked a replay, so it found the record failed and dropped it: nothing sent."""
+    rig = NotifierRig(
+        amqp_url, tmp_path, clock=Clock(WEDNESDAY_10_WIB), adjust=_reached_by_text_only, retry_schedule=(0.5,)
+    )
+    await rig.start()
+    try:
+        rig.gateway.fail_next(PIKET_PAGI, 400)
+        await rig.publish(an_issued_referral())
+        await rig.reports(2)
+        assert rig.broker is not None
+        [parked] = await rig.broker.take("notifier.notifications.dead", 1)
+        claim, failures = NotificationStore.claim, []
+
+        async def locked_once(store: NotificationStore, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("replay") and not failures:
+                failures.append(kwargs)
+                raise OperationalError("UPDATE notifier_notifications", {}, Exception("database is locked"))
+            return await claim(store, *args, **kwargs)
+
+        monkeypatch.setattr(NotificationStore, "claim", locked_once)
+        await rig.broker.publish(
+            "",
+            "notifier.notifications",
+            parked.body,
+            message_type=parked.type,
+            message_id=parked.message_id,
+            headers=replay_headers(dict(parked.headers), operator="ops-rujukan"),
+        )
+
+        [report] = await rig.reports(1)
+    finally:
+        await rig.stop()
+
+    assert failures
+    assert isinstance(report, ReferralDelivered)
+    assert (report.recipient, report.notification_id) == ("piket-pagi", parked.message_id)
+    assert len(rig.gateway.to(PIKET_PAGI)) == 1
