@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -105,6 +107,17 @@ class Jurisdiction(_Config):
 class Webhook(_Config):
     url: HttpUrl
     secret: Annotated[str, StringConstraints(pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$")]
+
+    @field_validator("secret")
+    @classmethod
+    def _decodes(cls, value: str) -> str:
+        # Decoded as the signer decodes it, here rather than at the first send: a key that does not decode fails
+        # every signature, and the agency would never hear of its referrals.
+        try:
+            base64.b64decode(value.removeprefix("whsec_") + "==")
+        except binascii.Error:
+            raise ValueError("is not base64 after whsec_: it has one character too many or too few") from None
+        return value
 
 
 _WORKING_DAYS = re.compile(r"^\s*(\d+)\s*wd\s*$")

@@ -74,3 +74,17 @@ def test_an_allowed_network_must_be_written_as_a_network(tmp_path: Path) -> None
 
     with pytest.raises(ConfigurationError, match="private_webhook_networks"):
         load_directory(path)
+
+
+def test_a_webhook_secret_that_does_not_decode_is_refused_at_load_naming_the_agency(tmp_path: Path) -> None:
+    """Found by review: the pattern let through a key of 21 base64 characters, which the signer cannot decode; every
+    send to that agency failed, and the failure was not one the notifier knew to give up on."""
+    path = shipped_with(
+        tmp_path,
+        ("whsec_qzF8hJj6g0sds8kSRguXzuSouRw3e8zUf8VQPh/nwHw=", "whsec_qzF8hJj6g0sds8kSRguXz"),
+    )
+
+    with pytest.raises(ConfigurationError) as refused:
+        load_directory(path)
+
+    assert "webhook.secret (agency 'dinsos-kalbar'): Value error, is not base64 after whsec_" in str(refused.value)
