@@ -214,6 +214,14 @@ class Notifier:
             total = record.attempts + exc.attempts
             await self._give_up(note, (*note.history, f"{kind}: {exc.reason}"), total, onward)
             return
+        except Exception as exc:
+            # A defect, not a channel's answer (a key that will not sign, a template that fails): it would fail the
+            # same way at every try, so the recipient's next channel is tried, and operators see why.
+            log.exception("notification_could_not_be_sent", channel=kind)
+            self._metrics.sent(kind, Outcome.PERMANENT)
+            why = f"{kind}: could not be sent: {type(exc).__name__}"
+            await self._give_up(note, (*note.history, why), record.attempts, onward)
+            return
         self._metrics.sent(kind, Outcome.DELIVERED)
         total = record.attempts + attempts
         try:

@@ -3,6 +3,7 @@ spent the failure is reported with its whole history and the notification is par
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.messages import Notification
 from shared.consuming import REASON_HEADER
 from tests.builders import a_case_report_body, a_victim
@@ -73,6 +75,26 @@ async def test_an_agency_system_whose_webhook_always_fails_is_reached_by_email(s
     assert mail.subject == f"[Rujukan TPPO] Rujukan baru {case['case_code']} - Bengkayang"
     assert f"Kode kasus: {case['case_code']}" in mail.body
     assert f"/v1/referrals/{delivered['referral_id']}" in mail.body
+
+
+async def test_an_agency_whose_webhook_cannot_even_be_sent_is_reached_by_email(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: an error that was neither a transient nor a permanent channel failure (a key the signer could
+    not decode) sent the notification round the notifier's wait queue forever; the agency heard nothing."""
+
+    def cannot_sign(*_: Any) -> None:
+        raise binascii.Error("Incorrect padding")
+
+    monkeypatch.setattr(WebhookChannel, "_signer", cannot_sign)
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(response.json()["case_id"], lambda c: bool(agency_deliveries(c)), timeout=25)
+
+    [delivered] = agency_deliveries(case)
+    assert delivered["detail"]["channel"] == "email"
+    assert len(system.smtp.to(DESK)) == 1
+    assert system.sink.requests["dinsos-bengkayang"] == 0
 
 
 async def test_when_email_fails_too_delivery_is_reported_failed_with_its_history_and_parked(
