@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 from aiosmtplib import (
@@ -23,10 +25,12 @@ from services.notifier.channels import (
     TransientChannelError,
     classify_status,
 )
-from services.notifier.channels.email import classify_smtp_error
+from services.notifier.channels.email import EmailChannel, classify_smtp_error
 from services.notifier.channels.gateway import GatewayChannel
 from services.notifier.channels.targets import GuardedResolver
 from services.notifier.channels.webhook import WebhookChannel
+from shared.settings import Settings
+from tests.system import SmtpSink
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -148,3 +152,26 @@ def test_a_relay_refusing_our_login_or_sender_is_a_transient_fault_of_the_relay(
 
     assert isinstance(classified, TransientChannelError)
     assert not isinstance(classified, RecipientDeferredError)
+
+
+async def test_an_address_the_mail_server_cannot_take_fails_for_good_and_leaves_its_circuit_closed(
+    tmp_path: Path,
+) -> None:
+    """Found by review: an address with a non-ASCII local part, on a relay without SMTPUTF8, was taken for the relay
+    being down: retried for hours, and counted towards opening the relay's circuit for every other address."""
+    relay = SmtpSink()
+    await relay.start()
+    breakers = CircuitBreakers(threshold=1, cool_down=30)
+    channel = EmailChannel(
+        Settings(smtp_port=relay.port, data_dir=tmp_path),
+        retries=QuickRetries(attempts=2, breakers=breakers, max_wait_seconds=0),
+    )
+    try:
+        with pytest.raises(PermanentChannelError) as refused:
+            await channel.deliver(Outgoing("n-1", "email", "budi.ä@example.org", text="t", subject="s"))
+        await channel.deliver(Outgoing("n-2", "email", "meja@example.org", text="t", subject="s"))
+    finally:
+        await relay.stop()
+
+    assert "SMTPUTF8" in refused.value.reason
+    assert [mail.to for mail in relay.mails] == [("meja@example.org",)]

@@ -29,6 +29,10 @@ def classify_smtp_error(error: aiosmtplib.SMTPException) -> ChannelError:
         permanent = all(code >= 500 for code in codes)
         reason = f"email recipient refused (SMTP {', '.join(map(str, codes))})"
         return PermanentChannelError(reason) if permanent else RecipientDeferredError(reason)
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        # aiosmtplib says so only of an address that needs SMTPUTF8 on a relay without it: no retry changes that,
+        # and the relay still takes every other address.
+        return PermanentChannelError("email address needs SMTPUTF8, which the email server does not offer")
     if isinstance(error, aiosmtplib.SMTPSenderRefused) or (
         isinstance(error, aiosmtplib.SMTPResponseException) and error.code in _LOGIN_REFUSED
     ):
