@@ -221,12 +221,21 @@ _ESCALATE_NOW = (
     )
     .values(due_at=bindparam("due_at"), reason=bindparam("reason"), updated_at=bindparam("updated_at"))
 )
+
+
+# A referral keeps its SMS code while it is awaited, and after that until ``since`` has passed both its issue and
+# its acknowledgement: a late reply with the code must never land on another referral.
+_HOLDS_ITS_CODE = (
+    _awaiting_ack | (referrals.c.issued_at >= bindparam("since")) | (referrals.c.acknowledged_at >= bindparam("since"))
+)
+
+
 _ACK_CODE_IN_USE = (
     select(referrals.c.referral_id)
     .where(
         referrals.c.agency_id == bindparam("agency_id"),
         referrals.c.ack_code == bindparam("code"),
-        _awaiting_ack | (referrals.c.issued_at >= bindparam("issued_since")),
+        _HOLDS_ITS_CODE,
     )
     .limit(1)
 )
@@ -538,21 +547,21 @@ class LedgerTx:
             ],
         )
 
-    def ack_code_in_use(self, agency_id: str, code: str, *, issued_since: datetime) -> bool:
-        """Whether one of the agency's referrals awaiting acknowledgement, or issued since ``issued_since``, holds
-        ``code`` (one row at most, however many referrals the agency has)."""
-        found = self._c.execute(_ACK_CODE_IN_USE, {"agency_id": agency_id, "code": code, "issued_since": issued_since})
+    def ack_code_in_use(self, agency_id: str, code: str, *, since: datetime) -> bool:
+        """Whether one of the agency's referrals holds ``code`` (awaiting acknowledgement, or issued or acknowledged
+        since ``since``); one row at most, however many referrals the agency has."""
+        found = self._c.execute(_ACK_CODE_IN_USE, {"agency_id": agency_id, "code": code, "since": since})
         return found.first() is not None
 
-    def ack_codes_in_use(self, agency_id: str, *, issued_since: datetime) -> set[str]:
-        """The codes of the agency's referrals awaiting acknowledgement, or issued since ``issued_since`` (a late
-        SMS reply with a recent code must never land on another referral): a new code differs from each."""
+    def ack_codes_in_use(self, agency_id: str, *, since: datetime) -> set[str]:
+        """The codes the agency's referrals hold (awaiting acknowledgement, or issued or acknowledged since
+        ``since``): a new code differs from each."""
         query = select(referrals.c.ack_code).where(
             referrals.c.agency_id == agency_id,
-            _awaiting_ack | (referrals.c.issued_at >= issued_since),
+            _HOLDS_ITS_CODE,
             referrals.c.ack_code.is_not(None),
         )
-        return set(self._c.execute(query).scalars())
+        return set(self._c.execute(query, {"since": since}).scalars())
 
     def referral(self, referral_id: UUID, *, lock: bool = True) -> Referral | None:
         found = self._c.execute(_LOCKED_REFERRAL if lock else _REFERRAL, {"referral_id": str(referral_id)})

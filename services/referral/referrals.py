@@ -617,7 +617,7 @@ def accept_due(directory: Directory, agency: Agency, priority: Priority, now: da
 
 
 ACK_CODE_RESERVED = timedelta(days=7)
-"""A code is not given again for this long after its referral was issued, however soon it was acknowledged."""
+"""A code is not given again for this long after its referral was issued, nor after it was acknowledged."""
 
 
 ACK_CODE_PROBES = 8
@@ -626,16 +626,16 @@ that all eight are is under 1 in 250."""
 
 
 def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
-    """Four random digits no other referral of the agency awaiting acknowledgement, or issued recently, holds;
-    None in the (absurd) case that all ten thousand are taken: the signed link still acknowledges."""
+    """Four random digits no other referral of the agency holds (awaiting acknowledgement, or issued or acknowledged
+    recently); None in the (absurd) case that all ten thousand are taken: the signed link still acknowledges."""
     since = now - ACK_CODE_RESERVED
     # A probe is one lookup in ix_referrals_agency_ack_code; reading every code in use cost a row per referral of
     # the last week on every referral issued (quadratic in a raid).
     for _ in range(ACK_CODE_PROBES):
         code = f"{secrets.randbelow(10_000):04d}"
-        if not tx.ack_code_in_use(agency_id, code, issued_since=since):
+        if not tx.ack_code_in_use(agency_id, code, since=since):
             return code
-    in_use = tx.ack_codes_in_use(agency_id, issued_since=since)
+    in_use = tx.ack_codes_in_use(agency_id, since=since)
     free = [code for number in range(10_000) if (code := f"{number:04d}") not in in_use]
     if not free:
         log.warning("ack_codes_exhausted", agency_id=agency_id)

@@ -405,6 +405,22 @@ async def test_an_ack_code_is_never_given_again_while_awaited_or_within_a_week_o
     assert [m["ack_code"] for m in issued] == list(codes)
 
 
+async def test_an_ack_code_answered_late_is_not_given_again_within_a_week_of_its_acknowledgement(
+    service: ReferralService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: a code was held while awaited or for a week from its issue, so a referral acknowledged by
+    link after eight days freed its code at once, and a backup officer's late `TERIMA` for it landed on the next."""
+    draws = iter([4821, 4821, 1234])
+    monkeypatch.setattr("services.referral.referrals.secrets.randbelow", lambda _: next(draws))
+
+    first = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
+    service.clock.at(days=8)
+    await service.acknowledge(first)
+    second = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
+
+    assert (first.ack_code, second.ack_code) == ("4821", "1234")
+
+
 async def _escalated(service: ReferralService, case: CaseReported, referral: Referral, count: int) -> bool:
     return len(await service.escalations(case, referral.referral_id)) == count
 
