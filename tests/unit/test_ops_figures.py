@@ -63,4 +63,13 @@ def test_ack_medians_count_the_last_7_and_30_days_apart() -> None:
 def test_an_operator_sees_what_happened_on_a_timeline_not_whom_it_is_about() -> None:
     detail = {"victim_refs": ["V1 Siti"], "note": "Siti Aminah di rumah paman", "officer": "ani", "reasons": []}
 
-    assert operator_detail(detail) == {"victim_refs": "(hidden)", "note": "(hidden)", "officer": "ani"}
+    assert operator_detail("accepted", detail) == {"victim_refs": "(hidden)", "note": "(hidden)", "officer": "ani"}
+
+
+def test_an_operator_sees_why_a_referral_was_declined_but_not_an_agency_s_own_words_on_why_it_is_held() -> None:
+    """Found by review: a hold's reason is free text an agency types, and it reached the ops page as typed."""
+    held = operator_detail("held", {"reason": "korban Siti Aminah dirawat di RS", "via": "http"})
+    declined = operator_detail("declined", {"reason": "not_in_jurisdiction", "via": "http"})
+
+    assert held == {"reason": "(hidden)", "via": "http"}
+    assert declined == {"reason": "not_in_jurisdiction", "via": "http"}

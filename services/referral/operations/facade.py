@@ -292,7 +292,7 @@ class Operations:
                     event=entry.event,
                     referral_id=UUID(entry.referral_id) if entry.referral_id else None,
                     actor=entry.actor,
-                    detail=operator_detail(entry.detail or {}),
+                    detail=operator_detail(entry.event, entry.detail or {}),
                 )
                 for entry in entries
             ),

@@ -63,13 +63,16 @@ def ack_medians(
 # Timeline details an operator does not see: victim references are typed by the police and may carry more than
 # a number, rule reasons name victims' circumstances, and notes are free text anybody may have typed a name in.
 _HIDDEN_DETAIL = frozenset({"victim_refs", "victim_ref", "reasons", "note", "identity", "victims", "facts"})
+_FREE_TEXT_REASONS = frozenset({"held"})
+"""Events whose ``reason`` an agency types in its own words, like a note; every other reason is a code or ours."""
 
 
-def operator_detail(detail: Mapping[str, Any]) -> dict[str, object]:
+def operator_detail(event: str, detail: Mapping[str, Any]) -> dict[str, object]:
     """A timeline entry's detail as an operator sees it: what happened, not whom it is about."""
+    hidden = _HIDDEN_DETAIL | {"reason"} if event in _FREE_TEXT_REASONS else _HIDDEN_DETAIL
     shown: dict[str, object] = {}
     for key, value in detail.items():
-        if key in _HIDDEN_DETAIL:
+        if key in hidden:
             if value:
                 shown[key] = "(hidden)"
             continue
