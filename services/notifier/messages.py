@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.contracts.base import AgencyId, Contract
 from shared.contracts.referrals import DeadlineKind, ReferralCancelled, ReferralEscalated, ReferralIssued
@@ -56,6 +56,13 @@ class Notification(Contract):
     nobody_on_duty: bool = False
     earlier_attempts: int = Field(default=0, ge=0, description="Attempts spent on the recipient's earlier channels.")
     history: tuple[str, ...] = Field(default=(), description="Why each earlier channel failed.")
+
+    @model_validator(mode="after")
+    def _channel_is_the_recipients(self) -> Notification:
+        # Refused with the message, so that it is dead-lettered at once with this reason, not retried to the limit.
+        if self.channel >= len(self.recipient.channels):
+            raise ValueError(f"channel {self.channel} is not one of the recipient's {len(self.recipient.channels)}")
+        return self
 
     @classmethod
     def first(cls, event_id: str, event: Event, recipient: Recipient, *, nobody_on_duty: bool) -> Notification:

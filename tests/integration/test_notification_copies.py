@@ -263,3 +263,22 @@ async def test_an_operator_s_replay_that_meets_a_store_error_is_still_a_replay_w
     assert isinstance(report, ReferralDelivered)
     assert (report.recipient, report.notification_id) == ("piket-pagi", parked.message_id)
     assert len(rig.gateway.to(PIKET_PAGI)) == 1
+
+
+async def test_a_notification_naming_a_channel_its_recipient_does_not_have_is_dead_lettered_at_once(
+    rig: NotifierRig,
+) -> None:
+    """Found by review: the index failed only at the send, as an error to retry, so such a message went round ten
+    times before the delivery limit parked it, with no reason of its own."""
+    issued = an_issued_referral()
+    [agency, _] = recipients_for(issued, rig.directory, WEDNESDAY_10_WIB).recipients
+    note = Notification.first("event-1", issued, agency, nobody_on_duty=False)
+    body = note.model_dump(mode="json") | {"channel": len(agency.channels)}
+    assert rig.broker is not None
+
+    message_id = await rig.broker.publish("", "notifier.notifications", body, message_type=Notification.TYPE)
+
+    [dead] = await rig.broker.take("notifier.notifications.dead")
+    assert dead.message_id == message_id
+    assert dead.headers["x-delivery-count"] == 0
+    assert "is not one of the recipient's" in dead.headers[REASON_HEADER]
