@@ -22,8 +22,11 @@ class WorkingCalendar:
     def __init__(self, calendar: Calendar) -> None:
         self._working_weekdays = {day.number for day in calendar.working_days}
         self._extra = set(calendar.extra_holidays)
-        # The library extends itself to each year asked about.
-        self._public = holidays.country_holidays(calendar.country)
+        # The library extends itself to each year asked about. Its "government" category in Indonesia is the cuti
+        # bersama, the joint leave days that close government offices, the agencies' included.
+        supported = holidays.country_holidays(calendar.country).supported_categories
+        closed = tuple(category for category in ("public", "government") if category in supported)
+        self._public = holidays.country_holidays(calendar.country, categories=closed)
 
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self._working_weekdays and day not in self._public and day not in self._extra

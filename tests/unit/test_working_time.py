@@ -37,14 +37,24 @@ def test_a_working_day_deadline_falling_on_a_sunday_moves_to_monday() -> None:
 
 
 def test_an_extra_holiday_from_the_directory_is_skipped() -> None:
-    wednesday = at(WIB, 2026, 12, 23, 10, 0)  # then Thursday 24th (cuti bersama), Friday 25th (Christmas)
-    with_leave_day = Calendar(extra_holidays=(date(2026, 12, 24),))
+    wednesday = at(WIB, 2026, 9, 9, 10, 0)  # then Thursday 10th, a regional holiday the directory adds
+    with_regional_holiday = Calendar(extra_holidays=(date(2026, 9, 10),))
 
     without = WorkingCalendar(Calendar()).due(wednesday, ONE_WORKING_DAY, WIB)
-    due = WorkingCalendar(with_leave_day).due(wednesday, ONE_WORKING_DAY, WIB)
+    due = WorkingCalendar(with_regional_holiday).due(wednesday, ONE_WORKING_DAY, WIB)
 
-    assert without == at(WIB, 2026, 12, 24, 10, 0)
-    assert due == at(WIB, 2026, 12, 28, 10, 0)
+    assert without == at(WIB, 2026, 9, 10, 10, 0)
+    assert due == at(WIB, 2026, 9, 11, 10, 0)
+
+
+def test_collective_leave_closes_the_agencies_as_a_public_holiday_does() -> None:
+    """Found by review: only public holidays counted, and most cuti bersama days (on which government offices are
+    closed) were working days unless the directory listed each."""
+    wednesday = at(WIB, 2026, 12, 23, 10, 0)  # then Thursday 24th (cuti bersama), Friday 25th (Christmas)
+    before_lebaran = at(WIB, 2026, 3, 19, 10, 0)  # Thursday; Friday 20th, Monday 23rd and Tuesday 24th are leave
+
+    assert WorkingCalendar(Calendar()).due(wednesday, ONE_WORKING_DAY, WIB) == at(WIB, 2026, 12, 28, 10, 0)
+    assert WorkingCalendar(Calendar()).due(before_lebaran, ONE_WORKING_DAY, WIB) == at(WIB, 2026, 3, 25, 10, 0)
 
 
 def test_an_urgent_clock_time_deadline_runs_through_the_weekend_and_holidays() -> None:
