@@ -18,6 +18,7 @@ from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 from faststream.rabbit.message import RabbitMessage
 from faststream.security import BaseSecurity
 
+from shared.amqp_decoding import tolerate_undecodable_values
 from shared.contracts.base import Contract
 from shared.settings import Settings
 
@@ -42,6 +43,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
+    tolerate_undecodable_values()
     context = tls_context(settings)
     return RabbitBroker(
         connection_url(str(settings.amqp_url), app_id),

@@ -228,17 +228,22 @@ _BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-excha
 
 
 _SINGLE_PRECISION_MAX = 3.4028234663852886e38
+_SIGNED_64_MIN, _SIGNED_64_MAX = -(2**63), 2**63 - 1
 
 
 def encodable(value: Any) -> Any:
     """A header value as it was read, in a form pamqp can write again. Other clients send what pamqp reads but
     never writes — a long string that is not UTF-8 (read as ``bytes``), a double beyond single precision (pamqp
-    writes every float as one) — and a message whose headers cannot be written can be neither retried nor
-    dead-lettered: it would go round until the broker's delivery limit dropped our reason."""
+    writes every float as one), a timestamp past the year 9999 (read as its unsigned number) — and a message
+    whose headers cannot be written can be neither retried nor dead-lettered: it would go round until the
+    broker's delivery limit dropped our reason."""
     if isinstance(value, bytes):
         return bytearray(value)
     if isinstance(value, float) and abs(value) > _SINGLE_PRECISION_MAX:
         return repr(value)
+    if isinstance(value, int) and not _SIGNED_64_MIN <= value <= _SIGNED_64_MAX:
+        # An unsigned 64-bit timestamp past datetime's range, read as its number (shared/amqp_decoding.py).
+        return str(value)
     if isinstance(value, dict):
         return {key: encodable(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -245,15 +245,22 @@ class Double(float):
     """A double-precision header value (``d``), as Java or Go clients send a float."""
 
 
+class RawTimestamp(int):
+    """A timestamp header value (``T``) as the protocol carries it: any 64-bit number, a millisecond or microsecond
+    epoch too, which pamqp never writes past the year 9999."""
+
+
 def encoding_foreign_values(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
-    """pamqp's table encoder, also writing what pamqp itself never writes (``RawLongString``, ``Double``); a
-    consumer reads them back as plain ``bytes`` and ``float``."""
+    """pamqp's table encoder, also writing what pamqp itself never writes (``RawLongString``, ``Double``,
+    ``RawTimestamp``); a consumer reads them back as plain ``bytes``, ``float`` and a datetime or the number."""
 
     def encode_table_value(value: Any) -> bytes:
         if isinstance(value, RawLongString):
             return b"S" + struct.pack(">I", len(value)) + bytes(value)
         if isinstance(value, Double):
             return b"d" + struct.pack(">d", value)
+        if isinstance(value, RawTimestamp):
+            return b"T" + struct.pack(">Q", value)
         return encode(value)
 
     return encode_table_value
@@ -294,6 +301,7 @@ header_values = (
     | st.binary(max_size=40).map(RawLongString)  # not UTF-8, as often as not
     | st.floats(width=32, allow_nan=False, allow_infinity=False)  # RabbitMQ closes a connection sending infinity
     | st.floats(allow_nan=False, allow_infinity=False).map(Double)
+    | st.integers(min_value=0, max_value=2**64 - 1).map(RawTimestamp)  # mostly past the year 9999
     | st.none()
     | st.lists(texts, max_size=3)
     | st.dictionaries(st.text(min_size=1, max_size=10), texts, max_size=3)

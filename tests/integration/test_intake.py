@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pamqp.encode
 import pytest
 
 from shared.consuming import dead_letter_context
@@ -14,6 +15,7 @@ from shared.ids import case_id_for
 from shared.sealing import load_sealer
 from tests.builders import a_case_report_body, a_victim
 from tests.chaos.proxy import TcpProxy
+from tests.fuzz.messages import RawTimestamp, encoding_foreign_values
 from tests.rabbit import BrokerClient, delete_vhost_of, limit_queue
 from tests.system import (
     System,
@@ -294,3 +296,29 @@ async def test_a_report_whose_confirm_was_lost_with_the_connection_keeps_the_cas
     assert corrected_meanwhile.status_code == 409
     published = await broker.drain("referral.cases", at_least=2)
     assert {message.message_id for message in published} == {published[0].message_id}
+
+
+async def test_a_report_with_a_timestamp_header_past_the_year_9999_closes_no_connection(
+    system: System, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: such a header (a microsecond epoch, say) failed to decode in the AMQP client's frame reader,
+    which closed intake's connection at every delivery; the broker finally dead-lettered the report, and the valid
+    ones behind it, unread, unsealed and without a reason."""
+    monkeypatch.setattr(pamqp.encode, "encode_table_value", encoding_foreign_values(pamqp.encode.encode_table_value))
+    stamped, plain = a_case_report_body(), a_case_report_body()
+    invalid = a_case_report_body(victims=[a_victim(age_years=-3)])
+
+    await broker.publish("rujukan.intake", "case.report", stamped, message_type="case.report.v1",
+                         headers={"sent-at": RawTimestamp(1_780_000_000_000_000)})  # fmt: skip
+    refused = await broker.publish("rujukan.intake", "case.report", invalid, message_type="case.report.v1",
+                                   headers={"sent-at": RawTimestamp(2**64 - 1)})  # fmt: skip
+    await broker.publish("rujukan.intake", "case.report", plain, message_type="case.report.v1")
+
+    for body in (stamped, plain):
+        await system.case_when(
+            str(case_id_for(body["reporting_agency"], body["police_report_number"])), delivered_everywhere
+        )
+    [dead] = await broker.take("intake.reports.dead")
+    assert dead.message_id == refused
+    assert dead.headers["x-rujukan-reason"].startswith("invalid case.report.v1: ")
+    assert dead.headers["x-delivery-count"] == 0
