@@ -170,7 +170,8 @@ class Topology:
 
     @property
     def specs(self) -> tuple[QueueSpec, ...]:
-        return tuple(spec for part in self.parts.values() for spec in part.specs)
+        """Each queue once, though two parts may declare it."""
+        return tuple({spec.queue.name: spec for part in self.parts.values() for spec in part.specs}.values())
 
     def part(self, service: str) -> Part:
         return self.parts[service]
@@ -192,8 +193,14 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
     notifier_notifications = _work_queue("notifier.notifications")
     waits = tuple(_wait_queue(notifier_notifications.name, delay) for delay in retry_schedule)
 
-    # Agency queues are declared by the service that publishes to them, before its first publish: a referral
-    # routed to an agency's inbox and to the notifier must not reach only the notifier.
+    # Queues two services' events meet in are declared by both: a referral is routed to an agency's inbox and to
+    # the notifier's queue, and with one of them missing (services started one by one on a broker nobody set up)
+    # the publish is confirmed all the same and the missing queue never gets it. So the referral service declares
+    # the inboxes it alone publishes to, and the notifier's queue as well as the notifier does.
+    notifier_events = QueueSpec(
+        notifier_referrals,
+        tuple(Binding(EVENTS, f"referral.*.{key}") for key in ("issued", "escalated", "cancelled", "taken")),
+    )
     inboxes = [
         QueueSpec(
             _work_queue(f"agency.{agency.id}.inbox"),
@@ -230,18 +237,14 @@ def build_topology(directory: Directory, retry_schedule: tuple[float, ...]) -> T
                 ),
                 QueueSpec(referral_replies, (Binding(REPLIES, "referral.*.*"),)),
                 *inboxes,
+                notifier_events,
             ),
             publishes_to=(EVENTS,),
         ),
         "notifier": Part(
             "notifier",
             (
-                QueueSpec(
-                    notifier_referrals,
-                    tuple(
-                        Binding(EVENTS, f"referral.*.{key}") for key in ("issued", "escalated", "cancelled", "taken")
-                    ),
-                ),
+                notifier_events,
                 QueueSpec(notifier_notifications),
                 *(QueueSpec(wait, dead_lettered=False) for wait in waits),
             ),
