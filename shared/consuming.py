@@ -138,8 +138,14 @@ def origin(message: IncomingMessage) -> Origin:
     return Origin(message.routing_key, message.user_id)
 
 
+_SHORT_STRING = 255
+"""The most a routing key or a user_id can be: a header claiming a longer one is cut to it, or our dead letter,
+carrying it back with a reason quoting it, could outgrow the frame the message arrived in."""
+
+
 def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
+    text = value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
+    return text[:_SHORT_STRING]
 
 
 def verify_sender(msg: RabbitMessage, agency_id: str, *, settings: Settings) -> None:

@@ -46,3 +46,23 @@ async def test_a_notification_whose_retry_round_is_no_whole_number_is_dead_lette
     [dead] = await broker.take("notifier.notifications.dead", timeout=15)
 
     assert dead.headers[REASON_HEADER] == "x-rujukan-retry-round is not a whole number"  # not "gave up after 10"
+
+
+async def test_a_reply_claiming_an_origin_longer_than_any_routing_key_is_dead_lettered_with_its_reason(
+    system: System, broker: BrokerClient
+) -> None:
+    """Found by review: the origin a replayed message carries in a header was copied whole into its dead letter and
+    into the reason, so a header just under the frame size came back over it, and the broker closed the referral
+    service's connection at every redelivery."""
+    forged = "referral.dinsos-bengkayang.acknowledged" + "x" * 130_000
+    reply = {"referral_id": str(uuid.uuid4()), "agency_id": "dinsos-bengkayang"}
+
+    message_id = await broker.publish(
+        "", "referral.replies", reply, message_type="referral.acknowledged.v1",
+        headers={"x-rujukan-routing-key": forged},
+    )  # fmt: skip
+
+    [dead] = await broker.take("referral.replies.dead", timeout=15)
+    assert dead.message_id == message_id
+    assert "does not match referral.dinsos-bengkayang.acknowledged" in dead.headers[REASON_HEADER]
+    assert len(dead.headers["x-rujukan-routing-key"]) <= 255
