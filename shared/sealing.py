@@ -74,9 +74,13 @@ def load_sealer(settings: Settings) -> IdentitySealer:
         raise ConfigurationError("RUJUKAN_IDENTITY_KEY is required in production (base64 of 32 random bytes)")
     else:
         key = _demo_key(settings.data_dir / "identity.key")
-    if len(key) != 32:
-        raise ConfigurationError("the identity key must be 32 bytes (AES-256), base64-encoded")
-    return IdentitySealer({settings.identity_key_id: key}, settings.identity_key_id)
+    current = settings.identity_key_id
+    retired = _retired_keys(settings.identity_retired_keys, "RUJUKAN_IDENTITY_RETIRED_KEYS", current=current)
+    keys = {current: key, **retired}
+    for key_id, secret in keys.items():
+        if len(secret) != 32:
+            raise ConfigurationError(f"identity key {key_id!r} must be 32 bytes (AES-256), base64-encoded")
+    return IdentitySealer(keys, settings.identity_key_id)
 
 
 def load_link_key(settings: Settings) -> bytes:
@@ -109,19 +113,27 @@ def load_audit_keys(settings: Settings, *, create: bool = True) -> dict[str, byt
         )
     else:
         key = _demo_key(demo_key_file)
-    keys = {settings.audit_key_id: key}
-    for item in (settings.audit_retired_keys or "").split(","):
-        if not item.strip():
-            continue
-        key_id, colon, encoded = item.strip().partition(":")
-        if not colon or not key_id or key_id in keys:
-            raise ConfigurationError(
-                "RUJUKAN_AUDIT_RETIRED_KEYS is id:base64,id:base64 with ids unique and not the current one"
-            )
-        keys[key_id] = _decode_key(encoded, f"retired audit key {key_id!r}")
+    keys = {
+        settings.audit_key_id: key,
+        **_retired_keys(settings.audit_retired_keys, "RUJUKAN_AUDIT_RETIRED_KEYS", current=settings.audit_key_id),
+    }
     for key_id, secret in keys.items():
         if len(secret) != 32:
             raise ConfigurationError(f"audit key {key_id!r} must be 32 bytes, base64-encoded")
+    return keys
+
+
+def _retired_keys(value: str | None, variable: str, *, current: str) -> dict[str, bytes]:
+    """After a rotation, the keys older data names: ``id:base64,id:base64`` (opened or verified, never used to
+    write)."""
+    keys: dict[str, bytes] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        key_id, colon, encoded = item.strip().partition(":")
+        if not colon or not key_id or key_id == current or key_id in keys:
+            raise ConfigurationError(f"{variable} is id:base64,id:base64 with ids unique and not the current one")
+        keys[key_id] = _decode_key(encoded, f"{variable} {key_id!r}")
     return keys
 
 

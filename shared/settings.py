@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     # Base64 of a 32-byte AES key; without it the demo makes one in data_dir (production refuses).
     identity_key: str | None = None
     identity_key_id: str = "k1"
+    # After a rotation, the keys older boxes were sealed with: "id:base64,id:base64" (opened, never sealed with).
+    identity_retired_keys: str | None = None
     # Keys the audit trail's hash chain (HMAC-SHA256, base64 of 32 bytes), kept apart from the database so that
     # write access to the ledger cannot rewrite the chain; without it the demo makes one in data_dir.
     audit_key: str | None = None
@@ -177,7 +179,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "identity_key", "smtp_username", "smtp_password", "sms_gateway_token", "inbound_gateway_token", "link_key",
-        "audit_key", "audit_retired_keys", mode="before",
+        "audit_key", "audit_retired_keys", "identity_retired_keys", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
