@@ -28,8 +28,10 @@ def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
     """``survive_power_loss=False`` (SQLite only) keeps a commit through a crash of the process but not of the
     machine: for records whose last few writes may be lost at worst to a resend under the same id."""
     parsed = make_url(url)
+    # An error names its statement but never its values: they may be a note an officer typed a victim's name in,
+    # and a message's error is logged when it is retried.
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database or ":memory:"
     if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +44,7 @@ def make_engine(url: str, *, survive_power_loss: bool = True) -> AsyncEngine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,
+        hide_parameters=True,
     )
 
 
