@@ -418,9 +418,11 @@ class LedgerTx:
             .values(identity=ERASED_IDENTITY, identity_erased_at=now)
         )
 
-    def cases_to_erase(self, finished: Iterable[Status], closed_before: datetime, limit: int) -> list[UUID]:
+    def cases_to_erase(
+        self, finished: Iterable[Status], closed_before: datetime, limit: int, *, only: UUID | None = None
+    ) -> list[UUID]:
         """Cases still holding identity whose every leg is ``finished``, the last of them before
-        ``closed_before`` (a case with no legs counts from its creation)."""
+        ``closed_before`` (a case with no legs counts from its creation); ``only`` asks of that one case."""
         finished_values = [status.value for status in finished]
         # The outer join gives a case with no legs one row of NULLs: no open leg.
         open_legs = func.sum(
@@ -430,7 +432,7 @@ class LedgerTx:
         query = (
             select(cases.c.case_id)
             .join_from(cases, referrals, referrals.c.case_id == cases.c.case_id, isouter=True)
-            .where(cases.c.identity_erased_at.is_(None))
+            .where(cases.c.identity_erased_at.is_(None), *([cases.c.case_id == str(only)] if only else []))
             .group_by(cases.c.case_id, cases.c.created_at)
             .having(open_legs == 0, closed_at < closed_before)
             .order_by(cases.c.case_id)

@@ -83,7 +83,8 @@ def _erase_closed(tx: LedgerTx, closed_before: datetime, now: datetime, batch: i
     erased = 0
     for case_id in due:
         case = tx.case(case_id, for_update=True)
-        if case is None or case.identity is None:
+        # Asked again under the case's lock: on PostgreSQL an amendment may have opened a leg since the list.
+        if case is None or not tx.cases_to_erase(FINISHED_LEGS, closed_before, 1, only=case_id):
             continue
         reason = "retention period after the case closed"
         _erase(tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason)

@@ -14,15 +14,21 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy.util import await_
 
+from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.audit import AuditKeys
 from services.referral.ledger import Ledger, LedgerTx
+from services.referral.lifecycle import Reply
 from services.referral.privacy import Privacy
-from services.referral.referrals import Referrals
+from services.referral.referrals import Referrals, ReplyCommand
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, WithdrawalReason
 from shared.database import make_engine
 from shared.directory import Directory, Retention, load_directory
+from shared.ids import case_id_for
 from shared.sealing import IdentitySealer, load_audit_keys
+from tests.builders import a_case_report, a_victim
 from tests.integration.test_audit_trail import (
     A_GIRL,
     A_WOMAN_BACK_FROM_MALAYSIA,
@@ -39,7 +45,19 @@ from tests.system import CONFIG, System, WebhookSink, directory_for, eventually,
 pytestmark = pytest.mark.rabbit
 
 ON_REQUEST = ("--reason", "permintaan korban", "--by", "ops-rina")
+AN_ADULT_MAN = a_victim(victim_ref="V2", sex="male", age_years=40, full_name="Andi Wijaya")
 AUDIT_KEYS = AuditKeys("a1", {"a1": os.urandom(32)})
+
+
+def case_reported_of(
+    sealer: IdentitySealer, directory: Directory, victims: list[dict[str, Any]], *, like: CaseReported | None = None
+) -> CaseReported:
+    """A case of these victims; ``like`` an earlier report of it, for the case as an amendment makes it now."""
+    numbered = {"police_report_number": like.police_report_number} if like else {}
+    report = a_case_report(victims=victims, **numbered)
+    intake = ReportIntake(lambda: directory, sealer, None, None)  # type: ignore[arg-type]
+    return intake._case_reported(report, case_id_for(report.reporting_agency, report.police_report_number),
+                                 fingerprint_of(report))  # fmt: skip
 
 
 def erased(referral: dict[str, Any]) -> bool:
@@ -225,3 +243,44 @@ async def test_an_amendment_sent_after_an_erasure_does_not_bring_the_identity_ba
     assert case.regency_code == "61.01"  # the facts were amended
     assert case.identity is None
     assert case.identity_erased_at is not None
+
+
+async def test_a_closed_case_an_amendment_reopens_while_the_sweep_looks_keeps_its_identity() -> None:
+    """Found by review: on PostgreSQL the sweep decided a case was closed without its lock, then erased it under the
+    lock; an amendment committed in between, opening a leg to a new agency, left that agency reading 'erased' for
+    victims it had never seen. SQLite runs one transaction at a time, so only PostgreSQL can interleave them."""
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    clock = Clock()
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(contextlib.asynccontextmanager(postgres_database)())
+        sweeping, amending = make_engine(url), make_engine(url)
+        for engine in (sweeping, amending):
+            stack.push_async_callback(engine.dispose)
+        ledger = Ledger(sweeping, audit_keys=AUDIT_KEYS)
+        await ledger.migrate()
+        referrals = Referrals(ledger, lambda: directory, sealer, clock=clock)
+        elsewhere = Referrals(Ledger(amending, audit_keys=AUDIT_KEYS), lambda: directory, sealer, clock=clock)
+        event = case_reported_of(sealer, directory, [AN_ADULT_MAN])
+        await referrals.open_case(event, message_id="open")
+        [leg] = (await referrals.case_view(event.case_id, agency_id=event.reporting_agency)).referrals
+        await referrals.reply(
+            ReplyCommand(leg.referral_id, leg.agency_id, Reply.DECLINED, via="http", detail={"reason": "not_eligible"})
+        )
+        clock.now = T0 + timedelta(days=400)
+        amended = case_reported_of(sealer, directory, [AN_ADULT_MAN, A_GIRL], like=event)
+        reopened: list[bool] = []
+
+        @sqlalchemy_event.listens_for(sweeping.sync_engine, "before_cursor_execute")
+        def amend_before_the_case_is_locked(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if "FROM cases" in statement and "FOR NO KEY UPDATE" in statement and not reopened:
+                reopened.append(True)
+                await_(elsewhere.amend_case(CaseAmended(**amended.model_dump()), message_id="amended"))
+
+        erased_count = await Privacy(ledger, lambda: directory, clock=clock).sweep()
+
+        case = await ledger.run(LedgerTx.case, event.case_id)
+    assert reopened
+    assert erased_count == 0
+    assert case is not None
+    assert case.identity is not None
