@@ -109,13 +109,18 @@ class ChainCheck:
     names. Unkeyed rows pass only among the first ``unkeyed_rows`` (written before the trail was keyed, a number
     the operator keeps outside the database): otherwise whoever can write to the database could recompute the
     whole chain with plain hashes. The first keyed row covers the hash of the last unkeyed one, so an unkeyed
-    prefix cannot be rewritten either once a keyed row follows it."""
+    prefix cannot be rewritten either once a keyed row follows it. Likewise, once a row keyed with the ``current``
+    key passed, a retired key (leaked, say) names no later row: with the head of a verify made since the rotation
+    (``--expect-head``), no row after it can be forged with a retired key."""
 
-    def __init__(self, keys: Mapping[str, bytes], *, unkeyed_rows: int = 0) -> None:
+    def __init__(self, keys: Mapping[str, bytes], *, current: str | None = None, unkeyed_rows: int = 0) -> None:
         self._keys = keys
+        self._current = current
         self._unkeyed_rows = unkeyed_rows
         self._keyed = False
         """A keyed row passed: every later row must be keyed too."""
+        self._rotated = False
+        """A row keyed with the current key passed: every later row must be keyed with it too."""
         self.intact = 0
         """Rows checked and intact so far."""
         self.head = GENESIS
@@ -133,6 +138,8 @@ class ChainCheck:
             key = None
         elif (found := self._keys.get(row.key_id)) is None:
             return f"row {row.id}: keyed with {row.key_id!r}, which is not configured"
+        elif self._rotated and row.key_id != self._current:
+            return f"row {row.id}: keyed with the retired {row.key_id!r} after rows keyed with {self._current!r}"
         else:
             key = found
         if entry_hash(row.prev_hash, row.id, row.entry, key) != row.hash:
@@ -144,6 +151,7 @@ class ChainCheck:
             return f"row {row.id}: does not follow row {self._last_id} (a row was deleted, edited or reordered)"
         self.intact += 1
         self._keyed = self._keyed or key is not None
+        self._rotated = self._rotated or row.key_id == self._current
         self.head = row.hash
         self._last_id = row.id
         return None

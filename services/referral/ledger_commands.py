@@ -16,7 +16,8 @@ from shared.settings import Settings
 
 
 async def verify_audit_trail(args: argparse.Namespace, settings: Settings) -> int:
-    check = ChainCheck(load_audit_keys(settings, create=False), unkeyed_rows=args.unkeyed_rows)
+    keys = load_audit_keys(settings, create=False)
+    check = ChainCheck(keys, current=settings.audit_key_id, unkeyed_rows=args.unkeyed_rows)
     # The expected head is the last entry when the trail was last verified; entries written since follow it.
     reached = args.expect_head is None
     engine = make_engine(settings.database_url)

@@ -232,6 +232,21 @@ def test_after_a_key_rotation_each_row_is_checked_with_the_key_it_names() -> Non
     assert intact == 0
 
 
+def test_a_retired_key_names_no_row_after_a_row_keyed_with_the_current_key() -> None:
+    """Found by review: each row was checked with whichever configured key it named, so whoever held a retired key
+    (and could write to the database) could rewrite the rows written since the rotation under it."""
+    rotated = AuditKeys("a2", {"a2": KEY_2, "a1": KEY_1})
+    before = a_trail(2)
+    after = chain(2, before[-1].hash, [a_read("V3", minutes=3)], rotated)
+    forged = chain(3, after[-1].hash, [a_read("V4", minutes=4)], AuditKeys("a1", {"a1": KEY_1}))
+
+    check = ChainCheck(rotated.keys, current="a2")
+    problems = [check.add(row) for row in [*before, *after, *forged]]
+
+    assert problems[:3] == [None, None, None]
+    assert problems[3] == "row 4: keyed with the retired 'a1' after rows keyed with 'a2'"
+
+
 def test_a_key_set_must_hold_its_current_key_and_no_unnamed_one() -> None:
     with pytest.raises(ValueError, match="'a2' is not among"):
         AuditKeys("a2", {"a1": KEY_1})
