@@ -19,13 +19,21 @@ _UNSIGNED_64 = struct.Struct(">Q")
 
 
 def _timestamp(value: bytes) -> tuple[int, datetime | int]:
+    """A header's: out of datetime's range, the raw number, as the protocol carries it."""
     try:
         return decode.timestamp(value)
     except (ValueError, OverflowError, OSError):
         if len(value) < _UNSIGNED_64.size:
             raise
-        # Out of datetime's range: the raw number, as the protocol carries it.
         return 8, _UNSIGNED_64.unpack_from(value)[0]
+
+
+def _timestamp_property(value: bytes) -> tuple[int, datetime | None]:
+    """The message's ``timestamp`` property: out of datetime's range, none. aio-pika takes only a datetime there,
+    and failing to build the message in the client's consumer task would leave it unacked for good, holding a
+    prefetch slot without a word."""
+    consumed, decoded = _timestamp(value)
+    return consumed, decoded if isinstance(decoded, datetime) else None
 
 
 def _short_str(value: bytes) -> tuple[int, str]:
@@ -60,5 +68,5 @@ def _field_table(value: bytes) -> tuple[int, common.FieldTable]:
 
 def tolerate_undecodable_values() -> None:
     """Installs the decoders above in pamqp, for every connection of the process (idempotent)."""
-    decode.METHODS.update(timestamp=_timestamp, shortstr=_short_str, table=_field_table)
+    decode.METHODS.update(timestamp=_timestamp_property, shortstr=_short_str, table=_field_table)
     decode.TABLE_MAPPING.update({b"T": _timestamp, b"F": _field_table})

@@ -266,6 +266,17 @@ def encoding_foreign_values(encode: Callable[[Any], bytes]) -> Callable[[Any], b
     return encode_table_value
 
 
+def encoding_raw_timestamps(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """pamqp's encoder of the ``timestamp`` property, also writing a ``RawTimestamp``."""
+
+    def encode_timestamp(value: Any) -> bytes:
+        if isinstance(value, RawTimestamp):
+            return struct.pack(">Q", value)
+        return encode(value)
+
+    return encode_timestamp
+
+
 def issued(world: World) -> st.SearchStrategy[ReferralIssued]:
     """The seeded case's referral to one of its agencies, issued again (as a redelivery would bring it)."""
     return st.sampled_from(sorted(world.legs)).map(

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pamqp.encode
 import pytest
+from pamqp.commands import Basic
 
 from shared.consuming import dead_letter_context
 from shared.ids import case_id_for
 from shared.sealing import load_sealer
 from tests.builders import a_case_report_body, a_victim
 from tests.chaos.proxy import TcpProxy
-from tests.fuzz.messages import RawTimestamp, encoding_foreign_values
+from tests.fuzz.messages import RawTimestamp, encoding_foreign_values, encoding_raw_timestamps
 from tests.rabbit import BrokerClient, delete_vhost_of, limit_queue
 from tests.system import (
     System,
@@ -322,3 +324,29 @@ async def test_a_report_with_a_timestamp_header_past_the_year_9999_closes_no_con
     assert dead.message_id == refused
     assert dead.headers["x-rujukan-reason"].startswith("invalid case.report.v1: ")
     assert dead.headers["x-delivery-count"] == 0
+
+
+async def test_a_report_whose_timestamp_property_is_past_the_year_9999_is_taken_as_if_it_had_none(
+    system: System, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review of the fix above: decoded as its number, the property failed aio-pika's own check in the
+    client's consumer task, so the report was never acked nor refused, and held a prefetch slot for good."""
+    monkeypatch.setitem(pamqp.encode.METHODS, "timestamp", encoding_raw_timestamps(pamqp.encode.METHODS["timestamp"]))
+    body = a_case_report_body()
+    channel = await (await broker.channel()).get_underlay_channel()
+
+    await channel.basic_publish(
+        json.dumps(body).encode(),
+        exchange="rujukan.intake",
+        routing_key="case.report",
+        properties=Basic.Properties(
+            message_id=str(uuid.uuid4()),
+            message_type="case.report.v1",
+            content_type="application/json",
+            delivery_mode=2,
+            timestamp=RawTimestamp(1_780_000_000_000_000),
+        ),
+    )
+
+    case_id = case_id_for(body["reporting_agency"], body["police_report_number"])
+    await system.case_when(str(case_id), delivered_everywhere)

@@ -11,7 +11,7 @@ import pytest
 from pamqp import commands, header
 
 from shared.amqp_decoding import tolerate_undecodable_values
-from tests.fuzz.messages import RawTimestamp, encoding_foreign_values
+from tests.fuzz.messages import RawTimestamp, encoding_foreign_values, encoding_raw_timestamps
 
 MICROSECONDS_SINCE_1970 = 1_780_000_000_000_000
 
@@ -35,6 +35,7 @@ def a_foreign_client(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(pamqp.encode, "encode_table_value", encoding_foreign_values(pamqp.encode.encode_table_value))
     monkeypatch.setattr(pamqp.encode, "_string", encode_string)
+    monkeypatch.setitem(pamqp.encode.METHODS, "timestamp", encoding_raw_timestamps(pamqp.encode.METHODS["timestamp"]))
 
 
 def received(properties: commands.Basic.Properties) -> commands.Basic.Properties:
@@ -52,6 +53,16 @@ def test_a_timestamp_header_past_the_year_9999_is_read_as_its_number() -> None:
     )
 
     assert properties.headers == {"sent-at": MICROSECONDS_SINCE_1970}
+    assert properties.message_id == "m-1"
+
+
+@pytest.mark.usefixtures("a_foreign_client")
+def test_a_timestamp_property_past_the_year_9999_is_read_as_none() -> None:
+    """Found by review of the fix above: read as its number, the property failed aio-pika's own check in the
+    client's consumer task, and the message stayed unacked for good."""
+    properties = received(commands.Basic.Properties(message_id="m-1", timestamp=RawTimestamp(MICROSECONDS_SINCE_1970)))
+
+    assert properties.timestamp is None
     assert properties.message_id == "m-1"
 
 
