@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AmqpDsn, BeforeValidator, Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,13 +28,6 @@ def _split_schedule(value: object) -> object:
     if isinstance(value, str):
         return tuple(parse_duration(part) for part in value.split(",") if part.strip())
     return value
-
-
-_SQLITE_FILES = {
-    "database_url": "rujukan.db",
-    "intake_database_url": "intake.db",
-    "notifier_database_url": "notifier.db",
-}
 
 
 class Settings(BaseSettings):
@@ -107,17 +100,6 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ConfigurationError(f"{path}: {exc}") from None
         return resolved
-
-    @model_validator(mode="before")
-    @classmethod
-    def _databases_in_data_dir(cls, values: Any) -> Any:
-        """The SQLite files not given their own URL live in ``data_dir``, with the demo's keys: a demo run with
-        another data directory must not mix its cases into another run's ledger, sealed under another key."""
-        if isinstance(values, dict):
-            data_dir = values.get("data_dir", "var")
-            for field, file in _SQLITE_FILES.items():
-                values.setdefault(field, f"sqlite+aiosqlite:///{data_dir}/{file}")
-        return values
 
     @model_validator(mode="after")
     def _tls_files_need_amqps(self) -> Settings:
