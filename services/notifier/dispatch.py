@@ -214,6 +214,8 @@ class Notifier:
             total = record.attempts + exc.attempts
             await self._give_up(note, (*note.history, f"{kind}: {exc.reason}"), total, onward)
             return
+        except OSError:
+            raise  # the network or the machine, not the notification: the caller's infrastructure handling waits
         except Exception as exc:
             # A defect, not a channel's answer (a key that will not sign, a template that fails): it would fail the
             # same way at every try, so the recipient's next channel is tried, and operators see why.

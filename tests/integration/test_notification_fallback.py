@@ -97,6 +97,30 @@ async def test_an_agency_whose_webhook_cannot_even_be_sent_is_reached_by_email(
     assert system.sink.requests["dinsos-bengkayang"] == 0
 
 
+async def test_a_webhook_send_cut_off_by_the_network_once_is_retried_on_the_webhook(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network failing under a send is no defect of the notification: it waits and is sent again on the same
+    channel, not moved to the next one as a send that cannot be made at all is."""
+    signer, failures = WebhookChannel._signer, []
+
+    def cut_off_once(channel: WebhookChannel, secret: str) -> Any:
+        if not failures:
+            failures.append(secret)
+            raise ConnectionResetError("connection reset by peer")
+        return signer(channel, secret)
+
+    monkeypatch.setattr(WebhookChannel, "_signer", cut_off_once)
+    response = await system.report(a_case_report_body(victims=[AN_ADULT_MAN]))
+
+    case = await system.case_when(response.json()["case_id"], lambda c: bool(agency_deliveries(c)), timeout=25)
+
+    [delivered] = agency_deliveries(case)
+    assert failures
+    assert delivered["detail"]["channel"] == "webhook"
+    assert system.smtp.to(DESK) == []
+
+
 async def test_when_email_fails_too_delivery_is_reported_failed_with_its_history_and_parked(
     system: System, broker: BrokerClient
 ) -> None:
