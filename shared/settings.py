@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -179,6 +180,16 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_sender: str = "Rujukan TPPO <rujukan@localhost>"
+
+    @field_validator("smtp_sender")
+    @classmethod
+    def _sender_address_is_ascii(cls, value: str) -> str:
+        # A relay without SMTPUTF8 refuses every mail from an address that is not: the notifier would take that
+        # for each recipient's fault. The display name may be any text (it is encoded in the header).
+        if not parseaddr(value)[1].isascii():
+            raise ValueError("the sender's address must be ASCII (its display name may be any text)")
+        return value
+
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False

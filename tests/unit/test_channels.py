@@ -175,3 +175,12 @@ async def test_an_address_the_mail_server_cannot_take_fails_for_good_and_leaves_
 
     assert "SMTPUTF8" in refused.value.reason
     assert [mail.to for mail in relay.mails] == [("meja@example.org",)]
+
+
+def test_a_sender_address_a_relay_without_smtputf8_would_refuse_is_refused_at_start(tmp_path: Path) -> None:
+    """Found by review: the relay's refusal of a non-ASCII sender reads as the recipient's address needing SMTPUTF8,
+    which the notifier takes as the recipient's fault: every email would fail for good."""
+    with pytest.raises(ValueError, match="sender's address must be ASCII"):
+        Settings(smtp_sender="Rujukan <rujukän@example.org>", data_dir=tmp_path)
+
+    assert Settings(smtp_sender="Rujukan TPPO Kalbar — Dinsos <rujukan@example.org>", data_dir=tmp_path)
