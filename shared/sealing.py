@@ -80,7 +80,7 @@ def load_sealer(settings: Settings) -> IdentitySealer:
     for key_id, secret in keys.items():
         if len(secret) != 32:
             raise ConfigurationError(f"identity key {key_id!r} must be 32 bytes (AES-256), base64-encoded")
-    return IdentitySealer(keys, settings.identity_key_id)
+    return IdentitySealer(keys, current)
 
 
 def load_link_key(settings: Settings) -> bytes:
