@@ -191,7 +191,7 @@ def build_referral(
             },
         ),
     )
-    privacy = Privacy(ledger, directory, clock=clock)
+    privacy = Privacy(ledger, directory, dead_letters=operations, clock=clock)
     desk = OfficerDesk(
         ledger,
         referrals,

@@ -440,6 +440,14 @@ class LedgerTx:
         )
         return [UUID(case_id) for case_id in self._c.execute(query).scalars()]
 
+    def erased_cases(self, case_ids: Iterable[UUID]) -> set[UUID]:
+        """Those of ``case_ids`` whose identity the ledger has erased."""
+        wanted = sorted({str(case_id) for case_id in case_ids})
+        if not wanted:
+            return set()
+        query = select(cases.c.case_id).where(cases.c.case_id.in_(wanted), cases.c.identity_erased_at.is_not(None))
+        return {UUID(case_id) for case_id in self._c.execute(query).scalars()}
+
     def append_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Appends to the audit trail's chain. Appends take turns, so the chain never forks: SQLite runs one
         transaction at a time (BEGIN IMMEDIATE); on PostgreSQL an advisory lock is held until the commit."""

@@ -7,11 +7,12 @@ import sys
 
 from services.referral.audit import AuditKeys, ChainCheck
 from services.referral.ledger import Ledger
+from services.referral.operations.facade import Operations
 from services.referral.privacy import Privacy
-from services.referral.referrals import UnknownCaseError
+from services.referral.referrals import SYSTEM, UnknownCaseError
 from shared.database import make_engine
-from shared.directory import load_directory
-from shared.sealing import load_audit_keys
+from shared.directory import Directory, load_directory
+from shared.sealing import load_audit_keys, load_sealer
 from shared.settings import Settings
 
 
@@ -45,16 +46,35 @@ async def privacy_command(args: argparse.Namespace, settings: Settings) -> int:
     ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
     try:
         await ledger.migrate()
-        privacy = Privacy(ledger, lambda: load_directory(settings.config))
+
+        def directory() -> Directory:
+            return load_directory(settings.config)
+
+        operations = Operations(ledger, directory, settings, load_sealer(settings))
+        privacy = Privacy(ledger, directory, dead_letters=operations)
         if args.action == "sweep":
             print(f"{await privacy.sweep()} closed cases past the retention period erased")
-            return 0
-        try:
-            erased = await privacy.erase(args.case_id, operator=args.by, reason=args.reason)
-        except UnknownCaseError:
-            print(f"rujukan: no case {args.case_id} in the ledger", file=sys.stderr)
-            return 1
-        print(f"case {args.case_id}: identity {'erased' if erased else 'was already erased'}")
-        return 0
+        else:
+            try:
+                erased = await privacy.erase(args.case_id, operator=args.by, reason=args.reason)
+            except UnknownCaseError:
+                print(f"rujukan: no case {args.case_id} in the ledger", file=sys.stderr)
+                return 1
+            print(f"case {args.case_id}: identity {'erased' if erased else 'was already erased'}")
+        return await _clear_dead_letters(privacy, actor=args.by if args.action == "erase" else SYSTEM)
     finally:
         await engine.dispose()
+
+
+async def _clear_dead_letters(privacy: Privacy, *, actor: str) -> int:
+    try:
+        removed = await privacy.clear_dead_letters(actor=actor)
+    except Exception as exc:  # the broker is away; the erasure itself is done
+        print(
+            f"rujukan: dead letters not checked ({type(exc).__name__}): the referral service's next retention sweep"
+            " removes those that carry an erased identity",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"dead letters holding an erased identity removed: {removed}")
+    return 0

@@ -1,11 +1,13 @@
 """Use cases of victim privacy over time: erase a case's identity on request, and erase closed cases' identity
-once the directory's retention period has passed. Both are on the audit trail and the case's timeline."""
+once the directory's retention period has passed. Both are on the audit trail and the case's timeline. An erased
+identity is then removed from the dead-letter queues too, where a refused report or case event still holds it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 import structlog
@@ -19,16 +21,28 @@ from shared.directory import Directory
 
 log = structlog.get_logger(__name__)
 
+
+class DeadLetterEraser(Protocol):
+    async def remove_erased_identity(self, actor: str) -> Sequence[object]:
+        """Removes the dead letters that carry an erased case's identity; what it removed."""
+
+
 FINISHED_LEGS = CLOSED_LEGS | {Status.COMPLETED}
 """A case is closed when every leg is one of these: no agency will act on it again."""
 
 
 class Privacy:
     def __init__(
-        self, ledger: Ledger, directory: Callable[[], Directory], *, clock: Callable[[], datetime] = utcnow
+        self,
+        ledger: Ledger,
+        directory: Callable[[], Directory],
+        *,
+        dead_letters: DeadLetterEraser | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
         self._directory = directory
+        self._dead_letters = dead_letters
         self._clock = clock
 
     async def erase(self, case_id: UUID, *, operator: str, reason: str) -> bool:
@@ -38,15 +52,24 @@ class Privacy:
         log.info("case_identity_erased", case_id=str(case_id))
         return True
 
+    async def clear_dead_letters(self, *, actor: str = SYSTEM) -> int:
+        """Removes from the dead-letter queues every letter carrying the identity of a case erased by now, however
+        and whenever it was erased (a letter may die after its case's erasure); how many were removed."""
+        if self._dead_letters is None:
+            return 0
+        return len(await self._dead_letters.remove_erased_identity(actor))
+
     async def run(self, *, interval_seconds: float) -> None:
-        """The retention sweep, now and then every ``interval_seconds``, as long as the service runs."""
+        """The retention sweep and the dead letters' clearing, now and then every ``interval_seconds``, as long as
+        the service runs."""
         while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is away: the cases wait for the next sweep
-                log.warning("retention_sweep_failed", error=type(exc).__name__)
+            for step, work in (("retention_sweep", self.sweep), ("dead_letter_clearing", self.clear_dead_letters)):
+                try:
+                    await work()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database or the broker is away: the next round does it
+                    log.warning(f"{step}_failed", error=type(exc).__name__)
             await asyncio.sleep(interval_seconds)
 
     async def sweep(self, *, batch: int = 100) -> int:

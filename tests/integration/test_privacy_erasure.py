@@ -23,12 +23,12 @@ from services.referral.ledger import Ledger, LedgerTx
 from services.referral.lifecycle import Reply
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals, ReplyCommand
-from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, WithdrawalReason
+from shared.contracts.cases import CaseAmended, CaseReport, CaseReported, CaseWithdrawn, WithdrawalReason
 from shared.database import make_engine
 from shared.directory import Directory, Retention, load_directory
 from shared.ids import case_id_for
-from shared.sealing import IdentitySealer, load_audit_keys
-from tests.builders import a_case_report, a_victim
+from shared.sealing import IdentitySealer, load_audit_keys, load_sealer
+from tests.builders import a_case_report, a_case_report_body, a_victim
 from tests.integration.test_audit_trail import (
     A_GIRL,
     A_WOMAN_BACK_FROM_MALAYSIA,
@@ -40,7 +40,9 @@ from tests.integration.test_audit_trail import (
     referred_case,
     rujukan,
 )
-from tests.system import CONFIG, System, WebhookSink, directory_for, eventually, settings_for
+from tests.integration.test_ops_dead_letters import an_invalid_report, listed
+from tests.rabbit import BrokerClient
+from tests.system import CONFIG, System, WebhookSink, delivered_everywhere, directory_for, eventually, settings_for
 
 pytestmark = pytest.mark.rabbit
 
@@ -60,6 +62,11 @@ def case_reported_of(
                                  fingerprint_of(report))  # fmt: skip
 
 
+def said(output: str) -> str:
+    """What the command printed for the operator, without its log lines."""
+    return "".join(line for line in output.splitlines(keepends=True) if not line.startswith("{"))
+
+
 def erased(referral: dict[str, Any]) -> bool:
     return all(set(victim["identity"]) == {"erased_at"} for victim in referral["victims"])
 
@@ -69,11 +76,15 @@ async def test_an_erased_case_still_answers_with_its_facts_and_identity_marked_e
     await read_referral(system, legs["bp3mi-kalbar"], "bp3mi-kalbar")
     url = system.settings.database_url
 
-    done = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url)
-    again = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url)
+    amqp_url = str(system.settings.amqp_url)
+    done = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url, amqp_url=amqp_url)
+    again = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url, amqp_url=amqp_url)
 
-    assert done == (0, f"case {case_id}: identity erased\n")
-    assert again == (0, f"case {case_id}: identity was already erased\n")
+    assert done == (0, f"case {case_id}: identity erased\ndead letters holding an erased identity removed: 0\n")
+    assert again == (
+        0,
+        f"case {case_id}: identity was already erased\ndead letters holding an erased identity removed: 0\n",
+    )
     after = await read_referral(system, legs["bp3mi-kalbar"], "bp3mi-kalbar")
     assert erased(after)
     assert [(v["victim_ref"], v["destination_country"]) for v in after["victims"]] == [("V2", "MY")]
@@ -89,6 +100,88 @@ async def test_an_erased_case_still_answers_with_its_facts_and_identity_marked_e
     with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as db:
         [(identity,)] = db.execute("SELECT identity FROM cases WHERE case_id = ?", (case_id,)).fetchall()
     assert identity == '{"erased": true}'
+
+
+# Dead letters that still hold an erased identity.
+
+
+async def a_reported_case(system: System) -> tuple[str, dict[str, Any]]:
+    body = a_case_report_body(victims=[A_GIRL])
+    response = await system.report(body)
+    assert response.status_code == 202
+    return (await system.case_when(response.json()["case_id"], delivered_everywhere))["case_id"], body
+
+
+async def a_refused_correction(broker: BrokerClient, body: dict[str, Any]) -> str:
+    """Intake refuses it (an impossible age) and keeps it, sealed, in intake.reports.dead: the victim's name and
+    NIK with it."""
+    wrong = {**body, "victims": [{**A_GIRL, "age_years": -3}]}
+    return await broker.publish("rujukan.intake", "case.report", wrong, message_type="case.report.v1")
+
+
+async def a_refused_case_event(system: System, broker: BrokerClient, body: dict[str, Any]) -> str:
+    """The referral service refuses it (a major version it does not know) and keeps it as it came, the sealed
+    identity inside, in referral.cases.dead."""
+    report = CaseReport.model_validate(body)
+    intake = ReportIntake(lambda: system.directory, load_sealer(system.settings), None, None)  # type: ignore[arg-type]
+    case_id = case_id_for(report.reporting_agency, report.police_report_number)
+    event = intake._case_reported(report, case_id, fingerprint_of(report))
+    return await broker.publish(
+        "",
+        "referral.cases",
+        event.model_dump(mode="json"),
+        message_type="case.reported.v9",
+        correlation_id=str(case_id),
+    )
+
+
+async def test_erasing_a_case_removes_the_dead_letters_that_hold_its_identity_and_no_other(
+    system: System, broker: BrokerClient
+) -> None:
+    case_id, body = await a_reported_case(system)
+    correction = await a_refused_correction(broker, body)
+    event = await a_refused_case_event(system, broker, body)
+    another_case = await an_invalid_report(broker)
+    await listed(system, "intake.reports", 2)
+    await listed(system, "referral.cases", 1)
+    url = system.settings.database_url
+
+    code, output = await rujukan(
+        "privacy", "erase", case_id, *ON_REQUEST, database_url=url, amqp_url=str(system.settings.amqp_url)
+    )
+
+    assert (code, said(output)) == (
+        0,
+        f"case {case_id}: identity erased\ndead letters holding an erased identity removed: 2\n",
+    )
+    assert [letter["message_id"] for letter in await listed(system, "intake.reports", 0)] == [another_case]
+    assert await listed(system, "referral.cases", 0) == []
+    removals = [row.entry for row in await audit_rows(url) if row.entry.action == "dlq_erased"]
+    assert sorted(
+        (str(e.case_id), e.actor, next(f for f in e.fields if f.startswith("message_id:"))) for e in removals
+    ) == sorted([(case_id, "ops-rina", f"message_id:{correction}"), (case_id, "ops-rina", f"message_id:{event}")])
+    assert intact(await audit_rows(url), load_audit_keys(system.settings))
+
+
+async def test_a_dead_letter_holding_an_identity_erased_before_it_died_goes_at_the_next_sweep(
+    system: System, broker: BrokerClient
+) -> None:
+    case_id, body = await a_reported_case(system)
+    amqp_url = str(system.settings.amqp_url)
+    erased = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=system.settings.database_url,
+                           amqp_url=amqp_url)  # fmt: skip
+    assert erased == (0, f"case {case_id}: identity erased\ndead letters holding an erased identity removed: 0\n")
+    late = await a_refused_correction(broker, body)
+    [letter] = await listed(system, "intake.reports", 1)
+    assert letter["message_id"] == late
+
+    code, output = await rujukan("privacy", "sweep", database_url=system.settings.database_url, amqp_url=amqp_url)
+
+    assert (code, said(output)) == (
+        0,
+        "0 closed cases past the retention period erased\ndead letters holding an erased identity removed: 1\n",
+    )
+    assert await listed(system, "intake.reports", 0) == []
 
 
 async def test_erasing_a_case_not_in_the_ledger_says_so(system: System) -> None:
@@ -118,9 +211,15 @@ async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_on
     await system.case_when(closed_id, lambda case: all(leg["status"] == "cancelled" for leg in case["referrals"]))
     await asyncio.sleep(1.1)
 
-    code, output = await rujukan("privacy", "sweep", database_url=system.settings.database_url, config=config)
+    code, output = await rujukan(
+        "privacy", "sweep", database_url=system.settings.database_url, config=config,
+        amqp_url=str(system.settings.amqp_url),
+    )  # fmt: skip
 
-    assert (code, output) == (0, "1 closed cases past the retention period erased\n")
+    assert (code, output) == (
+        0,
+        "1 closed cases past the retention period erased\ndead letters holding an erased identity removed: 0\n",
+    )
     assert erased(await read_referral(system, closed_legs["dinsos-bengkayang"], "dinsos-bengkayang"))
     still = await read_referral(system, open_legs["dinsos-bengkayang"], "dinsos-bengkayang")
     assert still["victims"][0]["identity"]["full_name"] == "Siti Aminah"

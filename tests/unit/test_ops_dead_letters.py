@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from services.referral.operations.broker import queue_inventory
 from services.referral.operations.dead_letters import (
     dead_at_of,
+    identity_case_of,
     reason_of,
     replay_headers,
     replays_of,
@@ -16,7 +20,9 @@ from services.referral.operations.dead_letters import (
     work_queue_of,
 )
 from shared.directory import load_directory
+from shared.ids import case_id_for
 from shared.topology import build_topology
+from tests.builders import a_case_report_body
 from tests.system import CONFIG
 
 BROKER_DEATH = {
@@ -96,3 +102,42 @@ def test_every_service_work_queue_needs_a_consumer_and_agency_wait_and_dead_queu
     assert inventory["agency.dinsos-bengkayang.inbox.dead"].kind == "dead"
     assert inventory["notifier.notifications.wait.2m"].kind == "wait"
     assert "notifier.notifications.wait.2m.dead" not in inventory
+
+
+def body(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_a_police_report_as_submitted_holds_the_identity_of_the_case_its_number_names() -> None:
+    report = a_case_report_body(police_report_number="LP/B/12/VIII/2025")
+
+    assert identity_case_of(body(report)) == case_id_for("polres-bengkayang", "lp/b/12/viii/2025")
+
+
+def test_a_case_event_holds_the_identity_of_its_case() -> None:
+    case_id = uuid.uuid4()
+    event = {"case_id": str(case_id), "identity": {"key_id": "k", "nonce": "n", "ciphertext": "c"}}
+
+    assert identity_case_of(body(event)) == case_id
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # A referral as an agency receives it: victim facts and the case, no identity.
+        {"case_id": str(uuid.UUID(int=7)), "reporting_agency": "polres-bengkayang", "victims": [{"victim_ref": "V1"}]},
+        # A withdrawal request: the case's number, but no victims.
+        {"reporting_agency": "polres-bengkayang", "police_report_number": "LP/1", "reason": "duplicate"},
+        {"reporting_agency": "polres-bengkayang", "police_report_number": "LP/1", "victims": [{"victim_ref": "V1"}]},
+        {"case_id": "not a uuid", "identity": {}},
+        ["a list"],
+    ],
+    ids=["referral", "withdrawal", "victims-without-identity", "bad-case-id", "not-an-object"],
+)
+def test_a_dead_letter_without_identity_names_no_case_to_erase(data: Any) -> None:
+    assert identity_case_of(body(data)) is None
+
+
+def test_a_body_that_is_not_json_names_no_case_to_erase() -> None:
+    assert identity_case_of(b"\xff\x00 not json") is None
+    assert identity_case_of(b"[" * 100_000) is None

@@ -278,6 +278,31 @@ class BrokerOps:
             held.remove(found)
             return letter
 
+    async def remove_chosen(
+        self,
+        dead_letter_queues: Sequence[str],
+        now: datetime,
+        *,
+        choose: Callable[[Sequence[Held]], Awaitable[Sequence[Held]]],
+        before_removing: Callable[[Held, DeadLetter], Awaitable[None]],
+    ) -> list[DeadLetter]:
+        """Of each queue's dead letters (up to the listing limit, from its head), removes those ``choose`` picks,
+        each only after ``before_removing`` returned for it; the others go back in order."""
+        removed: list[DeadLetter] = []
+        async with self._connection() as connection:
+            for dead_letter_queue in dead_letter_queues:
+                try:
+                    async with self._holding(connection, dead_letter_queue) as held:
+                        for message in await choose(list(held)):
+                            letter = _describe(message, dead_letter_queue, now)
+                            await before_removing(message, letter)
+                            await message.ack()
+                            held.remove(message)
+                            removed.append(letter)
+                except ChannelNotFoundEntity:
+                    continue
+        return removed
+
     async def replay(
         self, connection: AbstractConnection, message: AbstractIncomingMessage, *, into: str, operator: str
     ) -> None:

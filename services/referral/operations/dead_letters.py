@@ -7,11 +7,15 @@ the broker's own backstop (delivery limit, reject), which records ``x-death``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from shared.consuming import REASON_HEADER, REPLAY_HEADER, SEALED_BODY_HEADER
+from shared.contracts.cases import IDENTITY_FIELDS
+from shared.ids import case_id_for
 
 QUEUE_HEADER = "x-rujukan-queue"
 DEAD_AT_HEADER = "x-rujukan-dead-at"
@@ -20,6 +24,9 @@ REPLAYS_HEADER = "x-rujukan-replays"
 REPLAYED_BY_HEADER = "x-rujukan-replayed-by"
 
 DEAD_SUFFIX = ".dead"
+
+IDENTITY_READ_LIMIT = 4 * 1024 * 1024
+"""Bodies up to this size are read for the identity they carry; a larger one was refused unread as oversized."""
 
 # What the broker and the dead-letter path wrote: a replay starts a fresh round without them (a copied
 # x-delivery-count would have the consumer give up early, a copied reason would outlive the cause).
@@ -103,3 +110,29 @@ def replay_headers(headers: Mapping[str, Any], *, operator: str) -> dict[str, An
     a parked notification for a copy of one that already ended, and drops it."""
     kept = {key: value for key, value in headers.items() if key not in _DROPPED_ON_REPLAY}
     return {**kept, REPLAYS_HEADER: replays_of(headers) + 1, REPLAYED_BY_HEADER: operator, REPLAY_HEADER: True}
+
+
+def identity_case_of(body: bytes) -> UUID | None:
+    """The case whose victim identity a dead letter's (opened) body carries, or None when it carries none that
+    names a case: a case event as intake publishes it (``case_id`` beside the sealed ``identity``), or a police
+    report as submitted (its reporting agency and report number name the case, its victims' identity fields are
+    in plaintext). Notifications, replies and delivery reports carry no identity and are never matched."""
+    if len(body) > IDENTITY_READ_LIMIT:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("identity"), dict):
+        try:
+            return UUID(str(data.get("case_id")))
+        except ValueError:
+            return None
+    agency, number, victims = data.get("reporting_agency"), data.get("police_report_number"), data.get("victims")
+    if not (isinstance(agency, str) and isinstance(number, str) and number.strip() and isinstance(victims, list)):
+        return None
+    if any(isinstance(victim, dict) and IDENTITY_FIELDS & victim.keys() for victim in victims):
+        return case_id_for(agency, number)
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,10 +12,10 @@ from aio_pika.abc import AbstractConnection
 from sqlalchemy import func, or_, select
 
 from services.referral import ledger as tables
-from services.referral.ledger import Ledger
+from services.referral.ledger import Ledger, LedgerTx
 from services.referral.lifecycle import ACCEPTED_STATES, CLOSED_LEGS, Status
 from services.referral.operations.broker import BrokerOps, Held, QueueInfo, queue_inventory
-from services.referral.operations.dead_letters import DEAD_SUFFIX, work_queue_of
+from services.referral.operations.dead_letters import DEAD_SUFFIX, identity_case_of, work_queue_of
 from services.referral.operations.figures import OpenLeg, ack_medians, awaited, operator_detail
 from services.referral.operations.trail import DeadLetterAction, record_dead_letter_action
 from services.referral.operations.views import (
@@ -30,7 +30,9 @@ from services.referral.operations.views import (
     TimelineItem,
 )
 from shared.clock import utcnow
+from shared.consuming import SEALED_BODY_HEADER, dead_letter_context
 from shared.directory import Directory
+from shared.errors import PermanentError
 from shared.rosters import duty_officers
 from shared.sealing import IdentitySealer
 from shared.settings import Settings
@@ -69,6 +71,7 @@ class Operations:
         self._directory = directory
         self._settings = settings
         self._clock = clock
+        self._sealer = sealer
         self._broker = BrokerOps(settings, open_sealed=lambda body, context: sealer.open_bytes(body, context=context))
 
     def now(self) -> datetime:
@@ -240,6 +243,48 @@ class Operations:
         if letter is not None:
             log.warning("dead_letter_discarded", queue=letter.queue, message_id=message_id, operator=operator)
         return letter
+
+    async def remove_erased_identity(self, actor: str) -> list[DeadLetter]:
+        """Removes every dead letter that carries the identity of a case whose identity the ledger has erased: an
+        erasure must reach what sits in a dead-letter queue too, where the service's own key would still open
+        it. Each removal is on the audit trail, by ``actor``, before the letter goes. Other dead letters of the
+        case (notifications, replies) carry no identity and stay for operators to replay."""
+
+        async def erased(held: Sequence[Held]) -> list[Held]:
+            claims = [(message, self._identity_case_of(message)) for message in held]
+            named = {case_id for _, case_id in claims if case_id is not None}
+            gone = await self._ledger.run(LedgerTx.erased_cases, named) if named else set()
+            return [message for message, case_id in claims if case_id in gone]
+
+        async def record(message: Held, letter: DeadLetter) -> None:
+            await record_dead_letter_action(
+                self._ledger,
+                at=self._clock(),
+                operator=actor,
+                action=DeadLetterAction.ERASED,
+                queue=letter.queue,
+                message_id=letter.message_id,
+                # The case the body names: a report's own correlation id is whatever its sender chose.
+                correlation_id=str(self._identity_case_of(message)),
+                note="the case's identity was erased",
+            )
+
+        removed = await self._broker.remove_chosen(
+            self.dead_letter_queues(), self._clock(), choose=erased, before_removing=record
+        )
+        for letter in removed:
+            log.warning("dead_letter_erased", queue=letter.queue, message_id=letter.message_id, operator=actor)
+        return removed
+
+    def _identity_case_of(self, message: Held) -> UUID | None:
+        body = message.body
+        if (message.headers or {}).get(SEALED_BODY_HEADER):
+            try:
+                body = self._sealer.open_bytes(body, context=dead_letter_context(message.message_id))
+            except PermanentError:
+                # No key of ours opens it: it holds nothing this deployment could read.
+                return None
+        return identity_case_of(body)
 
     async def _audit(self, action: DeadLetterAction, letter: DeadLetter, operator: str, note: str | None) -> None:
         # Written before the dead letter is acked: nothing leaves a dead-letter queue without its audit entry.

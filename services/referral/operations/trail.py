@@ -16,6 +16,8 @@ NO_CASE = UUID(int=0)
 class DeadLetterAction(StrEnum):
     REPLAYED = "dlq_replayed"
     DISCARDED = "dlq_discarded"
+    ERASED = "dlq_erased"
+    """Removed because it carried the identity of a case whose identity was erased (services/referral/privacy.py)."""
 
 
 def _case_of(correlation_id: str | None) -> UUID:
