@@ -68,8 +68,10 @@ def build_intake(settings: Settings, directory: Callable[[], Directory], sealer:
         try:
             yield
         finally:
+            log.info("service_stopping")
             await broker.stop()
             await engine.dispose()
+            log.info("service_stopped")
 
     # No /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json and /asyncapi.json stay.
     http = FastAPI(title="Rujukan intake", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)

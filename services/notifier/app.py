@@ -160,10 +160,12 @@ def build_notifier(
         try:
             yield
         finally:
+            log.info("service_stopping")
             await broker.stop()
             for channel in channels:
                 await channel.close()
             await engine.dispose()
+            log.info("service_stopped")
 
     # No /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json and /asyncapi.json stay.
     http = FastAPI(title="Rujukan notifier", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)

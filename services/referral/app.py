@@ -135,12 +135,14 @@ def build_referral(
         try:
             yield
         finally:
+            log.info("service_stopping")
             await broker.stop()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await engine.dispose()
+            log.info("service_stopped")
 
     async def relay_alive() -> bool:
         return relay.healthy()

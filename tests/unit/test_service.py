@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from shared.service import Running, Service
 
@@ -17,3 +18,26 @@ async def test_a_taken_port_fails_start_up_with_an_error_instead_of_exiting_the_
 
         with pytest.raises(RuntimeError, match=f"port {port} could not start"):
             await running.start()
+
+
+async def test_a_client_that_never_finishes_its_request_does_not_keep_the_service_from_stopping() -> None:
+    http = FastAPI()
+
+    @http.post("/v1/cases")
+    async def report(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    running = Running([Service(name="intake", port=port, http=http)], "127.0.0.1", grace_seconds=1)
+    await running.start()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/cases HTTP/1.1\r\nHost: intake\r\nContent-Length: 100\r\n\r\n{")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+
+    try:
+        await asyncio.wait_for(running.stop(), timeout=30)
+    finally:
+        writer.close()
