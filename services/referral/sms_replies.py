@@ -33,7 +33,8 @@ def build_sms_replies(desk: OfficerDesk, gateway_token: str | None) -> APIRouter
     async def gateway(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if not gateway_token:
             raise HTTPException(status_code=404, detail="no inbound gateway is configured")
-        if credentials is None or not hmac.compare_digest(credentials.credentials, gateway_token):
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a header is whatever a caller sends.
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), gateway_token.encode()):
             raise HTTPException(status_code=401, detail="missing or wrong gateway token")
 
     @router.post(
