@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -477,5 +477,13 @@ def stamp(value: datetime | None, zone: tzinfo) -> str:
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
+def path_segment(value: str) -> str:
+    """``value`` as one segment of a URL path, its slashes escaped too. A message id is whatever its sender chose:
+    left with its slashes, ``../intake.reports/<id>`` would be dot segments a browser resolves before sending, and
+    the form would act on another dead letter. The route's ``{message_id:path}`` takes the id back whole."""
+    return quote(value, safe="")
+
+
 _templates.env.filters["duration"] = duration
+_templates.env.filters["path_segment"] = path_segment
 _templates.env.filters["stamp"] = stamp
