@@ -171,7 +171,8 @@ def build_api(referrals: Referrals, authenticate: Any) -> APIRouter:
     @router.get("/cases/{case_id}", response_model=CaseView | CaseOverview, responses={403: {}, 404: {}})
     async def get_case(case_id: UUID, caller: Annotated[Caller, authenticate]) -> JSONResponse:
         """The case, its referral legs and its timeline, for the reporting agency (``report``); for an ``oversee``
-        token whose jurisdiction covers the case, its legs and their statuses only: no timeline, no identity."""
+        token whose jurisdiction covers the case, its legs and their statuses only: no timeline, no identity. Any
+        other case answers 404, as one that does not exist."""
         reporter = Scope.REPORT in caller.scopes and await referrals.reported_by(case_id, caller.id)
         if not reporter and Scope.REPORT in caller.scopes and Scope.OVERSEE not in caller.scopes:
             # Another unit's case answers as if there were none: case ids are derived from report numbers,

@@ -492,7 +492,7 @@ class Referrals:
 
     async def overview(self, case_id: UUID, *, overseer: Agency) -> tuple[CaseRecord, list[Referral]]:
         """A case's legs and their statuses for an overseeing agency whose jurisdiction covers its regency: no
-        timeline (it names officers and carries notes), no identity."""
+        timeline (it names officers and carries notes), no identity. A case outside that jurisdiction is unknown."""
         return await self._ledger.run(_overview, case_id, overseer=overseer)
 
     async def case_view(self, case_id: UUID, *, agency_id: str) -> CaseView:
@@ -578,10 +578,10 @@ class Referrals:
 
 def _overview(tx: LedgerTx, case_id: UUID, *, overseer: Agency) -> tuple[CaseRecord, list[Referral]]:
     case = tx.case(case_id)
-    if case is None:
+    # A case outside the overseer's area answers as if there were none: case ids are derived from report numbers,
+    # and a refusal would confirm that some unit filed a given report.
+    if case is None or not overseer.jurisdiction.covers(case.regency_code):
         raise UnknownCaseError(case_id)
-    if not overseer.jurisdiction.covers(case.regency_code):
-        raise NotPermittedError(f"case {case_id} is outside {overseer.id}'s jurisdiction")
     return case, tx.referrals_of(case_id)
 
 

@@ -280,3 +280,24 @@ async def test_an_overseer_reads_a_case_s_statuses_in_its_province_without_timel
     ]
     for victim in the_sample_victims():
         assert victim["full_name"] not in seen.text
+
+
+async def test_an_overseer_is_told_a_case_outside_its_area_does_not_exist_as_for_one_that_does_not(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path
+) -> None:
+    """Case ids are derived from report numbers: a 403 here would confirm that another unit filed that report."""
+    sambas = a_token("overseer-polres-sambas", Scope.OVERSEE, label="Polres Sambas, its regency only")
+    directory = with_tokens(directory_for(sink), "polres-sambas", sambas)
+    system = await running(amqp_url, sink, tmp_path, directory, "intake", "referral")
+    try:
+        case_id = (await system.report(a_case_report_body(reporting_agency=POLICE_A))).json()["case_id"]
+        await system.case_when(case_id, lambda c: len(c["referrals"]) > 0)
+        overseer = {"Authorization": "Bearer overseer-polres-sambas"}
+
+        outside = await system.http.get(system.url("referral", f"/v1/cases/{case_id}"), headers=overseer)
+        missing = await system.http.get(system.url("referral", f"/v1/cases/{NO_LETTER}"), headers=overseer)
+    finally:
+        await system.stop()
+
+    assert (outside.status_code, missing.status_code) == (404, 404)
+    assert outside.text.replace(case_id, NO_LETTER) == missing.text
