@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from services.referral.operations import Operations, ReplayRefusedError, UnknownDeadLetterQueueError
 from services.referral.operations.views import CaseView, DeadLetter, TimelineItem
-from services.referral.ops_sessions import SESSION_MINUTES, OpsSessions, SignedIn, SignInRefusedError
+from services.referral.ops_sessions import OpsSession, OpsSessions, SignedIn, SignInRefusedError
 from shared.clock import utcnow
 from shared.contracts.cases import IDENTITY_FIELDS
 from shared.directory import Directory
@@ -39,7 +39,8 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
         "sign_in_title": "Masuk konsol operator",
         "sign_out": "Keluar",
         "token_label": "Token operator",
-        "sign_in_hint": "Gunakan token dengan cakupan 'operate'. Sesi berakhir setelah 60 menit tanpa aktivitas.",
+        "sign_in_hint": "Gunakan token dengan cakupan 'operate'. Sesi berakhir setelah 60 menit tanpa aktivitas,"
+        " dan selambat-lambatnya 12 jam setelah masuk.",
         "refreshes": "Diperbarui otomatis; terakhir",
         "source_management": "Angka antrean dari API manajemen RabbitMQ (termasuk laju pesan).",
         "source_passive": "Angka antrean dari deklarasi pasif (jumlah pesan dan konsumen saja; API manajemen tidak"
@@ -121,7 +122,8 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
         "sign_in_title": "Operator console sign-in",
         "sign_out": "Sign out",
         "token_label": "Operator token",
-        "sign_in_hint": "Use a token with the 'operate' scope. A session ends after 60 minutes without activity.",
+        "sign_in_hint": "Use a token with the 'operate' scope. A session ends after 60 minutes without activity,"
+        " and 12 hours after sign-in at the latest.",
         "refreshes": "Refreshes itself; last",
         "source_management": "Queue figures from RabbitMQ's management API (message rates included).",
         "source_passive": "Queue figures from passive declares (depth and consumers only; the management API is not"
@@ -279,9 +281,13 @@ def build_ops_page(
         return response
 
     def keep_session(response: Response, who: SignedIn) -> None:
-        session = sessions.renewed(who.session, clock())
+        now = clock()
+        set_session(response, sessions.renewed(who.session, now), now)
+
+    def set_session(response: Response, session: OpsSession, now: datetime) -> None:
+        # The browser drops the cookie when the session ends, its last renewal short of an hour included.
         response.set_cookie(
-            COOKIE, sessions.encode(session), max_age=SESSION_MINUTES * 60, path="/ops",
+            COOKIE, sessions.encode(session), max_age=int((session.expires_at - now).total_seconds()), path="/ops",
             httponly=True, samesite="strict", secure=secure_cookie,
         )  # fmt: skip
 
@@ -318,8 +324,9 @@ def build_ops_page(
     async def sign_in(request: Request, token: Annotated[str, Form(max_length=200)] = "") -> Response:
         words = _WORDS[language(request)]
         address = request.client.host if request.client else "unknown"
+        now = clock()
         try:
-            session = sessions.sign_in(directory(), token, clock())
+            session = sessions.sign_in(directory(), token, now)
         except SignInRefusedError as exc:
             # As for the API: a valid operator token always gets through; failures only hold back guessing.
             wait = failures.retry_after(address, monotonic())
@@ -334,10 +341,7 @@ def build_ops_page(
                 status_code=status_code, refresh=False,
             )  # fmt: skip
         response = RedirectResponse("/ops/overview", status_code=303)
-        response.set_cookie(
-            COOKIE, sessions.encode(session), max_age=SESSION_MINUTES * 60, path="/ops",
-            httponly=True, samesite="strict", secure=secure_cookie,
-        )  # fmt: skip
+        set_session(response, session, now)
         return response
 
     @router.post("/signout", response_class=HTMLResponse)

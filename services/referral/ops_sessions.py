@@ -1,6 +1,6 @@
 """Operator sessions for the ops page: a signed, short-lived cookie naming the operator, the token they signed in
-with and the session's CSRF token. Nothing is stored server-side; the directory is asked on every request, so
-an operator (or a token) taken out of it is signed out at once."""
+with, when they signed in and the session's CSRF token. Nothing is stored server-side; the directory is asked on
+every request, so an operator (or a token) taken out of it is signed out at once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from shared.tokens import Scope
 
 SESSION_MINUTES = 60
 """An unattended console signs itself out: only page loads and actions extend a session, not the auto-refresh."""
+SESSION_HOURS = 12
+"""However busy, a session ends this long after its sign-in: a copied cookie cannot be kept alive by using it."""
 
 _TOKEN_HASH_CHARS = 16
 
@@ -28,6 +30,7 @@ class OpsSession:
     """A prefix of the token's SHA-256: the session ends when that token leaves the directory or expires."""
     csrf: str
     expires_at: datetime
+    signed_in_at: datetime
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,14 @@ class OpsSessions:
             token_hash=entry.sha256[:_TOKEN_HASH_CHARS],
             csrf=secrets.token_urlsafe(24),
             expires_at=now + timedelta(minutes=SESSION_MINUTES),
+            signed_in_at=now,
         )
 
     def renewed(self, session: OpsSession, now: datetime) -> OpsSession:
-        expires_at = now + timedelta(minutes=SESSION_MINUTES)
-        return OpsSession(session.operator_id, session.token_hash, session.csrf, expires_at)
+        """Another hour, but never past ``SESSION_HOURS`` after the sign-in, which a renewal carries unchanged."""
+        last = session.signed_in_at + timedelta(hours=SESSION_HOURS)
+        expires_at = min(now + timedelta(minutes=SESSION_MINUTES), last)
+        return OpsSession(session.operator_id, session.token_hash, session.csrf, expires_at, session.signed_in_at)
 
     def encode(self, session: OpsSession) -> str:
         payload = {
@@ -85,6 +91,7 @@ class OpsSessions:
             "t": session.token_hash,
             "c": session.csrf,
             "e": int(session.expires_at.timestamp()),
+            "s": int(session.signed_in_at.timestamp()),
         }
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{self._sign(body)}"
@@ -117,6 +124,7 @@ class OpsSessions:
                 token_hash=str(payload["t"]),
                 csrf=str(payload["c"]),
                 expires_at=datetime.fromtimestamp(int(payload["e"]), UTC),
+                signed_in_at=datetime.fromtimestamp(int(payload["s"]), UTC),
             )
         except (ValueError, KeyError, TypeError):
             return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,8 @@ from fastapi import FastAPI
 from services.referral.ledger import Ledger
 from services.referral.operations import Operations
 from services.referral.ops_page import COOKIE, build_ops_page
+from services.referral.ops_sessions import SESSION_MINUTES
+from shared.clock import utcnow
 from shared.database import make_engine
 from shared.directory import load_directory
 from shared.sealing import IdentitySealer
@@ -21,13 +25,14 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "kalbar.yaml"
 OPERATOR_TOKEN = "dev-ops-rujukan"
 
 
-def an_ops_page(tmp_path: Path, *, secure_cookie: bool) -> FastAPI:
+def an_ops_page(tmp_path: Path, *, secure_cookie: bool, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     directory = load_directory(CONFIG)
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/rujukan.db")
     ledger = Ledger(make_engine(settings.database_url))
     operations = Operations(ledger, lambda: directory, settings, IdentitySealer({"k": os.urandom(32)}, "k"))
     app = FastAPI()
-    app.include_router(build_ops_page(operations, lambda: directory, os.urandom(32), secure_cookie=secure_cookie))
+    page = build_ops_page(operations, lambda: directory, os.urandom(32), secure_cookie=secure_cookie, clock=clock)
+    app.include_router(page)
     return app
 
 
@@ -60,3 +65,21 @@ async def test_a_refused_sign_in_sets_no_cookie(tmp_path: Path) -> None:
     assert response.status_code == 403
     assert COOKIE not in response.headers.get("set-cookie", "")
     assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+async def test_a_session_kept_busy_still_ends_twelve_hours_after_sign_in(tmp_path: Path) -> None:
+    """A copied cookie must not live for as long as someone keeps loading pages with it."""
+    signed_in_at = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
+    now = [signed_in_at]
+    transport = httpx.ASGITransport(app=an_ops_page(tmp_path, secure_cookie=True, clock=lambda: now[0]))
+
+    answers: dict[timedelta, int] = {}
+    async with httpx.AsyncClient(transport=transport, base_url="https://rujukan.example") as client:
+        await client.post("/ops/signin", data={"token": OPERATOR_TOKEN})
+        # A page load every 50 minutes, well within each renewal's hour, for thirteen hours.
+        while now[0] < signed_in_at + timedelta(hours=13):
+            now[0] += timedelta(minutes=SESSION_MINUTES - 10)
+            answers[now[0] - signed_in_at] = (await client.get("/ops/case")).status_code
+
+    assert {code for since, code in answers.items() if since < timedelta(hours=12)} == {200}
+    assert {code for since, code in answers.items() if since >= timedelta(hours=12)} == {303}
