@@ -43,6 +43,8 @@ COPY config/ /app/config/
 
 # The Settings defaults are relative to a source checkout; inside the image everything the process writes
 # (the demo identity key, a SQLite ledger when no RUJUKAN_DATABASE_URL is given) lives in the data volume.
+# kalbar.yaml is the demo's directory, its credentials published in the README: with RUJUKAN_ENVIRONMENT=production
+# the services refuse it, so a deployment mounts its own directory over /app/config.
 ENV RUJUKAN_CONFIG=/app/config/kalbar.yaml \
     RUJUKAN_DATA_DIR=/var/lib/rujukan \
     RUJUKAN_DATABASE_URL=sqlite+aiosqlite:////var/lib/rujukan/rujukan.db \

@@ -134,7 +134,7 @@ def _issue_token(scopes: Sequence[str], label: str | None) -> int:
 
 def _directory_command(action: str, settings: Settings) -> int:
     try:
-        directory = load_directory(settings.config)
+        directory = load_directory(settings.config, production=settings.environment == "production")
     except ConfigurationError as exc:
         print(f"rujukan: {exc}", file=sys.stderr)
         print("rujukan: nothing reloaded; the running services keep the directory in force", file=sys.stderr)
@@ -223,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, service=args.command, cache_loggers=True)
     try:
         directory = LiveDirectory(
-            settings.config, on_reload=_roster_warnings if "notifier" in names else lambda _: None
+            settings.config,
+            production=settings.environment == "production",
+            on_reload=_roster_warnings if "notifier" in names else lambda _: None,
         )
         services = build_services(names, settings, directory, load_sealer(settings))
     except ConfigurationError as exc:

@@ -37,7 +37,7 @@ from shared.contracts.base import AgencyId, Priority, RegencyCode
 from shared.contracts.cases import IDENTITY_FIELDS, MigrantWorkerStatus, Sex
 from shared.errors import ConfigurationError
 from shared.settings import parse_duration
-from shared.tokens import ApiToken, Scope, find_token
+from shared.tokens import ApiToken, Scope, find_token, token_sha256
 
 
 class AgencyKind(StrEnum):
@@ -613,8 +613,34 @@ def consistency_problems(directory: Directory) -> list[tuple[tuple[str | int, ..
     return problems
 
 
-def load_directory(path: Path) -> Directory:
-    """Read and validate the directory; a bad file raises naming the file, line, entry and field."""
+# The hash config/kalbar.yaml gives every demo officer: the PIN 1234 under one fixed salt (README, "Demo credentials").
+DEMO_PIN_HASH = (
+    "pbkdf2_sha256$200000$52755275527552755275527552755275$"
+    "e39be06f3e5fa262e58a03d65470ca2692f6768f33755346acd309fd8a675934"
+)
+
+
+def demo_credentials(directory: Directory) -> list[str]:
+    """Who in ``directory`` holds a credential the README publishes: an API token ``dev-<holder id>``, or the demo
+    officers' PIN hash. Anyone who has read the README can act as them."""
+    holders: list[Agency | Operator] = [*directory.agencies, *directory.operators]
+    found = [
+        f"{holder.id} (API token dev-{holder.id})"
+        for holder in holders
+        if any(token.sha256 == token_sha256(f"dev-{holder.id}") for token in holder.api_tokens)
+    ]
+    found += [
+        f"{agency.id}/{officer.id} (PIN 1234)"
+        for agency in directory.agencies
+        for officer in (agency.roster.officers if agency.roster else ())
+        if officer.pin_hash == DEMO_PIN_HASH
+    ]
+    return found
+
+
+def load_directory(path: Path, *, production: bool = False) -> Directory:
+    """Read and validate the directory; a bad file raises naming the file, line, entry and field. ``production``
+    also refuses a directory holding the demo's published credentials."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -631,6 +657,12 @@ def load_directory(path: Path) -> Directory:
     if found := consistency_problems(directory):
         problems = [_describe(path, text, raw, loc, message) for loc, message in found]
         raise ConfigurationError("invalid directory:\n  " + "\n  ".join(problems))
+    if production and (demo := demo_credentials(directory)):
+        raise ConfigurationError(
+            f"{path} holds the demo's published credentials, which RUJUKAN_ENVIRONMENT=production refuses: "
+            f"{', '.join(demo)}. Give each holder a token of its own (`rujukan token`) and each officer a PIN of "
+            "their own (hash_pin), and point RUJUKAN_CONFIG at that directory"
+        )
     return directory
 
 

@@ -1,8 +1,8 @@
 """The directory in force, and reloading it without a restart (rosters change often).
 
-A reload replaces the directory only with a file that validates; an invalid file is refused, named with its
-problems, and the directory in force stays. Each running service writes a pid file into the data directory
-so ``rujukan directory reload`` can find it and send SIGHUP.
+A reload replaces the directory only with a file that validates (in production, one without the demo's published
+credentials); an invalid file is refused, named with its problems, and the directory in force stays. Each running
+service writes a pid file into the data directory so ``rujukan directory reload`` can find it and send SIGHUP.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from shared.directory import Directory, load_directory
+from shared.directory import Directory, demo_credentials, load_directory
 from shared.errors import ConfigurationError
 
 log = structlog.get_logger(__name__)
@@ -29,12 +29,22 @@ class LiveDirectory:
         path: Path,
         directory: Directory | None = None,
         *,
+        production: bool = False,
         on_reload: Callable[[Directory], object] = lambda _: None,
     ) -> None:
-        """``on_reload`` sees each new directory once it is in force (e.g. to warn of roster gaps)."""
+        """``on_reload`` sees each new directory once it is in force (e.g. to warn of roster gaps). ``production``
+        refuses the demo's published credentials, at start and on every reload; the demo only warns of them."""
         self._path = path
-        self._current = directory or load_directory(path)
+        self._production = production
+        self._current = directory or self._load()
         self._on_reload = on_reload
+
+    def _load(self) -> Directory:
+        directory = load_directory(self._path, production=self._production)
+        if demo := demo_credentials(directory):
+            # The demo runs on them by design; said at every start so that nobody mistakes it for a deployment.
+            log.warning("directory_holds_demo_credentials", path=str(self._path), count=len(demo))
+        return directory
 
     def __call__(self) -> Directory:
         return self._current
@@ -42,7 +52,7 @@ class LiveDirectory:
     def reload(self) -> bool:
         """True when the new file is in force; False (and the old directory kept) when it is invalid."""
         try:
-            directory = load_directory(self._path)
+            directory = self._load()
         except ConfigurationError as exc:
             log.error("directory_reload_refused", config=str(self._path), problems=str(exc))
             return False

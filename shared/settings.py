@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     # Intake's registry of accepted reports; its own SQLite file by default so intake and referral never
     # wait on each other's write lock (point both at PostgreSQL in a deployment).
     intake_database_url: str = "sqlite+aiosqlite:///var/intake.db"
+    # The demo's directory, whose tokens and PINs the README publishes: production refuses to run on it.
     config: Path = Path("config/kalbar.yaml")
     data_dir: Path = Path("var")
     # Base64 of a 32-byte AES key; without it the demo makes one in data_dir (production refuses).

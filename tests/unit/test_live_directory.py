@@ -12,7 +12,10 @@ import pytest
 import yaml
 
 from services.cli import main
+from shared.directory import DEMO_PIN_HASH, hash_pin
+from shared.errors import ConfigurationError
 from shared.live_directory import LiveDirectory, pid_file, signal_running
+from shared.tokens import issue_token, token_sha256
 from tests.system import CONFIG
 
 
@@ -22,6 +25,69 @@ def _agency(document: dict[str, Any], agency_id: str) -> dict[str, Any]:
 
 def _write(path: Path, document: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+
+def _without_demo_credentials(document: dict[str, Any]) -> dict[str, Any]:
+    """The shipped directory as a deployment would write it: its own tokens and PINs."""
+    own_pin = hash_pin("90817263")  # one hash for every officer: PBKDF2 is slow on purpose
+    for holder in (*document["agencies"], *document.get("operators", [])):
+        for entry in holder["api_tokens"]:
+            entry["sha256"] = issue_token(("report",))[1].sha256
+        for officer in (holder.get("roster") or {}).get("officers", []):
+            officer["pin_hash"] = own_pin
+    return document
+
+
+def test_production_refuses_to_start_on_the_demo_directory_naming_what_to_change() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        LiveDirectory(CONFIG, production=True)
+
+    message = str(refused.value)
+    assert "RUJUKAN_ENVIRONMENT=production" in message
+    assert "polda-kalbar (API token dev-polda-kalbar)" in message
+    assert "ops-rujukan (API token dev-ops-rujukan)" in message
+    assert "dinsos-kalbar/piket-pagi (PIN 1234)" in message
+    assert "rujukan token" in message
+
+
+def test_production_starts_on_a_directory_with_its_own_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "directory.yaml"
+    _write(path, _without_demo_credentials(yaml.safe_load(CONFIG.read_text())))
+
+    live = LiveDirectory(path, production=True)
+
+    assert live().agency("polda-kalbar") is not None
+
+
+@pytest.mark.parametrize("demo_credential", ["token", "pin"])
+def test_a_reload_in_production_refuses_a_demo_credential_and_keeps_the_directory_in_force(
+    tmp_path: Path, demo_credential: str
+) -> None:
+    path = tmp_path / "directory.yaml"
+    document = _without_demo_credentials(yaml.safe_load(CONFIG.read_text()))
+    _write(path, document)
+    live = LiveDirectory(path, production=True)
+    before = live()
+    if demo_credential == "token":
+        _agency(document, "dinsos-kalbar")["api_tokens"][0]["sha256"] = token_sha256("dev-dinsos-kalbar")
+    else:
+        _agency(document, "dinsos-kalbar")["roster"]["officers"][0]["pin_hash"] = DEMO_PIN_HASH
+    _write(path, document)
+
+    assert not live.reload()
+
+    assert live() is before
+
+
+def test_directory_check_in_production_refuses_the_demo_directory(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUJUKAN_ENVIRONMENT", "production")
+    monkeypatch.setenv("RUJUKAN_CONFIG", str(CONFIG))
+
+    assert main(["directory", "check"]) == 2
+
+    assert "the demo's published credentials" in capsys.readouterr().err
 
 
 def test_reload_puts_the_new_roster_in_force(tmp_path: Path) -> None:
