@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     case,
+    delete,
     func,
     inspect,
     literal_column,
@@ -179,6 +180,18 @@ officer_lockouts = Table(
     Column("purpose", String(10), primary_key=True),
     Column("failures", Integer, nullable=False),
     Column("locked_until", UtcDateTime, nullable=True),
+)
+
+# Wrong tries counted in a sliding window (an agency's SMS codes): each is a row, so old ones age out one by one.
+failed_tries = Table(
+    "failed_tries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency_id", String(60), nullable=False),
+    Column("officer_id", String(60), nullable=False),
+    Column("purpose", String(10), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_failed_tries_key_at", "agency_id", "officer_id", "purpose", "at"),
 )
 
 # Tamper-evident: each row carries the keyed hash of the one before (services/referral/audit.py). Ids are assigned by
@@ -757,6 +770,42 @@ class LedgerTx:
         ).returning(officer_lockouts.c.failures)
         return int(self._c.execute(statement).scalar_one())
 
+    def count_recent_failure(
+        self, agency_id: str, officer_id: str, purpose: str, *, at: datetime, window: timedelta
+    ) -> int:
+        """Adds one wrong try at ``at`` and returns how many there were within ``window`` up to it; older ones are
+        forgotten. The lockout row is written first: on PostgreSQL its row lock makes a concurrent try wait for this
+        one's commit, so neither counts without the other."""
+        key = (
+            failed_tries.c.agency_id == agency_id,
+            failed_tries.c.officer_id == officer_id,
+            failed_tries.c.purpose == purpose,
+        )
+        lockout_row = upsert(officer_lockouts, self._c.dialect.name).values(
+            agency_id=agency_id, officer_id=officer_id, purpose=purpose, failures=0, locked_until=None
+        )
+        self._c.execute(
+            lockout_row.on_conflict_do_update(
+                index_elements=["agency_id", "officer_id", "purpose"],
+                set_={"failures": officer_lockouts.c.failures},
+            )
+        )
+        self._c.execute(
+            failed_tries.insert().values(agency_id=agency_id, officer_id=officer_id, purpose=purpose, at=at)
+        )
+        self._c.execute(delete(failed_tries).where(*key, failed_tries.c.at <= at - window))
+        failures = int(self._c.execute(select(func.count()).select_from(failed_tries).where(*key)).scalar_one())
+        self._c.execute(
+            update(officer_lockouts)
+            .where(
+                officer_lockouts.c.agency_id == agency_id,
+                officer_lockouts.c.officer_id == officer_id,
+                officer_lockouts.c.purpose == purpose,
+            )
+            .values(failures=failures)
+        )
+        return failures
+
     def set_lockout(
         self, agency_id: str, officer_id: str, purpose: str, *, failures: int, until: datetime | None
     ) -> None:
@@ -834,7 +883,7 @@ class Ledger:
             await connection.run_sync(_create_or_upgrade)
 
 
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 """The newest Alembic revision (``migrations/versions``): the schema ``metadata`` describes. A new ledger is created
 from ``metadata`` at this revision and runs no migration, so a migration that adds rows every ledger needs must add
 them here too."""

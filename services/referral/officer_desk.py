@@ -231,26 +231,31 @@ class OfficerDesk:
         waiting = [r for r in candidates if r.status in AWAITING_ACK]
         if not waiting:
             self._count_failure(tx, agency.id, officer.id, "sms", now)
-            # Sender numbers can be spoofed: guesses spread over an agency's officers are capped too.
-            self._count_failure(tx, agency.id, AGENCY_WIDE, "sms", now, limit=AGENCY_WIDE_FACTOR)
+            self._count_agency_failure(tx, agency.id, now)
             if candidates:
                 return SmsOutcome(False, f"Kode {code} sudah dipakai atau tidak berlaku lagi.")
             return SmsOutcome(False, f"Kode {code} tidak dikenal untuk {agency.name}.")
         tx.set_lockout(agency.id, officer.id, "sms", failures=0, until=None)
         return waiting[0]
 
-    def _count_failure(
-        self, tx: LedgerTx, agency_id: str, officer_id: str, purpose: str, now: datetime, *, limit: int = 1
-    ) -> int:
+    def _count_failure(self, tx: LedgerTx, agency_id: str, officer_id: str, purpose: str, now: datetime) -> int:
         """One more wrong try, counted atomically (concurrent guesses cannot each read the old count); locked out
-        for a while at ``limit`` times ``pin_attempts``."""
+        for a while at ``pin_attempts``."""
         failures = tx.count_failure(agency_id, officer_id, purpose)
-        if failures >= self._pin_attempts * limit:
+        if failures >= self._pin_attempts:
             tx.set_lockout(agency_id, officer_id, purpose, failures=0, until=now + self._pin_lockout)
-            log.warning(
-                "officer_locked_out", agency_id=agency_id, purpose=purpose, agency_wide=officer_id == AGENCY_WIDE
-            )
+            log.warning("officer_locked_out", agency_id=agency_id, purpose=purpose, agency_wide=False)
         return failures
+
+    def _count_agency_failure(self, tx: LedgerTx, agency_id: str, now: datetime) -> None:
+        """Sender numbers can be spoofed: guesses spread over an agency's officers are capped too, at
+        ``AGENCY_WIDE_FACTOR`` times ``pin_attempts`` within one lockout's length. Counted in that sliding window,
+        so that officers' typos over weeks never add up to locking the whole agency out; a window as long as the
+        lock means none of the tries that caused a lock still counts once it ends."""
+        failures = tx.count_recent_failure(agency_id, AGENCY_WIDE, "sms", at=now, window=self._pin_lockout)
+        if failures >= self._pin_attempts * AGENCY_WIDE_FACTOR:
+            tx.set_lockout(agency_id, AGENCY_WIDE, "sms", failures=failures, until=now + self._pin_lockout)
+            log.warning("officer_locked_out", agency_id=agency_id, purpose="sms", agency_wide=True)
 
     def _verify(self, token: str) -> tuple[LinkClaim, Agency, Officer]:
         claim = self._links.verify(token, now=self._clock())

@@ -36,14 +36,37 @@ async def desk_system(amqp_url: str, sink: WebhookSink, tmp_path: Path) -> Async
         yield system
 
 
+class MovableClock:
+    """The referral service's clock, moved by the test instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+async def clocked_desk_system(
+    amqp_url: str, sink: WebhookSink, tmp_path: Path, clock: MovableClock
+) -> AsyncIterator[System]:
+    async with running_system(amqp_url, sink, tmp_path, ("intake", "referral"), clock=clock) as system:
+        yield system
+
+
 @contextlib.asynccontextmanager
 async def running_system(
-    amqp_url: str, sink: WebhookSink, tmp_path: Path, names: tuple[str, ...]
+    amqp_url: str, sink: WebhookSink, tmp_path: Path, names: tuple[str, ...], *, clock: MovableClock | None = None
 ) -> AsyncIterator[System]:
     directory = directory_for(sink)
     sink.directory = directory
     settings = settings_for(amqp_url, tmp_path, inbound_gateway_token="gw-test")
-    running = System(settings, directory, sink, names)
+    running = System(settings, directory, sink, names, **({"clock": clock} if clock else {}))
     await running.start()
     try:
         yield running
@@ -323,3 +346,43 @@ async def test_wrong_codes_spread_over_an_agencys_numbers_lock_sms_replies_for_t
     assert from_the_supervisor.json()["accepted"] is False
     assert "Terlalu banyak" in from_the_supervisor.json()["reply"]
     assert await status_of(desk_system, referral_id) == "requested"
+
+
+def a_wrong_code(code: str) -> str:
+    return f"{(int(code) + 1) % 10000:04d}"
+
+
+async def fourteen_wrong_codes_spread_over_the_agency(system: System, code: str) -> None:
+    """One short of the agency-wide bound (3 x RUJUKAN_PIN_ATTEMPTS), none of its officers locked on their own."""
+    for phone, tries in (("+628125502001", 4), ("+628125502002", 4), ("+628125502003", 4), ("+628125502101", 2)):
+        for _ in range(tries):
+            await sms(system, phone, f"TERIMA {a_wrong_code(code)}")
+
+
+async def test_wrong_codes_older_than_the_lockout_no_longer_count_towards_locking_the_agency(
+    clocked_desk_system: System, broker: BrokerClient, clock: MovableClock
+) -> None:
+    _, referral_id, code = await a_referral(clocked_desk_system, broker)
+    await fourteen_wrong_codes_spread_over_the_agency(clocked_desk_system, code)
+    clock.now += timedelta(minutes=31)
+    await sms(clocked_desk_system, "+628125502201", f"TERIMA {a_wrong_code(code)}")
+
+    from_the_supervisor = await sms(clocked_desk_system, "+628125502201", f"TERIMA {code}")
+
+    assert from_the_supervisor.json()["accepted"] is True
+    assert await status_of(clocked_desk_system, referral_id) == "acknowledged"
+
+
+async def test_wrong_codes_within_the_lockout_window_still_lock_the_whole_agency(
+    clocked_desk_system: System, broker: BrokerClient, clock: MovableClock
+) -> None:
+    _, referral_id, code = await a_referral(clocked_desk_system, broker)
+    await fourteen_wrong_codes_spread_over_the_agency(clocked_desk_system, code)
+    clock.now += timedelta(minutes=29)
+    await sms(clocked_desk_system, "+628125502201", f"TERIMA {a_wrong_code(code)}")
+
+    from_the_supervisor = await sms(clocked_desk_system, "+628125502201", f"TERIMA {code}")
+
+    assert from_the_supervisor.json()["accepted"] is False
+    assert "Terlalu banyak" in from_the_supervisor.json()["reply"]
+    assert await status_of(clocked_desk_system, referral_id) == "requested"
