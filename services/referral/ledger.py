@@ -216,6 +216,22 @@ audit_trail = Table(
 ERASED_IDENTITY = {"erased": True}
 """What ``cases.identity`` holds once erased."""
 
+ERASED_TEXT = "(erased)"
+"""What a timeline entry's free text holds once the case's identity was erased."""
+
+# Timeline details that people type in their own words, and may name a victim in: the note of an agency's reply,
+# of a withdrawal and of a referral entered in error (services/referral/referrals.py), and the reason an agency
+# gives for a hold. Every other reason is a code (a decline, a withdrawal, a cancellation) or written by us.
+_FREE_TEXT = frozenset({"note"})
+_FREE_TEXT_REASONS = frozenset({"held"})
+
+
+def _free_text_erased(event: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """``detail`` with its free text replaced by ``ERASED_TEXT``; a note never given (None, empty) stays as it was."""
+    free = _FREE_TEXT | {"reason"} if event in _FREE_TEXT_REASONS else _FREE_TEXT
+    return {key: ERASED_TEXT if key in free and value else value for key, value in detail.items()}
+
+
 # The statements every message runs are built once, their values bound at each execution: building one
 # (``.values()``, comparisons, its cache key) cost about as much CPU as running it.
 _CASE = select(cases).where(cases.c.case_id == bindparam("case_id"))
@@ -424,12 +440,27 @@ class LedgerTx:
         self._c.execute(update(cases).where(cases.c.case_id == str(event.case_id)).values(**facts))
 
     def erase_identity(self, case_id: UUID, now: datetime) -> None:
-        """The sealed identity is gone for good; the facts and the timeline stay."""
+        """The sealed identity is gone for good, and so is the free text of the case's timeline so far (people may
+        have typed a victim's name into a note); the structured facts of the case and its timeline stay."""
         self._c.execute(
             update(cases)
             .where(cases.c.case_id == str(case_id))
             .values(identity=ERASED_IDENTITY, identity_erased_at=now)
         )
+        # Entries recorded earlier in this transaction are still in the buffer: they are written first, then erased.
+        self.flush()
+        rows = self._c.execute(
+            select(timeline.c.id, timeline.c.event, timeline.c.detail).where(timeline.c.case_id == str(case_id))
+        )
+        blanked = [
+            {"b_id": row.id, "detail": detail}
+            for row in rows
+            if (detail := _free_text_erased(row.event, row.detail)) != row.detail
+        ]
+        if blanked:
+            self._c.execute(
+                update(timeline).where(timeline.c.id == bindparam("b_id")).values(detail=bindparam("detail")), blanked
+            )
 
     def cases_to_erase(
         self, finished: Iterable[Status], closed_before: datetime, limit: int, *, only: UUID | None = None

@@ -21,6 +21,7 @@ from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.audit import AuditKeys
 from services.referral.ledger import Ledger, LedgerTx
 from services.referral.lifecycle import Reply
+from services.referral.operations import Operations
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals, ReplyCommand
 from shared.contracts.cases import CaseAmended, CaseReport, CaseReported, CaseWithdrawn, WithdrawalReason
@@ -28,6 +29,7 @@ from shared.database import make_engine
 from shared.directory import Directory, Retention, load_directory
 from shared.ids import case_id_for
 from shared.sealing import IdentitySealer, load_audit_keys, load_sealer
+from shared.settings import Settings
 from tests.builders import a_case_report, a_case_report_body, a_victim
 from tests.integration.test_audit_trail import (
     A_GIRL,
@@ -383,3 +385,55 @@ async def test_a_closed_case_an_amendment_reopens_while_the_sweep_looks_keeps_it
     assert erased_count == 0
     assert case is not None
     assert case.identity is not None
+
+
+async def test_erasure_blanks_the_notes_and_free_text_reasons_the_police_and_operators_read_on_the_timeline(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """People type names into notes: once the identity is erased, no note of the case may still name the victim."""
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    referrals = Referrals(ledger, lambda: directory, sealer, clock=Clock())
+    event = case_reported(sealer, directory)
+    await referrals.open_case(event, message_id="open")
+    legs = (await referrals.case_view(event.case_id, agency_id=event.reporting_agency)).referrals
+    taken, declined, mistaken = legs[0], legs[1], legs[2]
+    for reply, note, detail in [
+        (Reply.ACCEPTED, "Siti Aminah dijemput di terminal", {}),
+        (Reply.HELD, None, {"reason": "Siti Aminah dirawat di RS Bengkayang"}),
+    ]:
+        command = ReplyCommand(taken.referral_id, taken.agency_id, reply, via="http", officer="ani", note=note,
+                               detail=detail)  # fmt: skip
+        await referrals.reply(command)
+    await referrals.reply(
+        ReplyCommand(declined.referral_id, declined.agency_id, Reply.DECLINED, via="http",
+                     note="Siti Aminah sudah ditangani keluarga", detail={"reason": "not_eligible"})
+    )  # fmt: skip
+    await referrals.enter_in_error(mistaken.referral_id, agency_id=event.reporting_agency, note="Siti Aminah dewasa")
+    withdrawal = CaseWithdrawn(case_id=event.case_id, reporting_agency=event.reporting_agency,
+                               reason=WithdrawalReason.DUPLICATE, note="laporan ganda Siti Aminah",
+                               withdrawn_at=referrals.now())  # fmt: skip
+    await referrals.withdraw_case(withdrawal, message_id="withdraw")
+    before = (await referrals.case_view(event.case_id, agency_id=event.reporting_agency)).timeline
+
+    await Privacy(ledger, lambda: directory, clock=Clock()).erase(event.case_id, operator="ops", reason="permintaan")
+
+    police = (await referrals.case_view(event.case_id, agency_id=event.reporting_agency)).timeline
+    operations = Operations(ledger, lambda: directory, Settings(data_dir=tmp_path), sealer)
+    operator = await operations.find_case(str(event.case_id))
+    assert operator is not None
+    assert "Siti" not in repr(police)
+    assert "Siti" not in repr(operator.timeline)
+    details = {(entry.event, entry.referral_id): entry.detail for entry in police}
+    assert details["accepted", taken.referral_id] == {"officer": "ani", "note": "(erased)", "via": "http",
+                                                      "on_time": True}  # fmt: skip
+    assert details["held", taken.referral_id]["reason"] == "(erased)"
+    assert details["declined", declined.referral_id]["reason"] == "not_eligible"  # a code stays
+    assert details["entered_in_error", mistaken.referral_id] == {"note": "(erased)", "was": "requested"}
+    assert details["case_withdrawn", None] == {"reason": "duplicate", "note": "(erased)"}
+    assert details["identity_erased", None] == {"reason": "permintaan", "by": "ops"}
+    # Every entry stays, with what happened, when, to which leg and by whom; the erasure is the last.
+    assert [(e.event, e.at, e.referral_id, e.actor) for e in police[:-1]] == [
+        (e.event, e.at, e.referral_id, e.actor) for e in before
+    ]
+    assert police[-1].event == "identity_erased"
