@@ -26,6 +26,7 @@ from shared.topology import DELIVERY_LIMIT, dead_letter_queue_name
 C = TypeVar("C", bound=Contract)
 D = TypeVar("D", bound=Contract)
 E = TypeVar("E", bound=Contract)
+F = TypeVar("F", bound=Contract)
 
 REASON_HEADER = "x-rujukan-reason"
 REPLAY_HEADER = "x-rujukan-replay"
@@ -87,6 +88,12 @@ def decode(msg: RabbitMessage, first: type[C], second: type[D], /) -> C | D: ...
 
 @overload
 def decode(msg: RabbitMessage, first: type[C], second: type[D], third: type[E], /) -> C | D | E: ...
+
+
+@overload
+def decode(
+    msg: RabbitMessage, first: type[C], second: type[D], third: type[E], fourth: type[F], /
+) -> C | D | E | F: ...
 
 
 @overload

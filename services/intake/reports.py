@@ -214,8 +214,9 @@ class ReportIntake:
             raise UnknownCaseError(f"case {case_id} was never reported")
         if not owner.confirmed:
             raise UncertainReportError(case_id)
+        sealed_note = self._sealer.seal({"note": note}, context=case_id.bytes) if note is not None else None
         withdrawn = CaseWithdrawn(
-            case_id=case_id, reporting_agency=agency_id, reason=reason, note=note, withdrawn_at=datetime.now(UTC)
+            case_id=case_id, reporting_agency=agency_id, reason=reason, note=sealed_note, withdrawn_at=datetime.now(UTC)
         )
         try:
             await self._publisher.publish(

@@ -18,13 +18,13 @@ from shared.consuming import (
     verify_sender,
     warn_if_senders_unverified,
 )
-from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
+from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, CaseWithdrawnV1
 from shared.contracts.referrals import REPLIES, ReferralDelivered, ReferralDeliveryFailed
 from shared.errors import PermanentError
 from shared.settings import Settings
 from shared.topology import Topology
 
-CASE_EVENTS = (CaseReported, CaseAmended, CaseWithdrawn)
+CASE_EVENTS = (CaseReported, CaseAmended, CaseWithdrawn, CaseWithdrawnV1)
 """What intake publishes about a case, on ``referral.cases``."""
 DELIVERY_REPORTS = (ReferralDelivered, ReferralDeliveryFailed)
 """What the notifier reports about a referral's notification, on ``referral.deliveries``."""
@@ -45,7 +45,7 @@ def build_router(referrals: Referrals, topology: Topology, settings: Settings) -
                 await referrals.amend_case(event, message_id=message_id)
             elif isinstance(event, CaseReported):
                 await referrals.open_case(event, message_id=message_id)
-            elif isinstance(event, CaseWithdrawn):
+            elif isinstance(event, CaseWithdrawn | CaseWithdrawnV1):
                 await referrals.withdraw_case(event, message_id=message_id)
 
     @router.subscriber(topology.referral_deliveries, channel=consumer_channel(settings))

@@ -29,7 +29,7 @@ from services.referral.working_time import WorkingCalendar
 from shared.broker import Envelope
 from shared.clock import utcnow
 from shared.contracts.base import Priority
-from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn
+from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, CaseWithdrawnV1, SealedBox
 from shared.contracts.referrals import (
     CaseReceipt,
     DeadlineKind,
@@ -258,23 +258,28 @@ class Referrals:
         log.info("case_amended", case_id=str(event.case_id), referrals=len(changed))
         return bool(changed)
 
-    async def withdraw_case(self, event: CaseWithdrawn, *, message_id: str) -> None:
-        """Cancel every leg still open, tell each agency, and put the withdrawal on the timeline."""
-        cancelled = await self._ledger.run(self._withdraw_case, event, message_id=message_id, now=self._clock())
+    async def withdraw_case(self, event: CaseWithdrawn | CaseWithdrawnV1, *, message_id: str) -> None:
+        """Cancel every leg still open, tell each agency, and put the withdrawal (its note opened) on the timeline."""
+        note = event.note
+        if isinstance(note, SealedBox):
+            note = self._sealer.open(note, context=event.case_id.bytes)["note"]
+        cancelled = await self._ledger.run(
+            self._withdraw_case, event, note=note, message_id=message_id, now=self._clock()
+        )
         if cancelled is None:
             return
         self._on_commit()
         log.info("case_withdrawn", case_id=str(event.case_id), referrals=len(cancelled))
 
     def _withdraw_case(
-        self, tx: LedgerTx, event: CaseWithdrawn, *, message_id: str, now: datetime
+        self, tx: LedgerTx, event: CaseWithdrawn | CaseWithdrawnV1, *, note: str | None, message_id: str, now: datetime
     ) -> list[Referral] | None:
         """The legs cancelled; None for a repeat."""
         case = _followed_case(tx, event.case_id, message_id=message_id, now=now)
         if case is None:
             return None
         tx.record(case.case_id, "case_withdrawn", at=now, actor=event.reporting_agency,
-                  detail={"reason": event.reason.value, "note": event.note})  # fmt: skip
+                  detail={"reason": event.reason.value, "note": note})  # fmt: skip
         tx.mark_withdrawn(case.case_id, now)
         cancelled = []
         for referral in tx.referrals_of(case.case_id, for_update=True):

@@ -191,6 +191,23 @@ class CaseWithdrawal(Contract):
 class CaseWithdrawn(Contract):
     """A reported case was withdrawn; published by intake. Every open referral leg is cancelled."""
 
+    TYPE: ClassVar[str] = "case.withdrawn.v2"
+
+    case_id: UUID
+    reporting_agency: AgencyId
+    reason: WithdrawalReason
+    note: SealedBox | None = Field(
+        default=None,
+        description='The police unit\'s note (``{"note": ...}``), sealed as the identity is: free text may name '
+        "a victim, so it is never plaintext on the broker.",
+    )
+    withdrawn_at: AwareDatetime
+
+
+class CaseWithdrawnV1(Contract):
+    """``case.withdrawn`` as intake published it before v2, its note in plaintext. Referral still accepts it: a
+    withdrawal an older intake left on the queue during an upgrade is carried out, not dead-lettered."""
+
     TYPE: ClassVar[str] = "case.withdrawn.v1"
 
     case_id: UUID

@@ -24,6 +24,7 @@ from shared.contracts.cases import (
     CaseReported,
     CaseWithdrawal,
     CaseWithdrawn,
+    CaseWithdrawnV1,
     ExploitationType,
     MigrantWorkerStatus,
     Need,
@@ -45,8 +46,9 @@ from shared.topology import REPLIES as REPLIES_EXCHANGE
 from tests.notifying import an_issued_referral
 
 CONTRACTS = [
-    CaseReport, CaseAmendment, CaseWithdrawal, CaseReported, CaseAmended, CaseWithdrawn, ReferralIssued,
-    ReferralEscalated, ReferralCancelled, ReferralTaken, ReferralDelivered, ReferralDeliveryFailed, Notification,
+    CaseReport, CaseAmendment, CaseWithdrawal, CaseReported, CaseAmended, CaseWithdrawn, CaseWithdrawnV1,
+    ReferralIssued, ReferralEscalated, ReferralCancelled, ReferralTaken, ReferralDelivered, ReferralDeliveryFailed,
+    Notification,
     *REPLIES,
 ]  # fmt: skip
 QUEUES = ["intake.reports", "referral.cases", "referral.deliveries", "referral.replies", "notifier.referrals",

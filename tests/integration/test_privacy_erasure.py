@@ -411,7 +411,8 @@ async def test_erasure_blanks_the_notes_and_free_text_reasons_the_police_and_ope
     )  # fmt: skip
     await referrals.enter_in_error(mistaken.referral_id, agency_id=event.reporting_agency, note="Siti Aminah dewasa")
     withdrawal = CaseWithdrawn(case_id=event.case_id, reporting_agency=event.reporting_agency,
-                               reason=WithdrawalReason.DUPLICATE, note="laporan ganda Siti Aminah",
+                               reason=WithdrawalReason.DUPLICATE,
+                               note=sealer.seal({"note": "laporan ganda Siti Aminah"}, context=event.case_id.bytes),
                                withdrawn_at=referrals.now())  # fmt: skip
     await referrals.withdraw_case(withdrawal, message_id="withdraw")
     before = (await referrals.case_view(event.case_id, agency_id=event.reporting_agency)).timeline

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.intake.registry import ReportRegistry
+from services.intake.reports import ReportIntake
+from services.referral.ledger import Ledger
+from services.referral.referrals import Referrals
+from shared.broker import Envelope
+from shared.contracts.cases import CaseReport, CaseReported, CaseWithdrawn, WithdrawalReason
+from shared.database import make_engine
+from shared.directory import load_directory
+from shared.sealing import IdentitySealer
 from tests.builders import a_case_report_body, a_victim, the_sample_victims
 from tests.rabbit import BrokerClient
-from tests.system import System, agency_deliveries, delivered_everywhere
+from tests.system import CONFIG, System, agency_deliveries, delivered_everywhere
 
 pytestmark = pytest.mark.rabbit
 
@@ -124,3 +135,63 @@ async def test_an_amendment_after_the_withdrawal_refers_no_one_and_the_reporter_
     assert [r["reason"] for r in receipts if r["event"] == "rejected"] == [
         f"case {case_id} was withdrawn; report it again to reopen it"
     ]
+
+
+class RecordingPublisher:
+    """Stands in for the broker: confirms every message and keeps it, as it would sit on the broker's disk."""
+
+    def __init__(self) -> None:
+        self.published: list[Envelope] = []
+
+    async def publish(self, envelope: Envelope) -> None:
+        self.published.append(envelope)
+
+
+async def test_the_withdrawal_note_crosses_the_broker_sealed_and_reaches_the_timeline_opened(tmp_path: Path) -> None:
+    """The note is free text that may name a victim: sealed like the case's identity and summary."""
+    directory = load_directory(CONFIG)
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    intake_engine, ledger_engine = (make_engine(f"sqlite+aiosqlite:///{tmp_path}/{n}.db") for n in ("in", "ref"))
+    registry = ReportRegistry(intake_engine)
+    await registry.create_schema()
+    broker = RecordingPublisher()
+    intake = ReportIntake(lambda: directory, sealer, registry, broker)  # type: ignore[arg-type]
+    ledger = Ledger(ledger_engine)
+    await ledger.migrate()
+    referrals = Referrals(ledger, lambda: directory, sealer)
+    try:
+        accepted = await intake.accept(CaseReport.model_validate(a_case_report_body()))
+        await intake.withdraw(accepted.case_id, agency_id="polres-bengkayang", reason=WithdrawalReason.DUPLICATE,
+                              note="laporan ganda Siti Aminah")  # fmt: skip
+
+        reported, withdrawn = broker.published
+        assert b"Siti" not in withdrawn.body
+        assert (withdrawn.message_type, withdrawn.routing_key) == ("case.withdrawn.v2", "case.withdrawn")
+        await referrals.open_case(CaseReported.model_validate_json(reported.body), message_id=reported.message_id)
+        await referrals.withdraw_case(CaseWithdrawn.model_validate_json(withdrawn.body), message_id="withdrawn")
+        timeline = (await referrals.case_view(accepted.case_id, agency_id="polres-bengkayang")).timeline
+    finally:
+        await intake_engine.dispose()
+        await ledger_engine.dispose()
+    [entry] = [e for e in timeline if e.event == "case_withdrawn"]
+    assert entry.detail == {"reason": "duplicate", "note": "laporan ganda Siti Aminah"}
+
+
+async def test_a_withdrawal_an_older_intake_sent_as_v1_still_cancels_the_case(
+    system: System, broker: BrokerClient
+) -> None:
+    """Rolling upgrade: a ``case.withdrawn.v1`` left on ``referral.cases`` by the intake before is carried out."""
+    case_id = (await system.report(a_case_report_body())).json()["case_id"]
+    await system.case_when(case_id, delivered_everywhere)
+
+    await broker.publish(
+        "rujukan.events",
+        "case.withdrawn",
+        {"case_id": case_id, "reporting_agency": "polres-bengkayang", "reason": "duplicate",
+         "note": "dilaporkan dua kali", "withdrawn_at": "2026-01-05T03:00:00+00:00"},
+        message_type="case.withdrawn.v1",
+    )  # fmt: skip
+
+    case = await system.case_when(case_id, cancelled_everywhere)
+    [withdrawn] = [e for e in case["timeline"] if e["event"] == "case_withdrawn"]
+    assert withdrawn["detail"] == {"reason": "duplicate", "note": "dilaporkan dua kali"}
