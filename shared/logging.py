@@ -22,6 +22,7 @@ LOGGABLE_FIELDS: frozenset[str] = frozenset(
         "victim_count", "referrals", "published", "elapsed_ms", "key_id", "key_file", "directory",
         "recipient", "history", "gaps", "nobody_on_duty", "escalation_level",
         "operator",  # an operator's id from the directory (ops console actions)
+        "fields",  # paths of the fields a validation error names (shared.errors.field_path), never their values
     }
 )  # fmt: skip
 """Everything else is replaced by ``[redacted]``: a new field must be shown to be victim-safe first."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
+from pydantic import ValidationError
 
 from services.referral.ledger import Deadline, Ledger, LedgerTx, Referral
 from services.referral.lifecycle import AWAITING_ACK, deadline_met
@@ -22,6 +23,7 @@ from shared.broker import Envelope
 from shared.clock import utcnow
 from shared.contracts.referrals import DeadlineKind, ReferralEscalated
 from shared.directory import Deadlines, Directory
+from shared.errors import field_path
 from shared.ids import derived_id
 from shared.topology import EVENTS
 
@@ -113,11 +115,24 @@ class DeadlineSweeper:
             except ValueError as exc:
                 # Nothing is written before the message validates: put this one row off and log it rather
                 # than let it roll back, at the head of every batch, the escalation of every other referral.
-                log.error("escalation_failed", referral_id=str(referral.referral_id), error=str(exc)[:200])
+                log.error(
+                    "escalation_failed",
+                    referral_id=str(referral.referral_id),
+                    error=type(exc).__name__,
+                    fields=_field_paths(exc),
+                )
                 tx.postpone_deadline(deadline, now, due_at=now + _RETRY_BROKEN)
                 continue
             fired.append((referral.agency_id, deadline.next_level))
         return len(due), fired
+
+
+def _field_paths(error: ValueError) -> list[str]:
+    """The fields a validation error names, for the log; never the error's text, which may quote what it refused
+    (a ValueError its value, a validator's message a victim_ref)."""
+    if not isinstance(error, ValidationError):
+        return []
+    return [field_path(item["loc"], item["type"]) for item in error.errors(include_input=False, include_url=False)]
 
 
 def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, referral: Referral, now: datetime) -> None:

@@ -20,12 +20,14 @@ from uuid import UUID
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from sqlalchemy import update
+from structlog.testing import capture_logs
 
 from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.api import ERROR_ANSWERS, build_api
 from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
-from services.referral.ledger import Ledger, Referral, TimelineEntry
+from services.referral.ledger import Ledger, Referral, TimelineEntry, cases
 from services.referral.lifecycle import Reply, Status
 from services.referral.outbox import OutboxRelay
 from services.referral.referrals import Referrals, ReplyCommand
@@ -437,3 +439,28 @@ async def test_a_leg_whose_victims_an_amendment_removed_still_escalates_and_hold
     for case in (first, other):
         child = await service.leg(case, "uptd-ppa-kalbar")
         assert [e.detail["level"] for e in await service.escalations(case, child.referral_id)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("column", "stored", "error", "fields"),
+    [
+        ("exploitation_types", ["kerja paksa oleh Siti Aminah"], "ValueError", []),
+        ("victims", [{"victim_ref": "V1", "sex": "female", "age_years": "lima belas, Siti Aminah"}], "ValidationError",
+         ["age_years"]),
+    ],
+    ids=["unknown value", "invalid victim facts"],
+)  # fmt: skip
+async def test_an_escalation_that_fails_logs_the_error_type_and_field_paths_never_the_values(
+    service: ReferralService, column: str, stored: list[Any], error: str, fields: list[str]
+) -> None:
+    """An error's text quotes the value it refused: stored victim facts, or what a police unit typed."""
+    case = await service.open(A_GIRL)
+    async with service.ledger.engine.begin() as connection:
+        await connection.execute(update(cases).where(cases.c.case_id == str(case.case_id)).values({column: stored}))
+
+    with capture_logs() as logs:
+        await service.sweeper.sweep(service.clock.at(minutes=61))
+
+    [failed] = [entry for entry in logs if entry["event"] == "escalation_failed"]
+    assert "Siti" not in repr(failed)
+    assert (failed["error"], failed["fields"]) == (error, fields)
