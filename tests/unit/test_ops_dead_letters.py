@@ -114,11 +114,14 @@ def test_a_police_report_as_submitted_holds_the_identity_of_the_case_its_number_
     assert identity_case_of(body(report)) == case_id_for("polres-bengkayang", "lp/b/12/viii/2025")
 
 
-def test_a_case_event_holds_the_identity_of_its_case() -> None:
-    case_id = uuid.uuid4()
-    event = {"case_id": str(case_id), "identity": {"key_id": "k", "nonce": "n", "ciphertext": "c"}}
+SEALED = {"key_id": "k", "nonce": "n", "ciphertext": "c"}
 
-    assert identity_case_of(body(event)) == case_id
+
+@pytest.mark.parametrize("box", ["identity", "note"], ids=["reported-or-amended", "withdrawn"])
+def test_a_case_event_holds_the_identity_of_its_case(box: str) -> None:
+    case_id = uuid.uuid4()
+
+    assert identity_case_of(body({"case_id": str(case_id), box: SEALED})) == case_id
 
 
 @pytest.mark.parametrize(
@@ -126,13 +129,15 @@ def test_a_case_event_holds_the_identity_of_its_case() -> None:
     [
         # A referral as an agency receives it: victim facts and the case, no identity.
         {"case_id": str(uuid.UUID(int=7)), "reporting_agency": "polres-bengkayang", "victims": [{"victim_ref": "V1"}]},
+        # An agency's reply: its note is the agency's to keep, and the reply must stay replayable.
+        {"case_id": str(uuid.UUID(int=7)), "referral_id": str(uuid.UUID(int=8)), "note": "sudah diterima"},
         # A withdrawal request: the case's number, but no victims.
         {"reporting_agency": "polres-bengkayang", "police_report_number": "LP/1", "reason": "duplicate"},
         {"reporting_agency": "polres-bengkayang", "police_report_number": "LP/1", "victims": [{"victim_ref": "V1"}]},
         {"case_id": "not a uuid", "identity": {}},
         ["a list"],
     ],
-    ids=["referral", "withdrawal", "victims-without-identity", "bad-case-id", "not-an-object"],
+    ids=["referral", "reply", "withdrawal", "victims-without-identity", "bad-case-id", "not-an-object"],
 )
 def test_a_dead_letter_without_identity_names_no_case_to_erase(data: Any) -> None:
     assert identity_case_of(body(data)) is None

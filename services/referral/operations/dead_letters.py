@@ -114,7 +114,7 @@ def replay_headers(headers: Mapping[str, Any], *, operator: str) -> dict[str, An
 
 def identity_case_of(body: bytes) -> UUID | None:
     """The case whose victim identity a dead letter's (opened) body carries, or None when it carries none that
-    names a case: a case event as intake publishes it (``case_id`` beside the sealed ``identity``), or a police
+    names a case: a case event as intake publishes it (``case_id`` beside a sealed ``identity`` or note), or a police
     report as submitted (its reporting agency and report number name the case, its victims' identity fields are
     in plaintext). Notifications, replies and delivery reports carry no identity and are never matched."""
     if len(body) > IDENTITY_READ_LIMIT:
@@ -125,7 +125,8 @@ def identity_case_of(body: bytes) -> UUID | None:
         return None
     if not isinstance(data, dict):
         return None
-    if isinstance(data.get("identity"), dict):
+    # A sealed box under "identity" (a case reported or amended) or "note" (a withdrawal, case.withdrawn.v2).
+    if isinstance(data.get("identity"), dict) or isinstance(data.get("note"), dict):
         try:
             return UUID(str(data.get("case_id")))
         except ValueError:
