@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from services.referral.audit import AuditKeys, ChainCheck
 from services.referral.ledger import Ledger
@@ -50,8 +51,7 @@ async def privacy_command(args: argparse.Namespace, settings: Settings) -> int:
         def directory() -> Directory:
             return load_directory(settings.config)
 
-        operations = Operations(ledger, directory, settings, load_sealer(settings))
-        privacy = Privacy(ledger, directory, dead_letters=operations)
+        privacy = Privacy(ledger, directory)
         if args.action == "sweep":
             print(f"{await privacy.sweep()} closed cases past the retention period erased")
         else:
@@ -61,20 +61,25 @@ async def privacy_command(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"rujukan: no case {args.case_id} in the ledger", file=sys.stderr)
                 return 1
             print(f"case {args.case_id}: identity {'erased' if erased else 'was already erased'}")
-        return await _clear_dead_letters(privacy, actor=args.by if args.action == "erase" else SYSTEM)
+        actor = args.by if args.action == "erase" else SYSTEM
+        return await _clear_dead_letters(ledger, directory, settings, actor)
     finally:
         await engine.dispose()
 
 
-async def _clear_dead_letters(privacy: Privacy, *, actor: str) -> int:
+async def _clear_dead_letters(
+    ledger: Ledger, directory: Callable[[], Directory], settings: Settings, actor: str
+) -> int:
+    """Run once the erasure has committed: without the broker or the identity key, the erasure itself stands."""
     try:
-        removed = await privacy.clear_dead_letters(actor=actor)
-    except Exception as exc:  # the broker is away; the erasure itself is done
+        operations = Operations(ledger, directory, settings, load_sealer(settings))
+        cleared = len(await operations.clear_erased_identity(actor))
+    except Exception as exc:  # the broker is away, or the identity key: the erasure itself is done
         print(
             f"rujukan: dead letters not checked ({type(exc).__name__}): the referral service's next retention sweep"
-            " removes those that carry an erased identity",
+            " takes an erased identity out of them",
             file=sys.stderr,
         )
         return 1
-    print(f"dead letters holding an erased identity removed: {removed}")
+    print(f"dead letters cleared of an erased identity: {cleared}")
     return 0

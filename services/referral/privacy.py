@@ -22,9 +22,9 @@ from shared.directory import Directory
 log = structlog.get_logger(__name__)
 
 
-class DeadLetterEraser(Protocol):
-    async def remove_erased_identity(self, actor: str) -> Sequence[object]:
-        """Removes the dead letters that carry an erased case's identity; what it removed."""
+class DeadLetterClearing(Protocol):
+    async def clear_erased_identity(self, actor: str) -> Sequence[object]:
+        """Takes erased cases' identity out of the dead-letter queues; the letters it settled."""
 
 
 FINISHED_LEGS = CLOSED_LEGS | {Status.COMPLETED}
@@ -37,7 +37,7 @@ class Privacy:
         ledger: Ledger,
         directory: Callable[[], Directory],
         *,
-        dead_letters: DeadLetterEraser | None = None,
+        dead_letters: DeadLetterClearing | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
@@ -53,11 +53,11 @@ class Privacy:
         return True
 
     async def clear_dead_letters(self, *, actor: str = SYSTEM) -> int:
-        """Removes from the dead-letter queues every letter carrying the identity of a case erased by now, however
-        and whenever it was erased (a letter may die after its case's erasure); how many were removed."""
+        """Takes out of the dead-letter queues the identity of every case erased by now, however and whenever it
+        was erased (a letter may die after its case's erasure); how many letters it settled."""
         if self._dead_letters is None:
             return 0
-        return len(await self._dead_letters.remove_erased_identity(actor))
+        return len(await self._dead_letters.clear_erased_identity(actor))
 
     async def run(self, *, interval_seconds: float) -> None:
         """The retention sweep and the dead letters' clearing, now and then every ``interval_seconds``, as long as

@@ -82,10 +82,10 @@ async def test_an_erased_case_still_answers_with_its_facts_and_identity_marked_e
     done = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url, amqp_url=amqp_url)
     again = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=url, amqp_url=amqp_url)
 
-    assert done == (0, f"case {case_id}: identity erased\ndead letters holding an erased identity removed: 0\n")
+    assert done == (0, f"case {case_id}: identity erased\ndead letters cleared of an erased identity: 0\n")
     assert again == (
         0,
-        f"case {case_id}: identity was already erased\ndead letters holding an erased identity removed: 0\n",
+        f"case {case_id}: identity was already erased\ndead letters cleared of an erased identity: 0\n",
     )
     after = await read_referral(system, legs["bp3mi-kalbar"], "bp3mi-kalbar")
     assert erased(after)
@@ -121,28 +121,24 @@ async def a_refused_correction(broker: BrokerClient, body: dict[str, Any]) -> st
     return await broker.publish("rujukan.intake", "case.report", wrong, message_type="case.report.v1")
 
 
-async def a_refused_case_event(system: System, broker: BrokerClient, body: dict[str, Any]) -> str:
-    """The referral service refuses it (a major version it does not know) and keeps it as it came, the sealed
-    identity inside, in referral.cases.dead."""
-    report = CaseReport.model_validate(body)
+async def a_refused_amendment(system: System, broker: BrokerClient, body: dict[str, Any]) -> str:
+    """An amendment adding a woman back from Malaysia, which intake accepted and the referral service refused (a
+    major version it does not know): kept as it came, the sealed identity inside, in referral.cases.dead."""
+    report = CaseReport.model_validate({**body, "victims": [A_GIRL, A_WOMAN_BACK_FROM_MALAYSIA]})
     intake = ReportIntake(lambda: system.directory, load_sealer(system.settings), None, None)  # type: ignore[arg-type]
     case_id = case_id_for(report.reporting_agency, report.police_report_number)
-    event = intake._case_reported(report, case_id, fingerprint_of(report))
+    event = CaseAmended(**intake._case_reported(report, case_id, fingerprint_of(report)).model_dump())
     return await broker.publish(
-        "",
-        "referral.cases",
-        event.model_dump(mode="json"),
-        message_type="case.reported.v9",
-        correlation_id=str(case_id),
+        "", "referral.cases", event.model_dump(mode="json"), message_type="case.amended.v9", correlation_id=str(case_id)
     )
 
 
-async def test_erasing_a_case_removes_the_dead_letters_that_hold_its_identity_and_no_other(
+async def test_erasing_a_case_removes_its_refused_reports_and_keeps_its_events_without_identity(
     system: System, broker: BrokerClient
 ) -> None:
     case_id, body = await a_reported_case(system)
     correction = await a_refused_correction(broker, body)
-    event = await a_refused_case_event(system, broker, body)
+    amendment = await a_refused_amendment(system, broker, body)
     another_case = await an_invalid_report(broker)
     await listed(system, "intake.reports", 2)
     await listed(system, "referral.cases", 1)
@@ -154,14 +150,20 @@ async def test_erasing_a_case_removes_the_dead_letters_that_hold_its_identity_an
 
     assert (code, said(output)) == (
         0,
-        f"case {case_id}: identity erased\ndead letters holding an erased identity removed: 2\n",
+        f"case {case_id}: identity erased\ndead letters cleared of an erased identity: 2\n",
     )
     assert [letter["message_id"] for letter in await listed(system, "intake.reports", 0)] == [another_case]
-    assert await listed(system, "referral.cases", 0) == []
-    removals = [row.entry for row in await audit_rows(url) if row.entry.action == "dlq_erased"]
-    assert sorted(
-        (str(e.case_id), e.actor, next(f for f in e.fields if f.startswith("message_id:"))) for e in removals
-    ) == sorted([(case_id, "ops-rina", f"message_id:{correction}"), (case_id, "ops-rina", f"message_id:{event}")])
+    [kept] = await broker.take("referral.cases.dead")
+    assert (kept.message_id, kept.type) == (amendment, "case.amended.v9")
+    amended = CaseAmended.model_validate_json(kept.body)
+    nothing = {"victims": {}, "summary": "", "contact_officer": None}
+    assert load_sealer(system.settings).open(amended.identity, context=amended.case_id.bytes) == nothing
+    assert [victim.victim_ref for victim in amended.victims] == ["V1", "V2"]
+    settled = [row.entry for row in await audit_rows(url) if row.entry.action.startswith("dlq_")]
+    assert sorted((e.action, str(e.case_id), e.actor, e.fields[1]) for e in settled) == [
+        ("dlq_erased", case_id, "ops-rina", f"message_id:{correction}"),
+        ("dlq_identity_removed", case_id, "ops-rina", f"message_id:{amendment}"),
+    ]
     assert intact(await audit_rows(url), load_audit_keys(system.settings))
 
 
@@ -172,7 +174,7 @@ async def test_a_dead_letter_holding_an_identity_erased_before_it_died_goes_at_t
     amqp_url = str(system.settings.amqp_url)
     erased = await rujukan("privacy", "erase", case_id, *ON_REQUEST, database_url=system.settings.database_url,
                            amqp_url=amqp_url)  # fmt: skip
-    assert erased == (0, f"case {case_id}: identity erased\ndead letters holding an erased identity removed: 0\n")
+    assert erased == (0, f"case {case_id}: identity erased\ndead letters cleared of an erased identity: 0\n")
     late = await a_refused_correction(broker, body)
     [letter] = await listed(system, "intake.reports", 1)
     assert letter["message_id"] == late
@@ -181,7 +183,7 @@ async def test_a_dead_letter_holding_an_identity_erased_before_it_died_goes_at_t
 
     assert (code, said(output)) == (
         0,
-        "0 closed cases past the retention period erased\ndead letters holding an erased identity removed: 1\n",
+        "0 closed cases past the retention period erased\ndead letters cleared of an erased identity: 1\n",
     )
     assert await listed(system, "intake.reports", 0) == []
 
@@ -220,7 +222,7 @@ async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_on
 
     assert (code, output) == (
         0,
-        "1 closed cases past the retention period erased\ndead letters holding an erased identity removed: 0\n",
+        "1 closed cases past the retention period erased\ndead letters cleared of an erased identity: 0\n",
     )
     assert erased(await read_referral(system, closed_legs["dinsos-bengkayang"], "dinsos-bengkayang"))
     still = await read_referral(system, open_legs["dinsos-bengkayang"], "dinsos-bengkayang")

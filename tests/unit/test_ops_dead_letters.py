@@ -12,11 +12,12 @@ import pytest
 from services.referral.operations.broker import queue_inventory
 from services.referral.operations.dead_letters import (
     dead_at_of,
-    identity_case_of,
     reason_of,
     replay_headers,
     replays_of,
     routing_key_of,
+    submission_case_of,
+    without_identity,
     work_queue_of,
 )
 from shared.directory import load_directory
@@ -108,41 +109,58 @@ def body(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-def test_a_police_report_as_submitted_holds_the_identity_of_the_case_its_number_names() -> None:
-    report = a_case_report_body(police_report_number="LP/B/12/VIII/2025")
+@pytest.mark.parametrize(
+    "submission",
+    [
+        a_case_report_body(police_report_number="LP/B/12/VIII/2025"),
+        {"reporting_agency": "polres-bengkayang", "police_report_number": "lp/b/12/viii/2025", "reason": "duplicate"},
+    ],
+    ids=["report", "withdrawal-request"],
+)
+def test_a_police_submission_names_the_case_of_its_agency_and_report_number(submission: dict[str, Any]) -> None:
+    assert submission_case_of(body(submission)) == case_id_for("polres-bengkayang", "LP/B/12/VIII/2025")
 
-    assert identity_case_of(body(report)) == case_id_for("polres-bengkayang", "lp/b/12/viii/2025")
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\x00 not json", b"[" * 100_000, b'["a list"]', body({"police_report_number": "LP/1"})],
+    ids=["not-json", "too-deep", "not-an-object", "no-agency"],
+)
+def test_a_body_naming_no_agency_and_report_number_names_no_case(raw: bytes) -> None:
+    assert submission_case_of(raw) is None
 
 
+CASE = uuid.UUID(int=7)
 SEALED = {"key_id": "k", "nonce": "n", "ciphertext": "c"}
 
 
-@pytest.mark.parametrize("box", ["identity", "note"], ids=["reported-or-amended", "withdrawn"])
-def test_a_case_event_holds_the_identity_of_its_case(box: str) -> None:
-    case_id = uuid.uuid4()
+def nothing_sealed(case_id: uuid.UUID) -> dict[str, Any]:
+    return {"key_id": "k", "nonce": "sealed nothing", "ciphertext": str(case_id)}
 
-    assert identity_case_of(body({"case_id": str(case_id), box: SEALED})) == case_id
+
+def kept(data: dict[str, Any]) -> tuple[uuid.UUID, dict[str, Any]] | None:
+    found = without_identity(body(data), nothing_sealed)
+    return None if found is None else (found[0], json.loads(found[1]))
+
+
+def test_a_case_event_keeps_its_facts_and_loses_its_identity_and_note() -> None:
+    event = {"case_id": str(CASE), "victims": [{"victim_ref": "V1", "sex": "female"}], "identity": SEALED}
+    withdrawn = {"case_id": str(CASE), "reason": "duplicate", "note": SEALED}
+    withdrawn_v1 = {"case_id": str(CASE), "reason": "duplicate", "note": "Siti Aminah sudah pulang"}
+
+    assert kept(event) == (CASE, {**event, "identity": nothing_sealed(CASE)})
+    assert kept(withdrawn) == (CASE, {**withdrawn, "note": None})
+    assert kept(withdrawn_v1) == (CASE, {**withdrawn_v1, "note": None})
 
 
 @pytest.mark.parametrize(
     "data",
     [
-        # A referral as an agency receives it: victim facts and the case, no identity.
-        {"case_id": str(uuid.UUID(int=7)), "reporting_agency": "polres-bengkayang", "victims": [{"victim_ref": "V1"}]},
-        # An agency's reply: its note is the agency's to keep, and the reply must stay replayable.
-        {"case_id": str(uuid.UUID(int=7)), "referral_id": str(uuid.UUID(int=8)), "note": "sudah diterima"},
-        # A withdrawal request: the case's number, but no victims.
-        {"reporting_agency": "polres-bengkayang", "police_report_number": "LP/1", "reason": "duplicate"},
-        {"reporting_agency": "polres-bengkayang", "police_report_number": "LP/1", "victims": [{"victim_ref": "V1"}]},
-        {"case_id": "not a uuid", "identity": {}},
+        {"case_id": str(CASE), "reason": "duplicate", "note": None},
+        {"case_id": "not a uuid", "identity": SEALED},
         ["a list"],
     ],
-    ids=["referral", "reply", "withdrawal", "victims-without-identity", "bad-case-id", "not-an-object"],
+    ids=["nothing-to-take-out", "bad-case-id", "not-an-object"],
 )
-def test_a_dead_letter_without_identity_names_no_case_to_erase(data: Any) -> None:
-    assert identity_case_of(body(data)) is None
-
-
-def test_a_body_that_is_not_json_names_no_case_to_erase() -> None:
-    assert identity_case_of(b"\xff\x00 not json") is None
-    assert identity_case_of(b"[" * 100_000) is None
+def test_a_body_with_no_identity_or_note_of_a_case_is_left_as_it_is(data: Any) -> None:
+    assert without_identity(body(data), nothing_sealed) is None

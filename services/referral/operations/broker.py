@@ -278,30 +278,36 @@ class BrokerOps:
             held.remove(found)
             return letter
 
-    async def remove_chosen(
+    async def settle(
         self,
         dead_letter_queues: Sequence[str],
         now: datetime,
         *,
-        choose: Callable[[Sequence[Held]], Awaitable[Sequence[Held]]],
-        before_removing: Callable[[Held, DeadLetter], Awaitable[None]],
-    ) -> list[DeadLetter]:
-        """Of each queue's dead letters (up to the listing limit, from its head), removes those ``choose`` picks,
-        each only after ``before_removing`` returned for it; the others go back in order."""
-        removed: list[DeadLetter] = []
+        choose: Callable[[str, Sequence[Held]], Awaitable[Sequence[Settlement]]],
+        before_removing: Callable[[Settlement, DeadLetter], Awaitable[None]],
+    ) -> list[tuple[Settlement, DeadLetter]]:
+        """Of each queue's dead letters (up to the listing limit, from its head), settles those ``choose`` picks:
+        a replacement, if any, is put into the queue first (confirmed), then ``before_removing`` runs, then the
+        original is removed. The others go back in order. A crash between the replacement and the removal leaves
+        both; the next settling takes the original again."""
+        settled: list[tuple[Settlement, DeadLetter]] = []
         async with self._connection() as connection:
             for dead_letter_queue in dead_letter_queues:
                 try:
                     async with self._holding(connection, dead_letter_queue) as held:
-                        for message in await choose(list(held)):
-                            letter = _describe(message, dead_letter_queue, now)
-                            await before_removing(message, letter)
-                            await message.ack()
-                            held.remove(message)
-                            removed.append(letter)
+                        for settlement in await choose(dead_letter_queue, list(held)):
+                            letter = _describe(settlement.message, dead_letter_queue, now)
+                            if settlement.replacement is not None:
+                                await self._publish_confirmed(
+                                    connection, settlement.replacement, into=dead_letter_queue
+                                )
+                            await before_removing(settlement, letter)
+                            await settlement.message.ack()
+                            held.remove(settlement.message)
+                            settled.append((settlement, letter))
                 except ChannelNotFoundEntity:
                     continue
-        return removed
+        return settled
 
     async def replay(
         self, connection: AbstractConnection, message: AbstractIncomingMessage, *, into: str, operator: str
@@ -314,27 +320,44 @@ class BrokerOps:
                 body = self._open_sealed(body, dead_letter_context(message.message_id))
             except PermanentError as exc:
                 raise ReplayRefusedError(f"its sealed body does not open: {exc}") from None
+        await self._publish_confirmed(
+            connection, copy_of(message, body, replay_headers(headers, operator=operator)), into=into
+        )
+
+    async def _publish_confirmed(self, connection: AbstractConnection, message: aio_pika.Message, *, into: str) -> None:
+        """``message`` into the queue ``into`` through the default exchange, persistent and confirmed."""
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         try:
             await channel.default_exchange.publish(
-                aio_pika.Message(
-                    body,
-                    headers=replay_headers(headers, operator=operator),
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    type=message.type,
-                    timestamp=message.timestamp,
-                    app_id=message.app_id,
-                ),
-                routing_key=into,
-                mandatory=True,
-                timeout=self._settings.publish_timeout_seconds,
+                message, routing_key=into, mandatory=True, timeout=self._settings.publish_timeout_seconds
             )
         finally:
             await channel.close()
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A held dead letter to remove, after putting ``replacement`` (a copy of it) in its place, if given."""
+
+    message: Held
+    replacement: aio_pika.Message | None = None
+
+
+def copy_of(message: AbstractIncomingMessage, body: bytes, headers: dict[str, Any]) -> aio_pika.Message:
+    """``message`` with another body and headers, its other properties kept (its ``message_id`` above all: the
+    consumer's idempotency knows it by that)."""
+    return aio_pika.Message(
+        body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        app_id=message.app_id,
+    )
 
 
 async def _give_back(channel: AbstractChannel, held: list[AbstractIncomingMessage]) -> None:

@@ -8,13 +8,12 @@ the broker's own backstop (delivery limit, reject), which records ``x-death``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from shared.consuming import REASON_HEADER, REPLAY_HEADER, SEALED_BODY_HEADER
-from shared.contracts.cases import IDENTITY_FIELDS
 from shared.ids import case_id_for
 
 QUEUE_HEADER = "x-rujukan-queue"
@@ -112,28 +111,54 @@ def replay_headers(headers: Mapping[str, Any], *, operator: str) -> dict[str, An
     return {**kept, REPLAYS_HEADER: replays_of(headers) + 1, REPLAYED_BY_HEADER: operator, REPLAY_HEADER: True}
 
 
-def identity_case_of(body: bytes) -> UUID | None:
-    """The case whose victim identity a dead letter's (opened) body carries, or None when it carries none that
-    names a case: a case event as intake publishes it (``case_id`` beside a sealed ``identity`` or note), or a police
-    report as submitted (its reporting agency and report number name the case, its victims' identity fields are
-    in plaintext). Notifications, replies and delivery reports carry no identity and are never matched."""
+IDENTITY_REMOVED_HEADER = "x-rujukan-identity-removed"
+"""Set on a case event kept in its dead-letter queue after its case's identity was erased, with the identity and
+note taken out: there is nothing left to take out of it."""
+
+NO_IDENTITY: dict[str, Any] = {"victims": {}, "summary": "", "contact_officer": None}
+"""What intake seals as a case's identity (services/intake/reports.py ``identity_of``), with nothing in it."""
+
+
+def _object_of(body: bytes) -> dict[str, Any] | None:
     if len(body) > IDENTITY_READ_LIMIT:
         return None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def submission_case_of(body: bytes) -> UUID | None:
+    """The case a police unit's submission names by its reporting agency and report number (a report, an
+    amendment, a withdrawal request, as intake's queue receives them), or None when the body names none. Such a
+    body holds the victims' identity, or a note, in the police unit's own words."""
+    data = _object_of(body)
+    if data is None:
         return None
-    # A sealed box under "identity" (a case reported or amended) or "note" (a withdrawal, case.withdrawn.v2).
-    if isinstance(data.get("identity"), dict) or isinstance(data.get("note"), dict):
-        try:
-            return UUID(str(data.get("case_id")))
-        except ValueError:
-            return None
-    agency, number, victims = data.get("reporting_agency"), data.get("police_report_number"), data.get("victims")
-    if not (isinstance(agency, str) and isinstance(number, str) and number.strip() and isinstance(victims, list)):
-        return None
-    if any(isinstance(victim, dict) and IDENTITY_FIELDS & victim.keys() for victim in victims):
+    agency, number = data.get("reporting_agency"), data.get("police_report_number")
+    if isinstance(agency, str) and isinstance(number, str) and number.strip():
         return case_id_for(agency, number)
     return None
+
+
+def without_identity(body: bytes, sealed_nothing: Callable[[UUID], dict[str, Any]]) -> tuple[UUID, bytes] | None:
+    """A case event as intake publishes it (reported, amended, withdrawn), its case, and the event with the
+    identity replaced by ``sealed_nothing(case_id)`` and the note by none: still an event its consumer takes (an
+    erased case's identity is never read again, and an amendment leaves it erased). None when the body is no such
+    event or holds neither."""
+    data = _object_of(body)
+    if data is None:
+        return None
+    try:
+        case_id = UUID(str(data.get("case_id")))
+    except ValueError:
+        return None
+    kept = dict(data)
+    if isinstance(data.get("identity"), dict):
+        kept["identity"] = sealed_nothing(case_id)
+    if data.get("note") is not None:
+        kept["note"] = None
+    if kept == data:
+        return None
+    return case_id, json.dumps(kept, separators=(",", ":")).encode()

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import aio_pika
 import structlog
 from aio_pika.abc import AbstractConnection
 from sqlalchemy import func, or_, select
@@ -14,8 +15,15 @@ from sqlalchemy import func, or_, select
 from services.referral import ledger as tables
 from services.referral.ledger import Ledger, LedgerTx
 from services.referral.lifecycle import ACCEPTED_STATES, CLOSED_LEGS, Status
-from services.referral.operations.broker import BrokerOps, Held, QueueInfo, queue_inventory
-from services.referral.operations.dead_letters import DEAD_SUFFIX, identity_case_of, work_queue_of
+from services.referral.operations.broker import BrokerOps, Held, QueueInfo, Settlement, copy_of, queue_inventory
+from services.referral.operations.dead_letters import (
+    DEAD_SUFFIX,
+    IDENTITY_REMOVED_HEADER,
+    NO_IDENTITY,
+    submission_case_of,
+    without_identity,
+    work_queue_of,
+)
 from services.referral.operations.figures import OpenLeg, ack_medians, awaited, operator_detail
 from services.referral.operations.trail import DeadLetterAction, record_dead_letter_action
 from services.referral.operations.views import (
@@ -36,7 +44,7 @@ from shared.errors import PermanentError
 from shared.rosters import duty_officers
 from shared.sealing import IdentitySealer
 from shared.settings import Settings
-from shared.topology import build_topology
+from shared.topology import Topology, build_topology, dead_letter_queue_name
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +86,7 @@ class Operations:
         return self._clock()
 
     def _inventory(self) -> list[QueueInfo]:
-        return queue_inventory(build_topology(self._directory(), self._settings.retry_schedule))
+        return queue_inventory(self._topology())
 
     def dead_letter_queues(self) -> list[str]:
         return [info.name for info in self._inventory() if info.kind == "dead"]
@@ -244,47 +252,75 @@ class Operations:
             log.warning("dead_letter_discarded", queue=letter.queue, message_id=message_id, operator=operator)
         return letter
 
-    async def remove_erased_identity(self, actor: str) -> list[DeadLetter]:
-        """Removes every dead letter that carries the identity of a case whose identity the ledger has erased: an
-        erasure must reach what sits in a dead-letter queue too, where the service's own key would still open
-        it. Each removal is on the audit trail, by ``actor``, before the letter goes. Other dead letters of the
-        case (notifications, replies) carry no identity and stay for operators to replay."""
+    async def clear_erased_identity(self, actor: str) -> list[DeadLetter]:
+        """Takes an erased case's identity out of the dead-letter queues, where the service's own key would still
+        open it; each letter settled is on the audit trail, by ``actor``, before it goes.
 
-        async def erased(held: Sequence[Held]) -> list[Held]:
-            claims = [(message, self._identity_case_of(message)) for message in held]
-            named = {case_id for _, case_id in claims if case_id is not None}
+        A police submission intake refused (its own queue's dead letters: a report, an amendment, a withdrawal
+        request, holding the victims' identity or a note in the police unit's words) is removed: intake never
+        accepted it, and its sender was told so. A case event intake did accept (the referral's case queue) is
+        kept, replayable, with its identity and note taken out: an amendment may still refer a victim, a withdrawal
+        still cancel legs. Other dead letters hold no identity and are left alone."""
+        topology = self._topology()
+        submissions = dead_letter_queue_name(topology.intake_reports.name)
+        case_events = dead_letter_queue_name(topology.referral_cases.name)
+        cases: dict[int, UUID] = {}
+
+        async def erased(queue: str, held: Sequence[Held]) -> list[Settlement]:
+            claims = [(message, claim) for message in held if (claim := self._claim(queue, message, submissions))]
+            named = {case_id for _, (case_id, _) in claims}
             gone = await self._ledger.run(LedgerTx.erased_cases, named) if named else set()
-            return [message for message, case_id in claims if case_id in gone]
+            cases.update({id(message): case_id for message, (case_id, _) in claims})
+            return [Settlement(message, replacement) for message, (case_id, replacement) in claims if case_id in gone]
 
-        async def record(message: Held, letter: DeadLetter) -> None:
+        async def record(settlement: Settlement, letter: DeadLetter) -> None:
             await record_dead_letter_action(
                 self._ledger,
                 at=self._clock(),
                 operator=actor,
-                action=DeadLetterAction.ERASED,
+                action=DeadLetterAction.ERASED if settlement.replacement is None else DeadLetterAction.IDENTITY_REMOVED,
                 queue=letter.queue,
                 message_id=letter.message_id,
-                # The case the body names: a report's own correlation id is whatever its sender chose.
-                correlation_id=str(self._identity_case_of(message)),
+                # The case the body names: a submission's own correlation id is whatever its sender chose.
+                correlation_id=str(cases[id(settlement.message)]),
                 note="the case's identity was erased",
             )
 
-        removed = await self._broker.remove_chosen(
-            self.dead_letter_queues(), self._clock(), choose=erased, before_removing=record
+        settled = await self._broker.settle(
+            [submissions, case_events], self._clock(), choose=erased, before_removing=record
         )
-        for letter in removed:
-            log.warning("dead_letter_erased", queue=letter.queue, message_id=letter.message_id, operator=actor)
-        return removed
+        for settlement, letter in settled:
+            event = "dead_letter_erased" if settlement.replacement is None else "dead_letter_identity_removed"
+            log.warning(event, queue=letter.queue, message_id=letter.message_id, operator=actor)
+        return [letter for _, letter in settled]
 
-    def _identity_case_of(self, message: Held) -> UUID | None:
-        body = message.body
-        if (message.headers or {}).get(SEALED_BODY_HEADER):
-            try:
-                body = self._sealer.open_bytes(body, context=dead_letter_context(message.message_id))
-            except PermanentError:
-                # No key of ours opens it: it holds nothing this deployment could read.
-                return None
-        return identity_case_of(body)
+    def _claim(self, queue: str, message: Held, submissions: str) -> tuple[UUID, aio_pika.Message | None] | None:
+        """The case whose identity the dead letter holds, and what is to take its place (nothing for a refused
+        submission); None when it holds none, or no longer does."""
+        if queue == submissions:
+            case_id = submission_case_of(self._opened(message))
+            return (case_id, None) if case_id is not None else None
+        headers = dict(message.headers or {})
+        if headers.get(IDENTITY_REMOVED_HEADER) or not (kept := without_identity(message.body, self._sealed_nothing)):
+            return None
+        case_id, body = kept
+        return case_id, copy_of(message, body, {**headers, IDENTITY_REMOVED_HEADER: True})
+
+    def _topology(self) -> Topology:
+        return build_topology(self._directory(), self._settings.retry_schedule)
+
+    def _opened(self, message: Held) -> bytes:
+        """The body as it came, a sealed one opened; nothing when no key of ours opens it (nobody here could read
+        it either)."""
+        if not (message.headers or {}).get(SEALED_BODY_HEADER):
+            return bytes(message.body)
+        try:
+            return self._sealer.open_bytes(message.body, context=dead_letter_context(message.message_id))
+        except PermanentError:
+            return b""
+
+    def _sealed_nothing(self, case_id: UUID) -> dict[str, Any]:
+        return self._sealer.seal(NO_IDENTITY, context=case_id.bytes).model_dump(mode="json")
 
     async def _audit(self, action: DeadLetterAction, letter: DeadLetter, operator: str, note: str | None) -> None:
         # Written before the dead letter is acked: nothing leaves a dead-letter queue without its audit entry.

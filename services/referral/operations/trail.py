@@ -17,7 +17,9 @@ class DeadLetterAction(StrEnum):
     REPLAYED = "dlq_replayed"
     DISCARDED = "dlq_discarded"
     ERASED = "dlq_erased"
-    """Removed because it carried the identity of a case whose identity was erased (services/referral/privacy.py)."""
+    """A refused submission removed: it held the identity of a case whose identity was erased."""
+    IDENTITY_REMOVED = "dlq_identity_removed"
+    """A case event kept, its identity and note taken out, after its case's identity was erased."""
 
 
 def _case_of(correlation_id: str | None) -> UUID:
