@@ -23,6 +23,7 @@ LOGGABLE_FIELDS: frozenset[str] = frozenset(
         "recipient", "history", "gaps", "nobody_on_duty", "escalation_level",
         "operator",  # an operator's id from the directory (ops console actions)
         "fields",  # paths of the fields a validation error names (shared.errors.field_path), never their values
+        "tasks",  # where each of a service's tasks waits: names of functions and lines of code (shared.service)
     }
 )  # fmt: skip
 """Everything else is replaced by ``[redacted]``: a new field must be shown to be victim-safe first."""

@@ -7,13 +7,17 @@ import contextlib
 import signal
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
 import uvicorn
 import uvloop
 from fastapi import FastAPI
 
 _T = TypeVar("_T")
+
+log = structlog.get_logger(__name__)
 
 HTTP_GRACE_SECONDS = 10
 """How long a stopping service lets running HTTP requests finish; its consumers have their own grace (FastStream's
@@ -32,6 +36,24 @@ class Service:
     name: str
     port: int
     http: FastAPI
+
+
+def log_tasks() -> None:
+    """Every task of the running loop and the chain of awaits it is suspended in, innermost last: for a service
+    that is slow to stop, or stuck, ``kill -USR1 <pid>`` shows what it waits for."""
+    log.warning(
+        "tasks_dumped", tasks=sorted(f"{task.get_name()}: {' > '.join(_awaits(task))}" for task in asyncio.all_tasks())
+    )
+
+
+def _awaits(task: asyncio.Task[Any]) -> list[str]:
+    chain: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and (frame := getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)):
+        where = "/".join(Path(frame.f_code.co_filename).parts[-2:])
+        chain.append(f"{frame.f_code.co_name} ({where}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return chain
 
 
 class _Server(uvicorn.Server):
@@ -97,13 +119,14 @@ class Running:
 
 async def serve(services: Sequence[Service], host: str, *, on_hangup: Callable[[], object] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then stop gracefully (in-flight handlers finish or are redelivered);
-    SIGHUP calls ``on_hangup`` (the directory reload)."""
+    SIGHUP calls ``on_hangup`` (the directory reload); SIGUSR1 logs where every task waits."""
     running = Running(services, host)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, running.request_stop)
     if on_hangup is not None:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     await running.start()
     await running.wait()
     if any(not server.started for server in running._servers):

@@ -530,7 +530,16 @@ class ServiceProcess:
     async def stop(self) -> None:
         if self.process and self.process.returncode is None:
             self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), timeout=30)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.process.wait()), timeout=30)
+            except TimeoutError:
+                # Where it waits, from the service itself (shared.service.log_tasks), before it is killed.
+                self.process.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(2)
+                self.process.kill()
+                await self.process.wait()
+                dumps = [line for line in self._log.read_text().splitlines() if "tasks_dumped" in line]
+                raise AssertionError(f"{self.name} did not stop within 30 s of SIGTERM; its tasks: {dumps}") from None
 
 
 def replicas(name: str, count: int, settings: Settings, directory: Directory, data_dir: Path) -> list[ServiceProcess]:

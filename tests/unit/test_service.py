@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
 from fastapi import FastAPI, Request
 
-from shared.service import Running, Service
+from shared.service import Running, Service, log_tasks
 
 
 async def test_a_taken_port_fails_start_up_with_an_error_instead_of_exiting_the_process() -> None:
@@ -41,3 +42,25 @@ async def test_a_client_that_never_finishes_its_request_does_not_keep_the_servic
         await asyncio.wait_for(running.stop(), timeout=30)
     finally:
         writer.close()
+
+
+async def test_a_task_dump_names_where_each_task_waits(capsys: pytest.CaptureFixture[str]) -> None:
+    release = asyncio.Event()
+
+    async def waiting_for_the_broker() -> None:
+        await release.wait()
+
+    async def stopping() -> None:
+        await waiting_for_the_broker()
+
+    task = asyncio.create_task(stopping(), name="lifespan")
+    await asyncio.sleep(0)
+
+    log_tasks()
+
+    release.set()
+    await task
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "tasks_dumped" in line]
+    [dumped] = [entry for entry in json.loads(line)["tasks"] if entry.startswith("lifespan: ")]
+    assert "stopping (unit/test_service.py:" in dumped
+    assert dumped.index("stopping") < dumped.index("waiting_for_the_broker") < dumped.index("wait (asyncio/locks.py:")
