@@ -194,6 +194,14 @@ failed_tries = Table(
     Index("ix_failed_tries_key_at", "agency_id", "officer_id", "purpose", "at"),
 )
 
+# An operator's last sign-out from the ops page: every session signed in before it ends with it.
+ops_sign_outs = Table(
+    "ops_sign_outs",
+    metadata,
+    Column("operator_id", String(60), primary_key=True),
+    Column("signed_out_at", UtcDateTime, nullable=False),
+)
+
 # Tamper-evident: each row carries the keyed hash of the one before (services/referral/audit.py). Ids are assigned by
 # the appender, one after another, so a deleted row leaves a gap; no foreign key, the trail outlives anything.
 audit_trail = Table(
@@ -781,6 +789,15 @@ class LedgerTx:
         )
         return bool(self._c.execute(statement).rowcount)
 
+    def sign_out(self, operator_id: str, at: datetime) -> None:
+        """Ends every ops page session of the operator signed in up to ``at``, on every device."""
+        statement = upsert(ops_sign_outs, self._c.dialect.name).values(operator_id=operator_id, signed_out_at=at)
+        self._c.execute(statement.on_conflict_do_update(index_elements=["operator_id"], set_={"signed_out_at": at}))
+
+    def signed_out_at(self, operator_id: str) -> datetime | None:
+        query = select(ops_sign_outs.c.signed_out_at).where(ops_sign_outs.c.operator_id == operator_id)
+        return self._c.execute(query).scalar_one_or_none()
+
     def locked_until(self, agency_id: str, officer_id: str, purpose: str) -> datetime | None:
         """Until when the officer is locked out of ``pin`` or ``sms``, if ever."""
         query = select(officer_lockouts.c.locked_until).where(
@@ -914,7 +931,7 @@ class Ledger:
             await connection.run_sync(_create_or_upgrade)
 
 
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 """The newest Alembic revision (``migrations/versions``): the schema ``metadata`` describes. A new ledger is created
 from ``metadata`` at this revision and runs no migration, so a migration that adds rows every ledger needs must add
 them here too."""

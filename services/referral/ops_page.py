@@ -224,8 +224,13 @@ def build_ops_page(
         asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE) or ""
         return asked if asked in _WORDS else LANGUAGES[0]
 
-    def signed_in(request: Request) -> SignedIn | None:
-        return sessions.verify(request.cookies.get(COOKIE), directory(), clock())
+    async def signed_in(request: Request) -> SignedIn | None:
+        who = sessions.verify(request.cookies.get(COOKIE), directory(), clock())
+        if who is None:
+            return None
+        # The cookie carries its sign-in to the second: one signed in the second an operator signed out is over too.
+        signed_out_at = await operations.signed_out_at(who.operator.id)
+        return None if signed_out_at is not None and who.session.signed_in_at <= signed_out_at else who
 
     def render(
         request: Request,
@@ -302,8 +307,8 @@ def build_ops_page(
             refresh=False,
         )  # fmt: skip
 
-    def authorised_post(request: Request, csrf: str | None) -> SignedIn | Response:
-        who = signed_in(request)
+    async def authorised_post(request: Request, csrf: str | None) -> SignedIn | Response:
+        who = await signed_in(request)
         if who is None:
             return refused(request, None, 401, _WORDS[language(request)]["signed_out"])
         if not sessions.csrf_matches(who.session, csrf):
@@ -316,7 +321,7 @@ def build_ops_page(
 
     @router.get("/signin", response_class=HTMLResponse)
     async def sign_in_form(request: Request) -> Response:
-        if signed_in(request):
+        if await signed_in(request):
             return RedirectResponse("/ops/overview", status_code=303)
         return render(request, "ops/signin.html", {"refusal": None}, who=None, current="sign_in", refresh=False)
 
@@ -346,29 +351,30 @@ def build_ops_page(
 
     @router.post("/signout", response_class=HTMLResponse)
     async def sign_out(request: Request, csrf: Annotated[str | None, Form()] = None) -> Response:
-        who = authorised_post(request, csrf)
+        who = await authorised_post(request, csrf)
         if isinstance(who, Response):
             return who
+        await operations.sign_out(who.operator.id, clock())
         response = RedirectResponse("/ops/signin", status_code=303)
         response.delete_cookie(COOKIE, path="/ops", httponly=True, samesite="strict", secure=secure_cookie)
         return response
 
     @router.get("/overview", response_class=HTMLResponse)
     async def overview(request: Request) -> Response:
-        if (who := signed_in(request)) is None:
+        if (who := await signed_in(request)) is None:
             return to_sign_in(request)
         return render(request, "ops/overview.html", {"view": await operations.overview()}, who=who, current="overview")
 
     @router.get("/overdue", response_class=HTMLResponse)
     async def overdue(request: Request) -> Response:
-        if (who := signed_in(request)) is None:
+        if (who := await signed_in(request)) is None:
             return to_sign_in(request)
         # The facade answers them the latest first.
         return render(request, "ops/overdue.html", {"overdue": await operations.overdue()}, who=who, current="overdue")
 
     @router.get("/dead-letters", response_class=HTMLResponse)
     async def dead_letters(request: Request, queue: str = "", done: str = "") -> Response:
-        if (who := signed_in(request)) is None:
+        if (who := await signed_in(request)) is None:
             return to_sign_in(request)
         words = _WORDS[language(request)]
         try:
@@ -387,7 +393,7 @@ def build_ops_page(
         csrf: Annotated[str | None, Form()] = None,
         note: Annotated[str, Form(max_length=2000)] = "",
     ) -> Response:
-        who = authorised_post(request, csrf)
+        who = await authorised_post(request, csrf)
         if isinstance(who, Response):
             return who
         words = _WORDS[language(request)]
@@ -412,7 +418,7 @@ def build_ops_page(
 
     @router.get("/case", response_class=HTMLResponse)
     async def find_case(request: Request, q: str = "") -> Response:
-        if (who := signed_in(request)) is None:
+        if (who := await signed_in(request)) is None:
             return to_sign_in(request)
         query = q.strip()[:200]
         case = await operations.find_case(query) if query else None

@@ -53,6 +53,9 @@ class DeadLetterDesk:
         self.asked.append(("discard", queue, message_id))
         return None
 
+    async def signed_out_at(self, operator_id: str) -> datetime | None:
+        return None
+
 
 def an_ops_page(desk: DeadLetterDesk) -> FastAPI:
     directory = load_directory(CONFIG)

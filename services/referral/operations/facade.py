@@ -63,8 +63,8 @@ class NoteRequiredError(ValueError):
 
 
 class Operations:
-    """What operators see and do. Reads the ledger and the broker; writes only the audit trail and, through a
-    replay, the one queue a dead letter came from."""
+    """What operators see and do. Reads the ledger and the broker; writes only the audit trail, operators'
+    sign-outs and, through a replay, the one queue a dead letter came from."""
 
     def __init__(
         self,
@@ -334,6 +334,15 @@ class Operations:
             correlation_id=letter.correlation_id,
             note=note,
         )
+
+    # Sessions
+
+    async def sign_out(self, operator_id: str, at: datetime) -> None:
+        await self._ledger.run(LedgerTx.sign_out, operator_id, at)
+
+    async def signed_out_at(self, operator_id: str) -> datetime | None:
+        """When the operator last signed out of the ops page: their sessions signed in before then are over."""
+        return await self._ledger.run(LedgerTx.signed_out_at, operator_id)
 
     # Cases
 
