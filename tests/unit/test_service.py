@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 
 import pytest
+import structlog.testing
 from fastapi import FastAPI, Request
 
 from shared.service import Running, Service, log_tasks
@@ -44,7 +44,7 @@ async def test_a_client_that_never_finishes_its_request_does_not_keep_the_servic
         writer.close()
 
 
-async def test_a_task_dump_names_where_each_task_waits(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_a_task_dump_names_where_each_task_waits() -> None:
     release = asyncio.Event()
 
     async def waiting_for_the_broker() -> None:
@@ -56,11 +56,12 @@ async def test_a_task_dump_names_where_each_task_waits(capsys: pytest.CaptureFix
     task = asyncio.create_task(stopping(), name="lifespan")
     await asyncio.sleep(0)
 
-    log_tasks()
+    with structlog.testing.capture_logs() as logged:
+        log_tasks()
 
     release.set()
     await task
-    [line] = [line for line in capsys.readouterr().out.splitlines() if "tasks_dumped" in line]
-    [dumped] = [entry for entry in json.loads(line)["tasks"] if entry.startswith("lifespan: ")]
+    [dump] = [entry for entry in logged if entry["event"] == "tasks_dumped"]
+    [dumped] = [entry for entry in dump["tasks"] if entry.startswith("lifespan: ")]
     assert "stopping (unit/test_service.py:" in dumped
     assert dumped.index("stopping") < dumped.index("waiting_for_the_broker") < dumped.index("wait (asyncio/locks.py:")
