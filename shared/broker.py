@@ -42,6 +42,11 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+CONSUMER_GRACE_SECONDS = 15.0
+"""How long a stopping service waits for the messages its handlers are processing (FastStream's
+``graceful_timeout``), after its HTTP grace (``shared.service.HTTP_GRACE_SECONDS``)."""
+
+
 def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
     tolerate_undecodable_values()
     context = tls_context(settings)
@@ -58,7 +63,7 @@ def make_broker(settings: Settings, *, app_id: str) -> RabbitBroker:
         # FastStream's own line for each message received and processed (its context redacted anyway) is debug:
         # at INFO it was two lines per message, most of the service's log. Failures still log as errors.
         log_level=logging.DEBUG,
-        graceful_timeout=15.0,
+        graceful_timeout=CONSUMER_GRACE_SECONDS,
         # A handler takes the message itself and decodes its body with the contract its type names (shared/
         # consuming.py). FastStream's dependency injection, which resolved that parameter on a worker thread, and
         # its JSON parse of every body, which nothing read, cost about a tenth of each consumer's CPU.

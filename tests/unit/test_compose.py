@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from services.cli import SERVICES, _parser
+from shared.broker import CONSUMER_GRACE_SECONDS
+from shared.service import HTTP_GRACE_SECONDS
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,6 +359,19 @@ def test_services_start_only_after_their_dependencies_are_healthy(name: str) -> 
     for dependency in needed:
         assert (depends_on.get(dependency) or {}).get("condition") == "service_healthy", f"{name} -> {dependency}"
         assert _service(dependency).get("healthcheck"), f"{dependency} has no healthcheck to wait for"
+
+
+_DURATION = re.compile(r"(?=\d)(?:(?P<minutes>\d+)m)?(?:(?P<seconds>\d+)s)?")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_waits_for_a_stopping_service_to_finish_its_requests_and_messages(name: str) -> None:
+    # Docker's default stop_grace_period is 10 s, then SIGKILL: a message in flight would be redelivered and a
+    # request cut off, though the service would have finished both.
+    match = _DURATION.fullmatch(str(_service(name).get("stop_grace_period", "")))
+    assert match is not None, f"{name}: stop_grace_period must be set, e.g. 30s"
+    seconds = int(match["minutes"] or 0) * 60 + int(match["seconds"] or 0)
+    assert seconds > HTTP_GRACE_SECONDS + CONSUMER_GRACE_SECONDS, name
 
 
 def test_dockerfile_entrypoint_is_the_rujukan_console_script() -> None:
