@@ -213,7 +213,9 @@ def _show_overview(console: Console, overview: dict[str, Any]) -> None:
         services.add_column(column)
     for service in overview["services"]:
         consuming = "[green]yes[/green]" if service["consuming"] else "[bold red]NO[/bold red]"
-        services.add_row(service["name"], consuming, _moment(service["last_message_seen"]))
+        # None: nothing here knows (the management API tells of a quorum queue's traffic only while it delivers).
+        seen = service["last_message_seen"]
+        services.add_row(service["name"], consuming, "unknown" if seen is None else _moment(seen))
     console.print(services)
 
     queues = Table(title="Queues")

@@ -91,7 +91,20 @@ async def test_status_exits_zero_when_every_service_queue_has_a_consumer(
         "notifier": True,
     }
     assert not [queue for queue in overview["queues"] if queue["stalled"]]
-    assert all(service["last_message_seen"] for service in overview["services"])
+
+
+async def test_status_shows_a_service_s_last_message_as_unknown_when_nothing_tells_it(
+    system: System, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Quorum queues report no ``idle_since`` on RabbitMQ 3.10: a service that took no message is not shown as
+    having seen one just now."""
+    code, output = await rujukan_ops(system, monkeypatch, capsys, "--json", "status")
+    _, table = await rujukan_ops(system, monkeypatch, capsys, "status")
+
+    assert code == 0, output
+    seen = {service["name"]: service["last_message_seen"] for service in json.loads(output)["services"]}
+    assert seen == {"intake": None, "referral": None, "notifier": None}
+    assert table.count("unknown") == 3, table
 
 
 async def test_status_exits_non_zero_naming_the_queues_nobody_consumes(

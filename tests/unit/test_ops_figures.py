@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from services.referral.lifecycle import Status
-from services.referral.operations.figures import OpenLeg, ack_medians, awaited, median_span, operator_detail
+from services.referral.operations.figures import (
+    OpenLeg,
+    ack_medians,
+    awaited,
+    last_traffic,
+    median_span,
+    operator_detail,
+)
+from services.referral.operations.views import QueueFigures
 from shared.contracts.referrals import DeadlineKind
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -73,3 +81,31 @@ def test_an_operator_sees_why_a_referral_was_declined_but_not_an_agency_s_own_wo
 
     assert held == {"reason": "(hidden)", "via": "http"}
     assert declined == {"reason": "not_in_jurisdiction", "via": "http"}
+
+
+def a_work_queue(*, idle_since: datetime | None = None, deliver_rate: float | None = 0.0) -> QueueFigures:
+    return QueueFigures(
+        name="intake.reports",
+        owner="intake",
+        kind="work",
+        messages=0,
+        consumers=1,
+        publish_rate=0.0,
+        deliver_rate=deliver_rate,
+        idle_since=idle_since,
+    )
+
+
+def test_a_quorum_queue_without_idle_since_or_deliveries_leaves_its_last_traffic_unknown() -> None:
+    """RabbitMQ 3.10 never reports ``idle_since`` for a quorum queue: its absence does not mean busy now."""
+    assert last_traffic([a_work_queue(), a_work_queue(deliver_rate=None)], NOW) is None
+
+
+def test_a_queue_delivering_messages_had_traffic_now() -> None:
+    assert last_traffic([a_work_queue(), a_work_queue(deliver_rate=2.5)], NOW) == NOW
+
+
+def test_a_queue_idle_since_a_moment_last_had_traffic_then() -> None:
+    quiet = NOW - timedelta(hours=3)
+
+    assert last_traffic([a_work_queue(), a_work_queue(idle_since=quiet)], NOW) == quiet

@@ -24,7 +24,7 @@ from services.referral.operations.dead_letters import (
     without_identity,
     work_queue_of,
 )
-from services.referral.operations.figures import OpenLeg, ack_medians, awaited, operator_detail
+from services.referral.operations.figures import OpenLeg, ack_medians, awaited, last_traffic, operator_detail
 from services.referral.operations.trail import DeadLetterAction, record_dead_letter_action
 from services.referral.operations.views import (
     AgencyFigures,
@@ -101,10 +101,9 @@ class Operations:
         for service in SERVICES:
             own = [queue for queue in queues if queue.owner == service]
             work = [queue for queue in own if queue.needs_consumer]
-            # The management API gives ``idle_since`` only to a queue with no traffic lately: one without it is
-            # busy now. Passive declares tell nothing of the sort.
-            idle = [queue.idle_since or now for queue in work] if source == "management" else []
-            known = [moment for moment in (seen.get(service), max(idle, default=None)) if moment is not None]
+            # Passive declares tell nothing of a queue's traffic; the management API only sometimes does.
+            traffic = last_traffic(work, now) if source == "management" else None
+            known = [moment for moment in (seen.get(service), traffic) if moment is not None]
             services.append(
                 ServiceStatus(
                     name=service,
@@ -123,7 +122,7 @@ class Operations:
 
     async def _last_seen(self) -> dict[str, datetime]:
         """The referral service records every message it took in its inbox table; the other services keep no
-        such record here (the management API's ``idle_since`` stands in for them)."""
+        such record here (the management API's queue figures stand in for them, when they tell)."""
         async with self._ledger.engine.connect() as connection:
             newest = (await connection.execute(select(func.max(tables.inbox.c.received_at)))).scalar()
         return {"referral": newest} if newest is not None else {}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from services.referral.lifecycle import Status, overdue
+from services.referral.operations.views import QueueFigures
 from shared.contracts.referrals import DeadlineKind
 
 
@@ -34,6 +35,20 @@ def awaited(leg: OpenLeg, now: datetime) -> tuple[DeadlineKind, datetime] | None
     if leg.accept_due_at is not None and overdue(DeadlineKind.ACCEPT, leg.status, leg.accept_due_at, now):
         return DeadlineKind.ACCEPT, leg.accept_due_at
     return None
+
+
+def last_traffic(work: Sequence[QueueFigures], now: datetime) -> datetime | None:
+    """When the management API shows a service's work queues last had traffic, or None when it does not tell.
+
+    A queue's ``idle_since`` says when it went quiet; a queue delivering messages (a non-zero deliver rate) is
+    busy now. A queue with neither tells nothing: quorum queues, every queue here, never report ``idle_since``
+    on RabbitMQ 3.10, so taking its absence for "busy" showed a service idle for hours as seen just now."""
+    moments = [
+        queue.idle_since if queue.idle_since is not None else now
+        for queue in work
+        if queue.idle_since is not None or queue.deliver_rate
+    ]
+    return max(moments, default=None)
 
 
 def median_span(spans: Iterable[timedelta]) -> timedelta | None:

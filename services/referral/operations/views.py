@@ -31,7 +31,8 @@ class QueueFigures(_View):
     """Messages per second, from the management API only."""
     deliver_rate: float | None = None
     idle_since: datetime | None = None
-    """From the management API: when the queue last saw traffic (None while busy, or when unknown)."""
+    """From the management API: when the queue last saw traffic (None while busy, or when unknown: quorum queues
+    never report it on RabbitMQ 3.10)."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -53,7 +54,9 @@ class ServiceStatus(_View):
     """Every work queue it consumes has at least one consumer."""
     queues: tuple[str, ...]
     last_message_seen: datetime | None
-    """The newest message it took that we know of (the referral ledger's inbox, or the management API)."""
+    """The newest message it took that we know of (the referral ledger's inbox, or the management API); None when
+    unknown, as for intake and the notifier when their quorum queues report no ``idle_since`` and deliver
+    nothing at the moment."""
 
 
 class AgencyFigures(_View):
