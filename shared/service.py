@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,25 @@ def run_on_uvloop(main: Coroutine[Any, Any, _T]) -> _T:
     (README, "Performance"), the difference in its socket I/O and scheduling, which is all C."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+class ServiceStartError(RuntimeError):
+    """Raised by ``Running.start`` when a service could not start: its port taken, or its start-up failed."""
+
+
+async def stop_background(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancels each of a service's background tasks and waits for it to end, cancelling it again while it runs.
+
+    A loop that retries on ``Exception`` can swallow a cancellation: aio-pika, cancelled in the middle of a call,
+    may close its channel and raise another error in the CancelledError's place. The loop then takes it for the
+    broker being away and sleeps until its next round (an hour, for the retention sweep), and a stopping
+    service, or one whose port was taken at start-up, waited on it forever."""
+    for task in tasks:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,9 @@ async def _serve(server: _Server) -> None:
     except SystemExit as exc:
         # uvicorn exits the process when a port is taken or start-up fails; in a shared event loop that
         # would take the other services (or a test runner) down with it.
-        raise RuntimeError(f"HTTP server on port {server.config.port} could not start (exit {exc.code})") from None
+        raise ServiceStartError(
+            f"HTTP server on port {server.config.port} could not start (exit {exc.code}; see the log)"
+        ) from None
 
 
 class Running:
@@ -102,7 +123,7 @@ class Running:
             if failed := [task for task in self._tasks if task.done()]:
                 await self.stop()
                 failed[0].result()
-                raise RuntimeError("a service stopped during start-up (see its log)")
+                raise ServiceStartError("a service stopped during start-up (see its log)")
             await asyncio.sleep(0.05)
 
     def request_stop(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -45,7 +44,7 @@ from shared.directory import Directory
 from shared.http import BodyLimit, agency_auth, health_router, install_error_handlers
 from shared.observability import broker_checks, instrument, metrics_router
 from shared.sealing import IdentitySealer, load_audit_keys, load_link_key
-from shared.service import Service
+from shared.service import Service, stop_background
 from shared.settings import Settings
 from shared.topology import EVENTS, build_topology
 
@@ -137,10 +136,7 @@ def build_referral(
         finally:
             log.info("service_stopping")
             await broker.stop()
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_background(tasks)
             await engine.dispose()
             log.info("service_stopped")
 

@@ -7,7 +7,7 @@ import pytest
 import structlog.testing
 from fastapi import FastAPI, Request
 
-from shared.service import Running, Service, log_tasks
+from shared.service import Running, Service, log_tasks, stop_background
 
 
 async def test_a_taken_port_fails_start_up_with_an_error_instead_of_exiting_the_process() -> None:
@@ -65,3 +65,24 @@ async def test_a_task_dump_names_where_each_task_waits() -> None:
     [dumped] = [entry for entry in dump["tasks"] if entry.startswith("lifespan: ")]
     assert "stopping (unit/test_service.py:" in dumped
     assert dumped.index("stopping") < dumped.index("waiting_for_the_broker") < dumped.index("wait (asyncio/locks.py:")
+
+
+async def test_stopping_background_work_ends_a_task_that_swallowed_its_cancellation() -> None:
+    """As the retention sweep did when aio-pika, cancelled mid-call, raised another error in its place."""
+    swallowed = asyncio.Event()
+
+    async def sweep_every_hour() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)  # the round's broker call
+            except asyncio.CancelledError:
+                swallowed.set()  # "the broker is away: the next round does it"
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(sweep_every_hour())
+    await asyncio.sleep(0)
+
+    await asyncio.wait_for(stop_background([task]), timeout=60)
+
+    assert swallowed.is_set()
+    assert task.cancelled()
