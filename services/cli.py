@@ -24,7 +24,7 @@ from shared.live_directory import LiveDirectory, pid_file, signal_running
 from shared.logging import configure_logging
 from shared.rosters import uncovered_agencies
 from shared.sealing import IdentitySealer, load_sealer
-from shared.service import Service, run_on_uvloop, serve
+from shared.service import Service, ServiceStartError, run_on_uvloop, serve
 from shared.settings import Settings
 from shared.tokens import Scope, issue_token
 
@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigurationError as exc:
             print(f"rujukan: {exc}", file=sys.stderr)
             return 2
+        except ServiceStartError as exc:
+            print(f"rujukan demo: {exc}", file=sys.stderr)
+            return 1
     if args.command == "directory":
         return _directory_command(args.action, settings)
     if args.command == "token":
@@ -232,7 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rujukan: {exc}", file=sys.stderr)
         return 2
     with pid_file(settings.data_dir, args.command):
-        run_on_uvloop(serve(services, settings.http_host, on_hangup=directory.reload))
+        try:
+            run_on_uvloop(serve(services, settings.http_host, on_hangup=directory.reload))
+        except ServiceStartError as exc:
+            print(f"rujukan {args.command}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

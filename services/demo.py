@@ -13,7 +13,8 @@ import email
 import email.policy
 import random
 import re
-from collections.abc import Coroutine
+import socket
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.directory import Directory, load_directory
 from shared.sealing import load_sealer
-from shared.service import Running
+from shared.service import Running, ServiceStartError
 from shared.settings import Settings
 
 REPORTER = "polres-bengkayang"
@@ -177,6 +178,14 @@ def _describe(entry: dict[str, Any], agencies: dict[str, str]) -> str:
 async def run_demo(settings: Settings, *, timeout: float) -> int:
     from services.cli import build_services
 
+    service_ports = (settings.intake_port, settings.referral_port, settings.notifier_port)
+    if taken := _taken_ports(settings.http_host, service_ports):
+        raise ServiceStartError(
+            f"{'port' if len(taken) == 1 else 'ports'} {', '.join(map(str, taken))} already in use on "
+            f"{settings.http_host}: is `rujukan run` or another "
+            "demo running? Stop it, or give the demo other ports (RUJUKAN_INTAKE_PORT, _REFERRAL_PORT, "
+            "_NOTIFIER_PORT)"
+        )
     referral_url = f"http://{settings.http_host}:{settings.referral_port}"
     # The demo's officers tap their links on this machine, wherever the referral service was told to listen.
     settings = settings.model_copy(update={"inbound_gateway_token": GATEWAY_TOKEN, "public_referral_url": referral_url})
@@ -195,13 +204,13 @@ async def run_demo(settings: Settings, *, timeout: float) -> int:
             await web.TCPSite(runner, "127.0.0.1", port).start()
         await _open_gateway(runner, settings, ports)
         mailroom = await _open_mailroom(settings)
-        ports_text = f"{settings.intake_port}, {settings.referral_port}, {settings.notifier_port}"
+        ports_text = ", ".join(map(str, service_ports))
         print(
             f"Rujukan demo: services on {ports_text}; webhooks on {sorted(ports)}; SMS gateway "
             f"{settings.sms_gateway_url}; mail on {settings.smtp_port}; broker {settings.amqp_url.host}"
         )
-        await running.start()
         try:
+            await running.start()
             return await _send_and_follow(session, settings, referral_url, timeout)
         finally:
             await running.stop()
@@ -209,6 +218,21 @@ async def run_demo(settings: Settings, *, timeout: float) -> int:
             if mailroom is not None:
                 mailroom.close()
                 await mailroom.wait_closed()
+
+
+def _taken_ports(host: str, ports: Sequence[int]) -> list[int]:
+    """The ports something already listens on. Checked before the services start, which would each log the error
+    and leave the demo to say which ports and why."""
+    taken = []
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # As uvicorn binds: a port left in TIME_WAIT by a demo that just ended is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                taken.append(port)
+    return taken
 
 
 async def _open_gateway(runner: web.AppRunner, settings: Settings, webhook_ports: set[int]) -> None:
