@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from services.ops_cli import add_ops_parser, run_ops
 from services.referral.reporting.statistics import month
 from shared.clock import utcnow
@@ -159,9 +161,24 @@ def _roster_warnings(directory: Directory) -> None:
     warn_of_roster_gaps(directory)
 
 
+def settings_problems(exc: ValidationError) -> str:
+    """Invalid settings on one line, each named by its variable; never the value given, which may be a password
+    (an AMQP URL's, say)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        variable = "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"RUJUKAN_{variable}: {message}" if variable else message)
+    return "; ".join(problems)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"rujukan: {settings_problems(exc)}", file=sys.stderr)
+        return 2
     if args.command == "demo":
         from services.demo import run_demo
 

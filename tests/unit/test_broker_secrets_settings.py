@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from services.cli import main
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
@@ -68,3 +69,18 @@ def test_a_missing_file_or_service_is_a_configuration_error_that_quotes_no_passw
     with pytest.raises(ConfigurationError, match="no AMQP URL for the referral service") as refused:
         Settings(broker_secrets_file=path).for_service("referral")
     assert "pw" not in str(refused.value)
+
+
+def test_the_command_refuses_an_amqp_url_beside_the_secrets_file_in_one_line_with_the_configuration_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUJUKAN_AMQP_URL", "amqp://rujukan:admin-password@rabbitmq:5672/")
+    monkeypatch.setenv("RUJUKAN_BROKER_SECRETS_FILE", str(a_secrets_file(tmp_path)))
+
+    code = main(["directory", "check"])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.startswith("rujukan: RUJUKAN_AMQP_URL and RUJUKAN_BROKER_SECRETS_FILE are both set")
+    assert len(error.splitlines()) == 1
+    assert "admin-password" not in error
