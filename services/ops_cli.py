@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import TypeAdapter
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from shared.settings import Settings, parse_duration
@@ -288,19 +289,37 @@ def _show_dead_letters(console: Console, letters: list[dict[str, Any]]) -> None:
         console.print("no dead letters")
         return
     table = Table(title="Dead letters")
-    for column in ("queue", "message id", "reason", "attempts", "age", "type", "size"):
-        table.add_column(column)
+    # The queue and the message id are what `dlq show`, `replay` and `discard` take: whole, on one line, however
+    # narrow the terminal (rich cuts a column that runs out of room to "…"); the other columns give way.
+    for column, key in (("queue", "queue"), ("message id", "message_id")):
+        table.add_column(column, no_wrap=True, min_width=max(len(letter[key]) for letter in letters))
+    for column in ("reason", "attempts", "age", "type", "size"):
+        table.add_column(column, overflow="fold")
     for letter in letters:
-        table.add_row(
-            letter["queue"],
-            letter["message_id"],
-            letter["reason"],
-            str(letter["attempts"]),
-            _span(letter["age"]),
-            letter["message_type"] or "-",
-            f"{letter['size']} B{' sealed' if letter['sealed'] else ''}",
+        table.add_row(letter["queue"], letter["message_id"], *_dead_letter_details(letter))
+    # Measured unbounded: within the console's width, rich clamps the measure to it.
+    if Measurement.get(console, console.options.update_width(10_000), table).minimum <= console.width:
+        console.print(table)
+        return
+    # Too narrow for the table: each letter's queue and id on a line of their own, which rich never cuts.
+    console.print("Dead letters")
+    for letter in letters:
+        console.print(f"{letter['queue']} {letter['message_id']}", markup=False, highlight=False, soft_wrap=True)
+        reason, attempts, age, message_type, size = _dead_letter_details(letter)
+        console.print(f"  {reason}", markup=False, highlight=False)
+        console.print(
+            f"  attempts {attempts} · age {age} · type {message_type} · {size}", markup=False, highlight=False
         )
-    console.print(table)
+
+
+def _dead_letter_details(letter: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        letter["reason"],
+        str(letter["attempts"]),
+        _span(letter["age"]),
+        letter["message_type"] or "-",
+        f"{letter['size']} B{' sealed' if letter['sealed'] else ''}",
+    )
 
 
 def _show_case(console: Console, case: dict[str, Any]) -> None:
