@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.clock import utcnow
 from shared.links import LinkClaim, LinkSigner
 from shared.sealing import load_link_key
 from tests.builders import a_case_report_body, a_victim
@@ -66,7 +67,7 @@ async def running_system(
     directory = directory_for(sink)
     sink.directory = directory
     settings = settings_for(amqp_url, tmp_path, inbound_gateway_token="gw-test")
-    running = System(settings, directory, sink, names, **({"clock": clock} if clock else {}))
+    running = System(settings, directory, sink, names, clock=clock or utcnow)
     await running.start()
     try:
         yield running
