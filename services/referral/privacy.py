@@ -69,6 +69,9 @@ class Privacy:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database or the broker is away: the next round does it
+                    if (task := asyncio.current_task()) is not None and task.cancelling():
+                        # Cancelled mid-call: aio-pika may raise an error of its own in the cancellation's place.
+                        raise asyncio.CancelledError from exc
                     log.warning(f"{step}_failed", error=type(exc).__name__)
             await asyncio.sleep(interval_seconds)
 
