@@ -1,6 +1,6 @@
 """Use cases of victim privacy over time: erase a case's identity on request, and erase closed cases' identity
 once the directory's retention period has passed. Both are on the audit trail and the case's timeline. An erased
-identity is then removed from the dead-letter queues too, where a refused report or case event still holds it."""
+identity is then taken out of the dead-letter queues too, where a refused report or a case event still holds it."""
 
 from __future__ import annotations
 
