@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from pamqp.encode import field_table
 
+from services.referral.ledger import Ledger
+from services.referral.operations import Operations
 from services.referral.operations.broker import queue_inventory
 from services.referral.operations.dead_letters import (
     dead_at_of,
@@ -22,6 +28,8 @@ from services.referral.operations.dead_letters import (
 )
 from shared.directory import load_directory
 from shared.ids import case_id_for
+from shared.sealing import IdentitySealer
+from shared.settings import Settings
 from shared.topology import build_topology
 from tests.builders import a_case_report_body
 from tests.system import CONFIG
@@ -164,3 +172,29 @@ def test_a_case_event_keeps_its_facts_and_loses_its_identity_and_note() -> None:
 )
 def test_a_body_with_no_identity_or_note_of_a_case_is_left_as_it_is(data: Any) -> None:
     assert without_identity(body(data), nothing_sealed) is None
+
+
+def test_a_case_event_kept_without_identity_keeps_headers_the_broker_takes_again(tmp_path: Path) -> None:
+    """The broker's own dead-lettering keeps headers as the sender wrote them: a number past signed 64 bits reads
+    back as that number, which cannot be written again as it is."""
+    directory = load_directory(CONFIG)
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/rujukan.db")
+    operations = Operations(
+        cast("Ledger", None), lambda: directory, settings, IdentitySealer({"k": os.urandom(32)}, "k")
+    )
+    event = {"case_id": str(CASE), "identity": SEALED}
+    headers = {"x-sent-at": 2**64 - 1, "x-death": [{"count": 10, "reason": "delivery_limit"}]}
+    letter = SimpleNamespace(
+        body=body(event), headers=headers, message_id="m-1", correlation_id=str(CASE), type="case.amended.v1",
+        content_type="application/json", content_encoding=None, timestamp=None, app_id="intake",
+    )  # fmt: skip
+
+    claim = operations._claim("referral.cases.dead", cast("Any", letter), "intake.reports.dead")
+
+    assert claim is not None
+    case_id, kept = claim
+    assert case_id == CASE
+    assert kept is not None
+    assert kept.headers is not None
+    assert field_table(dict(kept.headers))
+    assert kept.headers["x-sent-at"] == str(2**64 - 1)

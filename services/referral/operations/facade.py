@@ -38,7 +38,7 @@ from services.referral.operations.views import (
     TimelineItem,
 )
 from shared.clock import utcnow
-from shared.consuming import SEALED_BODY_HEADER, dead_letter_context
+from shared.consuming import SEALED_BODY_HEADER, dead_letter_context, encodable
 from shared.directory import Directory
 from shared.errors import PermanentError
 from shared.rosters import duty_officers
@@ -303,7 +303,8 @@ class Operations:
         if headers.get(IDENTITY_REMOVED_HEADER) or not (kept := without_identity(message.body, self._sealed_nothing)):
             return None
         case_id, body = kept
-        return case_id, copy_of(message, body, {**headers, IDENTITY_REMOVED_HEADER: True})
+        # As read: any value pamqp reads but cannot write again is made writable (shared.consuming.encodable).
+        return case_id, copy_of(message, body, {**encodable(headers), IDENTITY_REMOVED_HEADER: True})
 
     def _topology(self) -> Topology:
         return build_topology(self._directory(), self._settings.retry_schedule)
