@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
+from uuid import UUID
 
 import aio_pika
 import structlog
@@ -337,10 +338,12 @@ class BrokerOps:
 
 @dataclass(frozen=True)
 class Settlement:
-    """A held dead letter to remove, after putting ``replacement`` (a copy of it) in its place, if given."""
+    """A held dead letter to remove, after putting ``replacement`` (a copy of it) in its place, if given; for the
+    case ``case_id``, when it is settled for one."""
 
     message: Held
     replacement: aio_pika.Message | None = None
+    case_id: UUID | None = None
 
 
 def copy_of(message: AbstractIncomingMessage, body: bytes, headers: dict[str, Any]) -> aio_pika.Message:

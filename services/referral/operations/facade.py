@@ -263,14 +263,12 @@ class Operations:
         topology = self._topology()
         submissions = dead_letter_queue_name(topology.intake_reports.name)
         case_events = dead_letter_queue_name(topology.referral_cases.name)
-        cases: dict[int, UUID] = {}
 
         async def erased(queue: str, held: Sequence[Held]) -> list[Settlement]:
             claims = [(message, claim) for message in held if (claim := self._claim(queue, message, submissions))]
             named = {case_id for _, (case_id, _) in claims}
             gone = await self._ledger.run(LedgerTx.erased_cases, named) if named else set()
-            cases.update({id(message): case_id for message, (case_id, _) in claims})
-            return [Settlement(message, replacement) for message, (case_id, replacement) in claims if case_id in gone]
+            return [Settlement(message, kept, case_id) for message, (case_id, kept) in claims if case_id in gone]
 
         async def record(settlement: Settlement, letter: DeadLetter) -> None:
             await record_dead_letter_action(
@@ -281,7 +279,7 @@ class Operations:
                 queue=letter.queue,
                 message_id=letter.message_id,
                 # The case the body names: a submission's own correlation id is whatever its sender chose.
-                correlation_id=str(cases[id(settlement.message)]),
+                correlation_id=str(settlement.case_id),
                 note="the case's identity was erased",
             )
 
