@@ -36,7 +36,7 @@ BY_LINK = "uptd-ppa-kalbar"
 BY_SMS_REPLY = "bp3mi-kalbar"
 GATEWAY_TOKEN = "demo-gateway"  # noqa: S105 - the demo plays the gateway itself
 _LINK = re.compile(r"https?://\S+/o/\S+")
-_CODE = re.compile(r"TERIMA ([0-9]{4})")
+_CODE = re.compile(r"TERIMA ([0-9]+)")
 _ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
 
 

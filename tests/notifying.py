@@ -67,7 +67,7 @@ def an_issued_referral(agency_id: str = "dinsos-bengkayang", **overrides: Any) -
         "reasons": (ReferralReason(rule_id="child-to-child-protection", description="anak", victim_refs=("V1",)),),
         "issued_at": WEDNESDAY_10_WIB,
         "ack_due_at": WEDNESDAY_10_WIB + timedelta(hours=1),
-        "ack_code": "4821",
+        "ack_code": "482193",
     }
     values.update(overrides)
     return ReferralIssued(**values)

@@ -84,14 +84,14 @@ referrals = Table(
     Column("ack_due_at", UtcDateTime, nullable=False),
     Column("acknowledged_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
-    Column("ack_code", String(4), nullable=True),
+    Column("ack_code", String(6), nullable=True),
     Column("accept_due_at", UtcDateTime, nullable=True),
     Column("escalation_level", Integer, nullable=False, server_default="0"),
     UniqueConstraint("case_id", "agency_id", name="uq_referrals_case_agency"),
     Index("ix_referrals_status_due", "status", "ack_due_at"),
     Index("ix_referrals_agency_ack_code", "agency_id", "ack_code"),
 )
-# An SMS reply ``TERIMA 4821`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
+# An SMS reply ``TERIMA 482193`` from an agency's officer names exactly one of its referrals awaiting acknowledgement.
 # In the lifecycle's order, not a set's (which changes with each process's hash seed): a new ledger's index must
 # read as the migration wrote it, or ledgers upgraded and ledgers created afresh would differ.
 # The statuses are written into the SQL (they are the lifecycle's own names), not bound: a list bound to IN is
@@ -931,7 +931,7 @@ class Ledger:
             await connection.run_sync(_create_or_upgrade)
 
 
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 """The newest Alembic revision (``migrations/versions``): the schema ``metadata`` describes. A new ledger is created
 from ``metadata`` at this revision and runs no migration, so a migration that adds rows every ledger needs must add
 them here too."""

@@ -27,7 +27,8 @@ SESSION_HOURS = 12
 AGENCY_WIDE = "*"
 AGENCY_WIDE_FACTOR = 3
 """Wrong SMS codes from all of an agency's numbers together may be this many times one officer's allowance."""
-_SMS_REPLY = re.compile(r"^\s*TERIMA\s+([0-9]{4})\s*$", re.IGNORECASE)
+_SMS_REPLY = re.compile(r"^\s*TERIMA\s+([0-9]{6}|[0-9]{4})\s*$", re.IGNORECASE)
+"""Six digits, or four on a referral issued before codes had six."""
 
 
 class LinkUsedError(LinkError):
@@ -191,7 +192,7 @@ class OfficerDesk:
         return locked, failures
 
     async def sms_reply(self, phone: str, text: str) -> SmsOutcome:
-        """``TERIMA 4821`` from an officer's registered phone acknowledges the referral with that code."""
+        """``TERIMA 482193`` from an officer's registered phone acknowledges the referral with that code."""
         directory = self._directory()
         match = _SMS_REPLY.match(text)
         found = directory.officer_by_phone(phone)
@@ -200,7 +201,7 @@ class OfficerDesk:
             return SmsOutcome(False, "Nomor ini tidak terdaftar di Rujukan.")
         agency, officer = found
         if match is None:
-            return SmsOutcome(False, "Format: TERIMA <kode 4 angka>, mis. TERIMA 4821.")
+            return SmsOutcome(False, "Format: TERIMA <kode 6 angka>, mis. TERIMA 482193.")
         referral = await self._ledger.run(self._referral_by_code, agency, officer, match[1], self._clock())
         if isinstance(referral, SmsOutcome):
             return referral

@@ -31,6 +31,7 @@ from shared.clock import utcnow
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, CaseWithdrawnV1, SealedBox
 from shared.contracts.referrals import (
+    ACK_CODE_DIGITS,
     CaseReceipt,
     DeadlineKind,
     ReceiptLeg,
@@ -629,23 +630,38 @@ ACK_CODE_PROBES = 8
 """Random codes tried one by one before reading every code in use: while fewer than half are taken, the chance
 that all eight are is under 1 in 250."""
 
+ACK_CODES = 10**ACK_CODE_DIGITS
+
 
 def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
-    """Four random digits no other referral of the agency holds (awaiting acknowledgement, or issued or acknowledged
-    recently); None in the (absurd) case that all ten thousand are taken: the signed link still acknowledges."""
+    """Six random digits no other referral of the agency holds (awaiting acknowledgement, or issued or acknowledged
+    recently); None in the (absurd) case that all million are taken: the signed link still acknowledges."""
     since = now - ACK_CODE_RESERVED
     # A probe is one lookup in ix_referrals_agency_ack_code; reading every code in use cost a row per referral of
     # the last week on every referral issued (quadratic in a raid).
     for _ in range(ACK_CODE_PROBES):
-        code = f"{secrets.randbelow(10_000):04d}"
+        code = _code_of(secrets.randbelow(ACK_CODES))
         if not tx.ack_code_in_use(agency_id, code, since=since):
             return code
-    in_use = tx.ack_codes_in_use(agency_id, since=since)
-    free = [code for number in range(10_000) if (code := f"{number:04d}") not in in_use]
-    if not free:
+    taken = sorted(int(code) for code in tx.ack_codes_in_use(agency_id, since=since) if len(code) == ACK_CODE_DIGITS)
+    if len(taken) >= ACK_CODES:
         log.warning("ack_codes_exhausted", agency_id=agency_id)
         return None
-    return secrets.choice(free)
+    return _code_of(nth_free(secrets.randbelow(ACK_CODES - len(taken)), taken))
+
+
+def _code_of(number: int) -> str:
+    return f"{number:0{ACK_CODE_DIGITS}d}"
+
+
+def nth_free(n: int, taken: list[int]) -> int:
+    """The ``n``-th number (from 0) that ``taken``, sorted, does not hold: a uniform choice among the free codes
+    without listing a million of them."""
+    for number in taken:
+        if number > n:
+            break
+        n += 1
+    return n
 
 
 def _new_referral(

@@ -11,7 +11,10 @@ from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 from shared.contracts.base import AgencyId, Contract, Priority, RegencyCode
 from shared.contracts.cases import ExploitationType, VictimFacts
 
-AckCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+ACK_CODE_DIGITS = 6
+"""The digits of a new SMS acknowledgement code."""
+# Four digits were given before six: a referral issued then keeps its code, and its escalations carry it.
+AckCode = Annotated[str, StringConstraints(pattern=r"^(?:[0-9]{6}|[0-9]{4})$")]
 
 
 class ReferralReason(Contract):
@@ -43,7 +46,9 @@ class ReferralIssued(Contract):
     issued_at: AwareDatetime
     ack_due_at: AwareDatetime
     ack_code: AckCode | None = Field(
-        default=None, description="Four digits a duty officer texts back (``TERIMA 4821``) to acknowledge."
+        default=None,
+        description="Six digits a duty officer texts back (``TERIMA 482193``) to acknowledge (four on a referral issued"
+        " before codes had six).",
     )
     amended_at: AwareDatetime | None = Field(
         default=None, description="Set when an amendment added victims to the referral: news even once it is taken."

@@ -389,20 +389,20 @@ async def test_the_reporter_hears_at_once_that_an_amendment_after_the_withdrawal
 async def test_an_ack_code_is_never_given_again_while_awaited_or_within_a_week_of_its_issue(
     service: ReferralService, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    draws = iter([4821, 4821, 1234, 4821, 5555, 4821])
+    draws = iter([482193, 482193, 123456, 482193, 555555, 482193])
     monkeypatch.setattr("services.referral.referrals.secrets.randbelow", lambda _: next(draws))
 
     first = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     second = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     await service.acknowledge(first)
-    # A late `TERIMA 4821` about the first referral must not land on a new one.
+    # A late `TERIMA 482193` about the first referral must not land on a new one.
     third = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     service.clock.at(days=8)
     fourth = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     await service.publish_outbox()
 
     codes = (first.ack_code, second.ack_code, third.ack_code, fourth.ack_code)
-    assert codes == ("4821", "1234", "5555", "4821")
+    assert codes == ("482193", "123456", "555555", "482193")
     issued = [json.loads(m.body) for m in await broker.take("agency.dinsos-bengkayang.inbox", 4)]
     assert [m["ack_code"] for m in issued] == list(codes)
 
@@ -412,7 +412,7 @@ async def test_an_ack_code_answered_late_is_not_given_again_within_a_week_of_its
 ) -> None:
     """Found by review: a code was held while awaited or for a week from its issue, so a referral acknowledged by
     link after eight days freed its code at once, and a backup officer's late `TERIMA` for it landed on the next."""
-    draws = iter([4821, 4821, 1234])
+    draws = iter([482193, 482193, 123456])
     monkeypatch.setattr("services.referral.referrals.secrets.randbelow", lambda _: next(draws))
 
     first = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
@@ -420,7 +420,7 @@ async def test_an_ack_code_answered_late_is_not_given_again_within_a_week_of_its
     await service.acknowledge(first)
     second = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
 
-    assert (first.ack_code, second.ack_code) == ("4821", "1234")
+    assert (first.ack_code, second.ack_code) == ("482193", "123456")
 
 
 async def _escalated(service: ReferralService, case: CaseReported, referral: Referral, count: int) -> bool:

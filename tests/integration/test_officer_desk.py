@@ -227,7 +227,7 @@ async def test_a_wrong_code_or_an_unknown_number_acknowledges_nothing(
     desk_system: System, broker: BrokerClient
 ) -> None:
     _, referral_id, code = await a_referral(desk_system, broker)
-    wrong_code = f"{(int(code) + 1) % 10000:04d}"
+    wrong_code = a_wrong_code(code)
 
     answers = [
         await sms(desk_system, ON_DUTY_PHONE, f"TERIMA {wrong_code}"),
@@ -274,7 +274,7 @@ async def test_the_link_in_an_officers_text_opens_the_page_and_acknowledges(full
 async def test_replying_terima_with_the_code_from_the_text_acknowledges(full_system: System) -> None:
     response = await full_system.report(a_case_report_body(victims=[a_victim(sex="male", age_years=40)]))
     text = await officers_text(full_system, response.json()["case_code"])
-    code = re.search(r"TERIMA ([0-9]{4})", text.text)
+    code = re.search(r"TERIMA ([0-9]{6})\b", text.text)
     assert code is not None
 
     answer = await sms(full_system, text.to, f"TERIMA {code[1]}")
@@ -337,7 +337,7 @@ async def test_wrong_codes_spread_over_an_agencys_numbers_lock_sms_replies_for_t
     desk_system: System, broker: BrokerClient
 ) -> None:
     _, referral_id, code = await a_referral(desk_system, broker)
-    wrong_code = f"{(int(code) + 1) % 10000:04d}"
+    wrong_code = a_wrong_code(code)
 
     for phone in ("+628125502001", "+628125502002", "+628125502003"):  # five wrong tries from each
         for _ in range(5):
@@ -350,7 +350,7 @@ async def test_wrong_codes_spread_over_an_agencys_numbers_lock_sms_replies_for_t
 
 
 def a_wrong_code(code: str) -> str:
-    return f"{(int(code) + 1) % 10000:04d}"
+    return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
 
 
 async def fourteen_wrong_codes_spread_over_the_agency(system: System, code: str) -> None:

@@ -57,7 +57,7 @@ async def test_the_officer_on_duty_gets_an_sms_with_a_one_click_link_and_the_rep
     assert set(reports) == {"agency", "piket-pagi"}
     [text] = rig.gateway.to(PIKET_PAGI)
     assert text.channel == "sms"
-    assert text.text.endswith(" Balas TERIMA 4821 untuk konfirmasi.")
+    assert text.text.endswith(" Balas TERIMA 482193 untuk konfirmasi.")
     assert text.id == text.idempotency_key == reports["piket-pagi"].notification_id
     link = re.search(rf"{re.escape(rig.settings.public_referral_url)}/o/(\S+)", text.text)
     assert link is not None
@@ -76,7 +76,7 @@ async def test_escalation_level_2_reaches_the_supervisor(rig: NotifierRig) -> No
     assert (report.recipient, report.level, report.channel) == ("kepala-bidang", 2, "sms")
     [text] = rig.gateway.to("+628125502201")
     assert text.text.startswith("PERINGATAN level 2: rujukan TPPO KB-26-7QK2M9 (MENDESAK)")
-    assert "TERIMA 4821" in text.text
+    assert "TERIMA 482193" in text.text
     assert rig.gateway.to(PIKET_PAGI) == []
 
 
@@ -130,7 +130,7 @@ async def test_with_nobody_on_duty_the_backup_is_told_and_every_report_says_so(a
     assert all(report.nobody_on_duty for report in reports.values())
     [text] = rig.gateway.to("+628125502101")
     assert text.channel == "whatsapp"
-    assert "TERIMA 4821" in text.text
+    assert "TERIMA 482193" in text.text
     [warning] = [entry for entry in logs if entry["event"] == "roster_gaps"]
     assert warning["gaps"] == {"dinsos-bengkayang": "the whole week"}
 

@@ -35,24 +35,24 @@ def with_agency(directory: Directory, agency_id: str, **changes: object) -> Dire
 def test_an_officers_sms_is_in_bahasa_indonesia_with_the_deadline_in_wib_the_link_and_the_reply_code(
     directory: Directory,
 ) -> None:
-    text = short_message(an_issued_referral(), directory, an_officer_of(directory, reply_code="4821"))
+    text = short_message(an_issued_referral(), directory, an_officer_of(directory, reply_code="482193"))
 
     assert text == (
         "Rujukan TPPO baru KB-26-7QK2M9 (MENDESAK): 2 korban (umur 15, 24), Bengkayang. "
         "Kebutuhan: medis, psikososial, rumah aman. Mohon konfirmasi sebelum 25-11-2026 11:00 WIB. "
-        f"{LINK} Balas TERIMA 4821 untuk konfirmasi."
+        f"{LINK} Balas TERIMA 482193 untuk konfirmasi."
     )
 
 
 def test_an_agency_that_reads_english_gets_english(directory: Directory) -> None:
     english = with_agency(directory, "dinsos-bengkayang", language=Language.ENGLISH)
 
-    text = short_message(an_issued_referral(), english, an_officer_of(english, reply_code="4821"))
+    text = short_message(an_issued_referral(), english, an_officer_of(english, reply_code="482193"))
 
     assert text == (
         "New TPPO referral KB-26-7QK2M9 (URGENT): 2 victims (ages 15, 24), Bengkayang. "
         "Needs: medical care, psychosocial support, shelter. Please acknowledge by 25-11-2026 11:00 WIB. "
-        f"{LINK} Reply TERIMA 4821 to acknowledge."
+        f"{LINK} Reply TERIMA 482193 to acknowledge."
     )
 
 
@@ -106,7 +106,7 @@ def test_someone_who_only_needs_to_know_gets_no_link(directory: Directory) -> No
 
 
 def test_an_email_has_a_subject_and_a_plain_body_with_the_facts(directory: Directory) -> None:
-    subject, body = email_message(an_issued_referral(), directory, an_officer_of(directory, reply_code="4821"))
+    subject, body = email_message(an_issued_referral(), directory, an_officer_of(directory, reply_code="482193"))
 
     assert subject == "[Rujukan TPPO] Rujukan baru KB-26-7QK2M9 (MENDESAK) - Bengkayang"
     assert body.splitlines() == [
@@ -147,7 +147,7 @@ def test_the_webhook_payload_carries_the_facts_an_agency_system_reads(directory:
     assert payload["level"] == 0
     assert payload["victim_ages"] == [15, 24]
     assert payload["children"] == 1
-    assert payload["ack_code"] == "4821"
+    assert payload["ack_code"] == "482193"
     assert payload["link"] == LINK
     assert escalated["type"] == "referral.escalated"
     assert escalated["level"] == 3
@@ -160,7 +160,7 @@ def test_no_channel_ever_carries_victim_identity(directory: Directory) -> None:
     victims = tuple(facts_of(victim, date(2026, 11, 25)) for victim in report.victims)
     issued = an_issued_referral(victims=victims)
     events = (issued, an_escalation(issued, 1), an_escalation(issued, 3), a_cancellation(issued))
-    reader = an_officer_of(directory, reply_code="4821")
+    reader = an_officer_of(directory, reply_code="482193")
 
     texts = [
         text
