@@ -46,13 +46,25 @@ ROOT = CONFIG.parent.parent
 
 
 _handed_out: set[int] = set()
+_PORT_SLICES = 4
+"""The ports below Linux's ephemeral range are shared out among this many pytest-xdist workers."""
+
+
+def _worker_ports() -> range:
+    """This test process's own slice of 20000-31999: two workers never hand out the same port, which the check
+    below cannot see while the other worker's server has not bound it yet."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % _PORT_SLICES if worker.isdigit() else 0
+    width = 12000 // _PORT_SLICES
+    return range(20000 + index * width, 20000 + (index + 1) * width)
 
 
 def free_port() -> int:
     """A port below Linux's ephemeral range (32768+), so no outgoing connection can take it between this
-    check and the server's bind; never the same one twice in a test run."""
+    check and the server's bind; never the same one twice in a test run, nor one another worker hands out."""
+    ports = _worker_ports()
     while True:
-        port = random.randint(20000, 32000)
+        port = random.choice(ports)
         if port in _handed_out:
             continue
         with socket.socket() as sock:
