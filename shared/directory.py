@@ -424,13 +424,27 @@ class Retention(_Config):
         default=timedelta(days=365),
         description="How long a closed case keeps its victims' identity (e.g. 365d); then it is erased.",
     )
+    identity_after_idle: Annotated[timedelta | None, BeforeValidator(_days)] = Field(
+        default=None,
+        description=(
+            "How long a case with a referral still open keeps its victims' identity after the last thing on its"
+            " timeline (e.g. 1095d); then it is erased. Unset: until every referral has closed."
+        ),
+    )
 
-    @field_validator("identity_after_closed")
+    @field_validator("identity_after_closed", "identity_after_idle")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
             raise ValueError("must be longer than zero")
         return value
+
+    @model_validator(mode="after")
+    def _idle_not_before_closed(self) -> Retention:
+        # A case left open must not lose its identity sooner than one its agencies closed.
+        if self.identity_after_idle is not None and self.identity_after_idle < self.identity_after_closed:
+            raise ValueError("identity_after_idle must not be shorter than identity_after_closed")
+        return self
 
 
 class Calendar(_Config):

@@ -16,7 +16,7 @@ from services.referral.audit import AuditKeys
 from services.referral.deadlines import DeadlineSweeper
 from services.referral.handlers import CASE_EVENTS, DELIVERY_REPORTS, build_router
 from services.referral.ledger import Ledger
-from services.referral.metrics import ReferralMetrics, ledger_gauges
+from services.referral.metrics import ReferralMetrics, ledger_gauges, retention_gauges
 from services.referral.officer_desk import OfficerDesk
 from services.referral.officer_page import build_officer_page
 from services.referral.operations import Operations
@@ -96,6 +96,7 @@ def build_referral(
     topology = build_topology(directory(), settings.retry_schedule)
     engine = make_engine(settings.database_url)
     metrics.add(ledger_gauges(engine, clock))
+    metrics.add(retention_gauges(engine, directory, clock))
     ledger = Ledger(engine, audit_keys=AuditKeys(settings.audit_key_id, load_audit_keys(settings)))
     relay = OutboxRelay(engine, publisher, poll_seconds=settings.outbox_poll_seconds)
     sweeper = DeadlineSweeper(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     String,
     Table,
     UniqueConstraint,
@@ -267,6 +268,28 @@ _HOLDS_ITS_CODE = (
 )
 
 
+def idle_open_cases_query(
+    finished: Iterable[Status], idle_before: datetime, limit: int | None, only: UUID | None
+) -> Select[Any]:
+    """The query of ``LedgerTx.idle_open_cases``; without a limit, also what the ledger's gauges count."""
+    last_activity = (
+        select(timeline.c.case_id, func.max(timeline.c.at).label("at")).group_by(timeline.c.case_id).subquery()
+    )
+    open_leg = select(referrals.c.case_id).where(referrals.c.status.not_in([status.value for status in finished]))
+    query = (
+        select(cases.c.case_id)
+        .join_from(cases, last_activity, last_activity.c.case_id == cases.c.case_id, isouter=True)
+        .where(
+            cases.c.identity_erased_at.is_(None),
+            cases.c.case_id.in_(open_leg),
+            func.coalesce(last_activity.c.at, cases.c.created_at) < idle_before,
+            *([cases.c.case_id == str(only)] if only else []),
+        )
+        .order_by(cases.c.case_id)
+    )
+    return query if limit is None else query.limit(limit)
+
+
 _ACK_CODE_IN_USE = (
     select(referrals.c.referral_id)
     .where(
@@ -491,6 +514,16 @@ class LedgerTx:
             .limit(limit)
         )
         return [UUID(case_id) for case_id in self._c.execute(query).scalars()]
+
+    def idle_open_cases(
+        self, finished: Iterable[Status], idle_before: datetime, limit: int | None, *, only: UUID | None = None
+    ) -> list[UUID]:
+        """Cases still holding identity with a leg not ``finished`` and nothing on their timeline since
+        ``idle_before`` (a case with no timeline counts from its creation); ``only`` asks of that one case."""
+        return [
+            UUID(case_id)
+            for case_id in self._c.execute(idle_open_cases_query(finished, idle_before, limit, only)).scalars()
+        ]
 
     def erased_cases(self, case_ids: Iterable[UUID]) -> set[UUID]:
         """Those of ``case_ids`` whose identity the ledger has erased."""

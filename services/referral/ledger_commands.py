@@ -53,7 +53,7 @@ async def privacy_command(args: argparse.Namespace, settings: Settings) -> int:
 
         privacy = Privacy(ledger, directory)
         if args.action == "sweep":
-            print(f"{await privacy.sweep()} closed cases past the retention period erased")
+            print(f"cases past the retention period erased: {await privacy.sweep()}")
         else:
             try:
                 erased = await privacy.erase(args.case_id, operator=args.by, reason=args.reason)

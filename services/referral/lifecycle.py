@@ -62,6 +62,8 @@ ACCEPTED_STATES = frozenset({Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD
 ACKNOWLEDGED_STATES = ACCEPTED_STATES | _DECISIONS | {Status.ACKNOWLEDGED}
 CLOSED_LEGS = frozenset({Status.DECLINED, Status.REFERRED_ONWARD, Status.CANCELLED, Status.ENTERED_IN_ERROR})
 """Legs that no longer count towards a case being fully acknowledged or accepted."""
+FINISHED_LEGS = CLOSED_LEGS | {Status.COMPLETED}
+"""A case is closed when every leg is one of these: no agency will act on it again."""
 
 ALLOWED: dict[Status, frozenset[Status]] = {
     Status.REQUESTED: frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED, Status.ACKNOWLEDGED} | _DECISIONS),

@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.referral.ledger import Referral, referrals
-from services.referral.lifecycle import Status, deadline_met
+from services.referral.ledger import Referral, idle_open_cases_query, referrals
+from services.referral.lifecycle import FINISHED_LEGS, Status, deadline_met
 from shared.contracts.referrals import DeadlineKind
+from shared.directory import Directory
 from shared.observability import Gauge, Sample, ScrapedGauges
 
 REFERRALS = Gauge("rujukan_referrals", "Referrals in the ledger, by receiving agency and status.", ("agency", "status"))
@@ -21,6 +22,13 @@ OVERDUE = Gauge(
     "rujukan_referrals_overdue",
     "Referrals past a deadline they have not met, by receiving agency and deadline (acknowledge, accept).",
     ("agency", "deadline"),
+)
+
+HELD_OPEN = Gauge(
+    "rujukan_cases_held_open_past_retention",
+    "Cases still holding victims' identity because a referral is open, with nothing on their timeline for longer"
+    " than the retention period after a case closes.",
+    (),
 )
 
 _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
@@ -91,3 +99,20 @@ class ReferralMetrics:
 
     def escalated(self, agency_id: str, level: int) -> None:
         self._escalations.labels(agency=agency_id, level=str(level)).inc()
+
+
+def retention_gauges(
+    engine: AsyncEngine, directory: Callable[[], Directory], clock: Callable[[], datetime], *, ttl: float = 300.0
+) -> ScrapedGauges:
+    """Read every few minutes, not at every scrape: it reads the whole timeline, and it changes by the day."""
+
+    async def read() -> list[Sample]:
+        idle_before = clock() - directory().retention.identity_after_closed
+        query = select(func.count()).select_from(
+            idle_open_cases_query(FINISHED_LEGS, idle_before, None, None).subquery()
+        )
+        async with engine.connect() as connection:
+            held = (await connection.execute(query)).scalar_one()
+        return [(HELD_OPEN.name, (), float(held))]
+
+    return ScrapedGauges("retention", (HELD_OPEN,), read, ttl=ttl)

@@ -1,6 +1,7 @@
-"""Use cases of victim privacy over time: erase a case's identity on request, and erase closed cases' identity
-once the directory's retention period has passed. Both are on the audit trail and the case's timeline. An erased
-identity is then taken out of the dead-letter queues too, where a refused report or a case event still holds it."""
+"""Use cases of victim privacy over time: erase a case's identity on request, erase closed cases' identity once
+the directory's retention period has passed, and, where the directory says so, that of cases left open with
+nothing happening on them. Each erasure is on the audit trail and the case's timeline. An erased identity is then
+taken out of the dead-letter queues too, where a refused report or a case event still holds it."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import structlog
 
 from services.referral.audit import AuditAction, AuditEntry
 from services.referral.ledger import Ledger, LedgerTx
-from services.referral.lifecycle import CLOSED_LEGS, Status
+from services.referral.lifecycle import FINISHED_LEGS
 from services.referral.referrals import SYSTEM, UnknownCaseError
 from shared.clock import utcnow
-from shared.directory import Directory
+from shared.directory import Directory, Retention
 
 log = structlog.get_logger(__name__)
 
@@ -25,10 +26,6 @@ log = structlog.get_logger(__name__)
 class DeadLetterClearing(Protocol):
     async def clear_erased_identity(self, actor: str) -> Sequence[object]:
         """Takes erased cases' identity out of the dead-letter queues; the letters it settled."""
-
-
-FINISHED_LEGS = CLOSED_LEGS | {Status.COMPLETED}
-"""A case is closed when every leg is one of these: no agency will act on it again."""
 
 
 class Privacy:
@@ -76,16 +73,18 @@ class Privacy:
             await asyncio.sleep(interval_seconds)
 
     async def sweep(self, *, batch: int = 100) -> int:
-        """Erase the identity of every case closed longer than the retention period; how many were erased.
-        Safe to run on several replicas at once: a case is re-read under its lock before it is erased."""
+        """Erase the identity of every case closed longer than the retention period, and, where the directory
+        sets ``identity_after_idle``, of every case left open with nothing on its timeline for that long; how many
+        were erased. Safe to run on several replicas at once: a case is re-read under its lock before it is
+        erased."""
         erased = 0
-        while True:
-            now = self._clock()
-            closed_before = now - self._directory().retention.identity_after_closed
-            due, erased_now = await self._ledger.run(_erase_closed, closed_before, now, batch)
-            erased += erased_now
-            if due < batch:
-                break
+        for erase in (_erase_closed, _erase_idle):
+            while True:
+                now = self._clock()
+                due, erased_now = await self._ledger.run(erase, self._directory().retention, now, batch)
+                erased += erased_now
+                if due < batch:
+                    break
         if erased:
             log.info("retention_sweep_erased", cases=erased)
         return erased
@@ -102,9 +101,10 @@ def _erase_on_request(tx: LedgerTx, case_id: UUID, now: datetime, *, operator: s
     return True
 
 
-def _erase_closed(tx: LedgerTx, closed_before: datetime, now: datetime, batch: int) -> tuple[int, int]:
-    """Up to ``batch`` cases closed before ``closed_before``: how many were due, and how many were erased (a case
-    another replica erased meanwhile is not)."""
+def _erase_closed(tx: LedgerTx, retention: Retention, now: datetime, batch: int) -> tuple[int, int]:
+    """Up to ``batch`` cases closed longer than the retention period: how many were due, and how many were erased
+    (a case another replica erased meanwhile is not)."""
+    closed_before = now - retention.identity_after_closed
     due = tx.cases_to_erase(FINISHED_LEGS, closed_before, batch)
     erased = 0
     for case_id in due:
@@ -113,6 +113,26 @@ def _erase_closed(tx: LedgerTx, closed_before: datetime, now: datetime, batch: i
         if case is None or not tx.cases_to_erase(FINISHED_LEGS, closed_before, 1, only=case_id):
             continue
         reason = "retention period after the case closed"
+        _erase(tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason)
+        erased += 1
+    return len(due), erased
+
+
+def _erase_idle(tx: LedgerTx, retention: Retention, now: datetime, batch: int) -> tuple[int, int]:
+    """Up to ``batch`` cases left open with nothing on their timeline for ``identity_after_idle``: how many were
+    due, and how many were erased."""
+    if retention.identity_after_idle is None:
+        return 0, 0
+    idle_before = now - retention.identity_after_idle
+    due = tx.idle_open_cases(FINISHED_LEGS, idle_before, batch)
+    erased = 0
+    for case_id in due:
+        # Asked again under the case's lock: on PostgreSQL an agency may have acted on it since the list.
+        if tx.case(case_id, for_update=True) is None or not tx.idle_open_cases(
+            FINISHED_LEGS, idle_before, 1, only=case_id
+        ):
+            continue
+        reason = "retention period without activity, a referral still open"
         _erase(tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason)
         erased += 1
     return len(due), erased

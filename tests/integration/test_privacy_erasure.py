@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.util import await_
 
@@ -21,6 +23,7 @@ from services.intake.reports import ReportIntake, fingerprint_of
 from services.referral.audit import AuditKeys
 from services.referral.ledger import Ledger, LedgerTx
 from services.referral.lifecycle import Reply
+from services.referral.metrics import retention_gauges
 from services.referral.operations import Operations
 from services.referral.privacy import Privacy
 from services.referral.referrals import Referrals, ReplyCommand
@@ -28,6 +31,7 @@ from shared.contracts.cases import CaseAmended, CaseReport, CaseReported, CaseWi
 from shared.database import make_engine
 from shared.directory import Directory, Retention, load_directory
 from shared.ids import case_id_for
+from shared.observability import Metrics
 from shared.sealing import IdentitySealer, load_audit_keys, load_sealer
 from shared.settings import Settings
 from tests.builders import a_case_report, a_case_report_body, a_victim
@@ -183,7 +187,7 @@ async def test_a_dead_letter_holding_an_identity_erased_before_it_died_goes_at_t
 
     assert (code, said(output)) == (
         0,
-        "0 closed cases past the retention period erased\ndead letters cleared of an erased identity: 1\n",
+        "cases past the retention period erased: 0\ndead letters cleared of an erased identity: 1\n",
     )
     assert await listed(system, "intake.reports", 0) == []
 
@@ -222,7 +226,7 @@ async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_on
 
     assert (code, output) == (
         0,
-        "1 closed cases past the retention period erased\ndead letters cleared of an erased identity: 0\n",
+        "cases past the retention period erased: 1\ndead letters cleared of an erased identity: 0\n",
     )
     assert erased(await read_referral(system, closed_legs["dinsos-bengkayang"], "dinsos-bengkayang"))
     still = await read_referral(system, open_legs["dinsos-bengkayang"], "dinsos-bengkayang")
@@ -302,6 +306,63 @@ async def test_identity_is_kept_for_the_period_after_the_last_leg_closed_and_era
     assert (rows[2].entry.action, rows[2].entry.case_id) == ("identity_erased", recent.case_id)
     assert len(rows) == 3
     assert intact(rows, AUDIT_KEYS.keys)
+
+
+async def test_a_case_left_open_loses_its_identity_once_nothing_happened_on_it_for_the_idle_period(
+    ledger: Ledger,
+) -> None:
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    shipped = load_directory(CONFIG)
+    retention = Retention(identity_after_closed=timedelta(days=365), identity_after_idle=timedelta(days=730))
+    directory = shipped.model_copy(update={"retention": retention})
+    clock = Clock()
+    referrals = Referrals(ledger, lambda: directory, sealer, clock=clock)
+    privacy = Privacy(ledger, lambda: directory, clock=clock)
+    quiet, busy = case_reported(sealer, directory), case_reported(sealer, directory)
+    for event in (quiet, busy):
+        await referrals.open_case(event, message_id=f"open-{event.case_id}")
+    clock.now = T0 + timedelta(days=400)
+    leg = (await referrals.case_view(busy.case_id, agency_id=busy.reporting_agency)).referrals[0]
+    await referrals.reply(ReplyCommand(leg.referral_id, leg.agency_id, Reply.ACKNOWLEDGED, via="http"))
+
+    clock.now = T0 + timedelta(days=730, minutes=-1)
+    before = await privacy.sweep()
+    clock.now = T0 + timedelta(days=730, minutes=1)
+    after_the_quiet_one = await privacy.sweep()
+    clock.now = T0 + timedelta(days=400 + 730, minutes=1)
+    after_the_busy_one = await privacy.sweep()
+
+    assert (before, after_the_quiet_one, after_the_busy_one) == (0, 1, 1)
+    for event in (quiet, busy):
+        case = await ledger.run(LedgerTx.case, event.case_id)
+        assert case is not None
+        assert case.identity is None
+    [erasure, *_] = [e for e in await ledger.run(LedgerTx.timeline_of, quiet.case_id) if e.event == "identity_erased"]
+    assert erasure.detail["reason"] == "retention period without activity, a referral still open"
+
+
+async def test_operators_are_shown_how_many_cases_a_referral_left_open_keeps_past_the_retention_period(
+    ledger: Ledger,
+) -> None:
+    sealer = IdentitySealer({"k": os.urandom(32)}, "k")
+    directory = load_directory(CONFIG)
+    clock = Clock()
+    referrals = Referrals(ledger, lambda: directory, sealer, clock=clock)
+    left_open, erased_on_request = case_reported(sealer, directory), case_reported(sealer, directory)
+    for event in (left_open, erased_on_request):
+        await referrals.open_case(event, message_id=f"open-{event.case_id}")
+    await withdrawn_case(referrals, sealer, directory)
+    await Privacy(ledger, lambda: directory, clock=clock).erase(erased_on_request.case_id, operator="op", reason="r")
+
+    async def held_open(days: int) -> float:
+        clock.now = T0 + timedelta(days=days)
+        metrics = Metrics(CollectorRegistry())
+        metrics.add(retention_gauges(ledger.engine, lambda: directory, clock))
+        [family] = text_string_to_metric_families((await metrics.exposition()).decode())
+        [sample] = family.samples
+        return sample.value
+
+    assert (await held_open(364), await held_open(366)) == (0, 1)
 
 
 async def test_the_running_referral_service_erases_a_closed_case_past_its_retention_by_itself(

@@ -93,5 +93,12 @@ def test_a_retention_of_nothing_is_refused(tmp_path: Path) -> None:
         load_directory(path)
 
 
+def test_a_case_left_open_may_not_lose_its_identity_sooner_than_a_closed_one(tmp_path: Path) -> None:
+    path = a_changed_copy(tmp_path, {"retention": {"identity_after_closed": "365d", "identity_after_idle": "90d"}})
+
+    with pytest.raises(ConfigurationError, match=r"identity_after_idle must not be shorter"):
+        load_directory(path)
+
+
 def test_kinds_without_a_default_profile_are_only_police() -> None:
     assert set(AgencyKind) - set(DEFAULT_SHARING) == {AgencyKind.POLICE}
