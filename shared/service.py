@@ -19,6 +19,10 @@ _T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
 
+HTTP_KEEP_ALIVE_SECONDS = 75
+"""How long an idle HTTP connection stays open. Longer than HTTP clients keep idle connections by default (httpx
+5 s, aiohttp 15 s, a load balancer's 60 s): at uvicorn's own 5 s, a client's next request on a connection could
+cross the server's close, and failed with "server disconnected" (seen in the test suite)."""
 HTTP_GRACE_SECONDS = 10
 """How long a stopping service lets running HTTP requests finish; its consumers have their own grace (FastStream's
 ``graceful_timeout``), and a container runtime kills a process that takes longer than both."""
@@ -95,6 +99,7 @@ def _server(service: Service, host: str, grace_seconds: int) -> _Server:
         # A request still running then is cancelled (a report not yet confirmed is answered by nobody and sent
         # again by its reporter): without a bound, one stuck client kept the service from stopping at all.
         timeout_graceful_shutdown=grace_seconds,
+        timeout_keep_alive=HTTP_KEEP_ALIVE_SECONDS,
     )
     return _Server(config)
 

@@ -21,6 +21,34 @@ async def test_a_taken_port_fails_start_up_with_an_error_instead_of_exiting_the_
             await running.start()
 
 
+async def test_a_client_idle_for_six_seconds_can_still_send_on_its_keep_alive_connection() -> None:
+    http = FastAPI()
+
+    @http.get("/healthz")
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    running = Running([Service(name="intake", port=port, http=http)], "127.0.0.1")
+    await running.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: intake\r\n\r\n"
+    try:
+        writer.write(request)
+        first = await asyncio.wait_for(reader.readuntil(b"}"), timeout=10)
+        await asyncio.sleep(6)  # past httpx's 5 s, and uvicorn's own default
+        writer.write(request)
+        second = await asyncio.wait_for(reader.readuntil(b"}"), timeout=10)
+    finally:
+        writer.close()
+        await running.stop()
+
+    assert first.startswith(b"HTTP/1.1 200")
+    assert second.startswith(b"HTTP/1.1 200")
+
+
 async def test_a_client_that_never_finishes_its_request_does_not_keep_the_service_from_stopping() -> None:
     http = FastAPI()
 
