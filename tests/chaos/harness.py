@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -334,12 +334,18 @@ class Chaos:
         copies: int = 1,
         http_copies: int = 1,
         malformed_every: int = 0,
+        gates: Sequence[tuple[int, asyncio.Event]] = (),
     ) -> None:
         """``count`` cases at ``rate`` per second, one in ``amqp_every`` over AMQP and the rest over HTTP; each
         reporter goes on until its case is accepted, whatever the fault. With ``malformed_every``, one message in
-        that many is an invalid report instead, of each kind in ``MALFORMED`` in turn."""
+        that many is an invalid report instead, of each kind in ``MALFORMED`` in turn. Each of ``gates``,
+        ``(index, event)``, holds the case of that index and those after it until the event is set."""
         started = time.monotonic()
         for index in range(count):
+            held = [event for at, event in gates if index >= at and not event.is_set()]
+            if held:
+                await asyncio.gather(*(event.wait() for event in held))
+                started = time.monotonic() - index / rate  # on at the rate from here, not in a burst
             await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
             body = a_case_report_body(victims=the_sample_victims())
             if malformed_every and index % malformed_every == malformed_every - 1:

@@ -26,15 +26,25 @@ sustains here (README, "Measured"), so a fault's backlog can be caught up."""
 Scenario = Callable[[Chaos, int], Awaitable[None]]
 
 
+LEAD = 12
+"""Cases the stream may run ahead of a fault's trigger before it waits for the fault to begin."""
+
+
 async def _streaming_with(
     chaos: Chaos, cases: int, fractions: tuple[float, ...], fault: Callable[[], Awaitable[None]]
 ) -> None:
     """Streams ``cases`` and does ``fault`` once each fraction of them has been accepted."""
-    feeding = asyncio.create_task(chaos.stream(cases, rate=RATE))
-    for fraction in fractions:
-        await chaos.accepted_at_least(1 + int(cases * fraction))
-        # Recovery is measured on the cases accepted after a fault began: some must still be coming.
+    triggers = [1 + int(cases * fraction) for fraction in fractions]
+    begun = [asyncio.Event() for _ in fractions]
+    # Recovery is measured on the cases accepted after a fault began, so some must still be coming: on a loaded
+    # machine a fault could end so late that the stream ran out before the next one (seen in the CI subset). The
+    # stream waits instead, a little past each trigger, until that fault has begun.
+    gates = [(trigger + LEAD, event) for trigger, event in zip(triggers, begun, strict=True)]
+    feeding = asyncio.create_task(chaos.stream(cases, rate=RATE, gates=gates))
+    for fraction, trigger, event in zip(fractions, triggers, begun, strict=True):
+        await chaos.accepted_at_least(trigger)
         assert not feeding.done(), f"the stream ended before the fault at {fraction:.0%}: stream more cases"
+        event.set()
         await fault()
     await feeding
 
