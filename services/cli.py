@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--reason", required=True, help="why, for the case's timeline (e.g. the victim's request)")
     erase.add_argument("--by", required=True, help="who erases it, for the audit trail")
     erasures.add_parser("sweep", help="erase closed cases past the directory's retention period (run it daily)")
+    erasures.add_parser(
+        "held", help="list cases keeping identity past the retention period because a referral was never closed"
+    )
     token = commands.add_parser("token", help="issue an API token: printed once, with its entry for the directory")
     token.add_argument("scopes", nargs="+", choices=[scope.value for scope in Scope], metavar="scope")
     token.add_argument("--label", help="who or what holds it, e.g. the agency's case system")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from services.referral.audit import AuditKeys, ChainCheck
 from services.referral.ledger import Ledger
 from services.referral.operations.facade import Operations
-from services.referral.privacy import Privacy
+from services.referral.privacy import HeldCase, Privacy
 from services.referral.referrals import SYSTEM, UnknownCaseError
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
@@ -52,6 +52,9 @@ async def privacy_command(args: argparse.Namespace, settings: Settings) -> int:
             return load_directory(settings.config)
 
         privacy = Privacy(ledger, directory)
+        if args.action == "held":
+            _print_held(await privacy.held_open())
+            return 0
         if args.action == "sweep":
             print(f"cases past the retention period erased: {await privacy.sweep()}")
         else:
@@ -83,3 +86,10 @@ async def _clear_dead_letters(
         return 1
     print(f"dead letters cleared of an erased identity: {cleared}")
     return 0
+
+
+def _print_held(held: list[HeldCase]) -> None:
+    print(f"cases keeping identity past the retention period because a referral is open: {len(held)}")
+    for case in held:
+        referrals = ", ".join(f"{agency} {status.value}" for agency, status in case.open_referrals)
+        print(f"  {case.case_code}  {case.case_id}  quiet since {case.quiet_since:%Y-%m-%d}  open: {referrals}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -15,7 +16,7 @@ import structlog
 
 from services.referral.audit import AuditAction, AuditEntry
 from services.referral.ledger import Ledger, LedgerTx
-from services.referral.lifecycle import FINISHED_LEGS
+from services.referral.lifecycle import FINISHED_LEGS, Status
 from services.referral.referrals import SYSTEM, UnknownCaseError
 from shared.clock import utcnow
 from shared.directory import Directory, Retention
@@ -26,6 +27,18 @@ log = structlog.get_logger(__name__)
 class DeadLetterClearing(Protocol):
     async def clear_erased_identity(self, actor: str) -> Sequence[object]:
         """Takes erased cases' identity out of the dead-letter queues; the letters it settled."""
+
+
+@dataclass(frozen=True)
+class HeldCase:
+    """A case keeping its victims' identity past the retention period only because a referral is still open."""
+
+    case_id: UUID
+    case_code: str
+    quiet_since: datetime
+    """The last entry on its timeline."""
+    open_referrals: tuple[tuple[str, Status], ...]
+    """(agency, status) of each referral not yet closed: whom to ask."""
 
 
 class Privacy:
@@ -71,6 +84,13 @@ class Privacy:
                         raise asyncio.CancelledError from exc
                     log.warning(f"{step}_failed", error=type(exc).__name__)
             await asyncio.sleep(interval_seconds)
+
+    async def held_open(self) -> list[HeldCase]:
+        """Cases keeping identity with a referral open and nothing on their timeline for longer than the
+        retention period after a case closes, the longest quiet first: what ``rujukan_cases_held_open_past_retention``
+        counts."""
+        idle_before = self._clock() - self._directory().retention.identity_after_closed
+        return await self._ledger.run(_held_open, idle_before)
 
     async def sweep(self, *, batch: int = 100) -> int:
         """Erase the identity of every case closed longer than the retention period, and, where the directory
@@ -136,6 +156,20 @@ def _erase_idle(tx: LedgerTx, retention: Retention, now: datetime, batch: int) -
         _erase(tx, case_id, now, AuditAction.IDENTITY_ERASED, actor=SYSTEM, officer=None, reason=reason)
         erased += 1
     return len(due), erased
+
+
+def _held_open(tx: LedgerTx, idle_before: datetime) -> list[HeldCase]:
+    held = []
+    for case_id in tx.idle_open_cases(FINISHED_LEGS, idle_before, None):
+        case = tx.case(case_id)
+        if case is None:
+            continue
+        quiet_since = max((entry.at for entry in tx.timeline_of(case_id)), default=case.reported_at)
+        open_referrals = tuple(
+            sorted((leg.agency_id, leg.status) for leg in tx.referrals_of(case_id) if leg.status not in FINISHED_LEGS)
+        )
+        held.append(HeldCase(case_id, case.case_code, quiet_since, open_referrals))
+    return sorted(held, key=lambda case: case.quiet_since)
 
 
 def _erase(

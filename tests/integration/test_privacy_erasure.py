@@ -235,6 +235,26 @@ async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_on
     assert (str(erasure.entry.case_id), erasure.entry.actor) == (closed_id, "rujukan")
 
 
+async def test_operators_can_list_whom_to_ask_about_each_case_a_referral_left_open_keeps_past_retention(
+    system: System, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    raw["retention"] = {"identity_after_closed": "1s"}
+    config = tmp_path / "retention.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    case_id, legs = await referred_case(system, [A_GIRL])
+    await asyncio.sleep(1.1)
+
+    code, output = await rujukan("privacy", "held", database_url=system.settings.database_url, config=config)
+
+    case = (await system.case(case_id)).json()
+    heading, *rows = said(output).splitlines()
+    assert (code, heading) == (0, "cases keeping identity past the retention period because a referral is open: 1")
+    [row] = rows
+    assert row.split()[:2] == [case["case_code"], case_id]
+    assert row.split("open: ")[1] == ", ".join(f"{agency} delivered" for agency in sorted(legs))
+
+
 # The period itself, with the ledger's clock moved instead of waiting a year.
 
 T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
