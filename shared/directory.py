@@ -439,6 +439,12 @@ class Retention(_Config):
             raise ValueError("must be longer than zero")
         return value
 
+    @property
+    def identity_held_open(self) -> timedelta:
+        """How long a case left open may be quiet before it counts as keeping its identity past retention: until
+        ``identity_after_idle`` where set (the sweep erases it then), else as long as a closed case."""
+        return self.identity_after_idle or self.identity_after_closed
+
     @model_validator(mode="after")
     def _idle_not_before_closed(self) -> Retention:
         # A case left open must not lose its identity sooner than one its agencies closed.

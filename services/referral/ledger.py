@@ -272,17 +272,20 @@ def idle_open_cases_query(
     finished: Iterable[Status], idle_before: datetime, limit: int | None, only: UUID | None
 ) -> Select[Any]:
     """The query of ``LedgerTx.idle_open_cases``; without a limit, also what the ledger's gauges count."""
-    last_activity = (
-        select(timeline.c.case_id, func.max(timeline.c.at).label("at")).group_by(timeline.c.case_id).subquery()
+    # Each case's last entry through the timeline's case index: a subquery grouping the whole timeline, which SQLite
+    # did not narrow to the one case asked about, took 150 ms per case at 200,000 entries.
+    last_activity = select(func.max(timeline.c.at)).where(timeline.c.case_id == cases.c.case_id).scalar_subquery()
+    open_leg = (
+        select(referrals.c.referral_id)
+        .where(referrals.c.case_id == cases.c.case_id, referrals.c.status.not_in([status.value for status in finished]))
+        .exists()
     )
-    open_leg = select(referrals.c.case_id).where(referrals.c.status.not_in([status.value for status in finished]))
     query = (
         select(cases.c.case_id)
-        .join_from(cases, last_activity, last_activity.c.case_id == cases.c.case_id, isouter=True)
         .where(
             cases.c.identity_erased_at.is_(None),
-            cases.c.case_id.in_(open_leg),
-            func.coalesce(last_activity.c.at, cases.c.created_at) < idle_before,
+            open_leg,
+            func.coalesce(last_activity, cases.c.created_at) < idle_before,
             *([cases.c.case_id == str(only)] if only else []),
         )
         .order_by(cases.c.case_id)

@@ -27,7 +27,7 @@ OVERDUE = Gauge(
 HELD_OPEN = Gauge(
     "rujukan_cases_held_open_past_retention",
     "Cases still holding victims' identity because a referral is open, with nothing on their timeline for longer"
-    " than the retention period after a case closes.",
+    " than the retention period after a case closes (or than retention.identity_after_idle, where set).",
     (),
 )
 
@@ -104,10 +104,10 @@ class ReferralMetrics:
 def retention_gauges(
     engine: AsyncEngine, directory: Callable[[], Directory], clock: Callable[[], datetime], *, ttl: float = 300.0
 ) -> ScrapedGauges:
-    """Read every few minutes, not at every scrape: it reads the whole timeline, and it changes by the day."""
+    """Read every few minutes, not at every scrape: it reads every open case's timeline, and changes by the day."""
 
     async def read() -> list[Sample]:
-        idle_before = clock() - directory().retention.identity_after_closed
+        idle_before = clock() - directory().retention.identity_held_open
         query = select(func.count()).select_from(
             idle_open_cases_query(FINISHED_LEGS, idle_before, None, None).subquery()
         )

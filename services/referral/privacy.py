@@ -87,9 +87,9 @@ class Privacy:
 
     async def held_open(self) -> list[HeldCase]:
         """Cases keeping identity with a referral open and nothing on their timeline for longer than the
-        retention period after a case closes, the longest quiet first: what ``rujukan_cases_held_open_past_retention``
+        directory's ``identity_held_open``, the longest quiet first: what ``rujukan_cases_held_open_past_retention``
         counts."""
-        idle_before = self._clock() - self._directory().retention.identity_after_closed
+        idle_before = self._clock() - self._directory().retention.identity_held_open
         return await self._ledger.run(_held_open, idle_before)
 
     async def sweep(self, *, batch: int = 100) -> int:

@@ -374,7 +374,13 @@ async def test_operators_are_shown_how_many_cases_a_referral_left_open_keeps_pas
     await withdrawn_case(referrals, sealer, directory)
     await Privacy(ledger, lambda: directory, clock=clock).erase(erased_on_request.case_id, operator="op", reason="r")
 
-    async def held_open(days: int) -> float:
+    bounded = directory.model_copy(
+        update={
+            "retention": Retention(identity_after_closed=timedelta(days=365), identity_after_idle=timedelta(days=730))
+        }
+    )
+
+    async def held_open(days: int, directory: Directory = directory) -> float:
         clock.now = T0 + timedelta(days=days)
         metrics = Metrics(CollectorRegistry())
         metrics.add(retention_gauges(ledger.engine, lambda: directory, clock))
@@ -383,6 +389,8 @@ async def test_operators_are_shown_how_many_cases_a_referral_left_open_keeps_pas
         return sample.value
 
     assert (await held_open(364), await held_open(366)) == (0, 1)
+    # Where the directory bounds such cases, only one the sweep has not erased by that bound counts.
+    assert (await held_open(729, bounded), await held_open(731, bounded)) == (0, 1)
 
 
 async def test_the_running_referral_service_erases_a_closed_case_past_its_retention_by_itself(
