@@ -107,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("case_id", type=UUID)
     erase.add_argument("--reason", required=True, help="why, for the case's timeline (e.g. the victim's request)")
     erase.add_argument("--by", required=True, help="who erases it, for the audit trail")
-    erasures.add_parser("sweep", help="erase closed cases past the directory's retention period (run it daily)")
+    erasures.add_parser(
+        "sweep", help="erase cases past the directory's retention (the referral service does it hourly by itself)"
+    )
     erasures.add_parser(
         "held", help="list cases keeping identity past the retention period because a referral was never closed"
     )

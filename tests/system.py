@@ -46,16 +46,14 @@ ROOT = CONFIG.parent.parent
 
 
 _handed_out: set[int] = set()
-_PORT_SLICES = 4
-"""The ports below Linux's ephemeral range are shared out among this many pytest-xdist workers."""
 
 
 def _worker_ports() -> range:
-    """This test process's own slice of 20000-31999: two workers never hand out the same port, which the check
-    below cannot see while the other worker's server has not bound it yet."""
+    """This test process's own slice of 20000-31999 (pytest-xdist names its workers gw0, gw1, …): two workers never
+    hand out the same port, which the check below cannot see while the other worker's server has not bound it yet."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    index = int(worker) % _PORT_SLICES if worker.isdigit() else 0
-    width = 12000 // _PORT_SLICES
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")
+    index, width = (int(worker), 12000 // int(workers)) if worker.isdigit() and workers.isdigit() else (0, 12000)
     return range(20000 + index * width, 20000 + (index + 1) * width)
 
 

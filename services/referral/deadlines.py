@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import ValidationError
 
+from services.referral.ack_codes import answerable_ack_code
 from services.referral.ledger import Deadline, Ledger, LedgerTx, Referral
 from services.referral.lifecycle import AWAITING_ACK, deadline_met
 from services.referral.working_time import WorkingCalendar
@@ -160,7 +161,7 @@ def _escalate(tx: LedgerTx, directory: Directory, deadline: Deadline, referral: 
         due_at=due_at or deadline.due_at,
         reason=reason,
         escalated_to=escalated_to,
-        ack_code=referral.ack_code
+        ack_code=answerable_ack_code(referral, now)
         if deadline.kind is DeadlineKind.ACKNOWLEDGE and referral.status in AWAITING_ACK
         else None,
         escalated_at=now,

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import structlog
 
+from services.referral.ack_codes import answerable_ack_code
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral
 from services.referral.lifecycle import AWAITING_ACK, Reply
 from services.referral.referrals import Referrals, ReplyCommand
@@ -229,7 +230,7 @@ class OfficerDesk:
         if any(until is not None and now < until for until in locks):
             return SmsOutcome(False, "Terlalu banyak kode salah; coba lagi nanti atau buka tautan di pesan.")
         candidates = tx.referrals_by_code(agency.id, code)
-        waiting = [r for r in candidates if r.status in AWAITING_ACK]
+        waiting = [r for r in candidates if r.status in AWAITING_ACK and answerable_ack_code(r, now) == code]
         if not waiting:
             self._count_failure(tx, agency.id, officer.id, "sms", now)
             self._count_agency_failure(tx, agency.id, now)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 import structlog
 
+from services.referral.ack_codes import ack_code_for, answerable_ack_code
 from services.referral.audit import AuditAction, AuditEntry
 from services.referral.ledger import CaseRecord, Ledger, LedgerTx, Referral, TimelineEntry
 from services.referral.lifecycle import (
@@ -31,7 +31,6 @@ from shared.clock import utcnow
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseAmended, CaseReported, CaseWithdrawn, CaseWithdrawnV1, SealedBox
 from shared.contracts.referrals import (
-    ACK_CODE_DIGITS,
     CaseReceipt,
     DeadlineKind,
     ReceiptLeg,
@@ -622,48 +621,6 @@ def accept_due(directory: Directory, agency: Agency, priority: Priority, now: da
     return WorkingCalendar.of(directory.calendar).due(now, span, directory.zone_of(agency))
 
 
-ACK_CODE_RESERVED = timedelta(days=7)
-"""A code is not given again for this long after its referral was issued, nor after it was acknowledged."""
-
-
-ACK_CODE_PROBES = 8
-"""Random codes tried one by one before reading every code in use: while fewer than half are taken, the chance
-that all eight are is under 1 in 250."""
-
-ACK_CODES = 10**ACK_CODE_DIGITS
-
-
-def _ack_code(tx: LedgerTx, agency_id: str, now: datetime) -> str | None:
-    """Six random digits no other referral of the agency holds (awaiting acknowledgement, or issued or acknowledged
-    recently); None in the (absurd) case that all million are taken: the signed link still acknowledges."""
-    since = now - ACK_CODE_RESERVED
-    # A probe is one lookup in ix_referrals_agency_ack_code; reading every code in use cost a row per referral of
-    # the last week on every referral issued (quadratic in a raid).
-    for _ in range(ACK_CODE_PROBES):
-        code = _code_of(secrets.randbelow(ACK_CODES))
-        if not tx.ack_code_in_use(agency_id, code, since=since):
-            return code
-    taken = sorted(int(code) for code in tx.ack_codes_in_use(agency_id, since=since) if len(code) == ACK_CODE_DIGITS)
-    if len(taken) >= ACK_CODES:
-        log.warning("ack_codes_exhausted", agency_id=agency_id)
-        return None
-    return _code_of(nth_free(secrets.randbelow(ACK_CODES - len(taken)), taken))
-
-
-def _code_of(number: int) -> str:
-    return f"{number:0{ACK_CODE_DIGITS}d}"
-
-
-def nth_free(n: int, taken: list[int]) -> int:
-    """The ``n``-th number (from 0) that ``taken``, sorted, does not hold: a uniform choice among the free codes
-    without listing a million of them."""
-    for number in taken:
-        if number > n:
-            break
-        n += 1
-    return n
-
-
 def _new_referral(
     tx: LedgerTx,
     directory: Directory,
@@ -685,7 +642,7 @@ def _new_referral(
         issued_at=now,
         ack_due_at=ack_due(directory, agency, priority, now),
         accept_due_at=accept_due(directory, agency, priority, now),
-        ack_code=_ack_code(tx, agency.id, now),
+        ack_code=ack_code_for(tx, agency.id, now),
     )
 
 
@@ -765,7 +722,7 @@ def _issued_envelope(
         reasons=referral.reasons,
         issued_at=referral.issued_at,
         ack_due_at=referral.ack_due_at,
-        ack_code=referral.ack_code,
+        ack_code=answerable_ack_code(referral, amended_at or referral.issued_at),
         amended_at=amended_at,
     )
     return Envelope.of(

@@ -10,15 +10,18 @@ import secrets
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.intake.reports import ReportIntake, fingerprint_of
-from services.referral.ledger import Ledger, upgrade_with_alembic
+from services.referral.ack_codes import ACK_CODES, answerable_ack_code, nth_free
+from services.referral.ledger import Ledger, Referral, upgrade_with_alembic
+from services.referral.lifecycle import Status
 from services.referral.officer_desk import OfficerDesk
-from services.referral.referrals import ACK_CODES, Referrals, nth_free
+from services.referral.referrals import Referrals
+from shared.contracts.base import Priority
 from shared.contracts.cases import CaseReported
 from shared.database import make_engine
 from shared.directory import Directory, load_directory
@@ -96,7 +99,7 @@ def probes_hitting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             return codes[next(draws) % len(codes)]
         return real(below)
 
-    monkeypatch.setattr("services.referral.referrals.secrets.randbelow", draw)
+    monkeypatch.setattr("services.referral.ack_codes.secrets.randbelow", draw)
     return codes
 
 
@@ -143,6 +146,54 @@ async def test_an_officer_texting_back_a_four_digit_code_given_before_codes_had_
     answer = await desk.sms_reply(AN_OFFICER_PHONE, "TERIMA 4821")
 
     assert (answer.accepted, answer.referral_id) == (True, referral_id)
+
+
+async def test_a_four_digit_code_given_before_codes_had_six_no_longer_acknowledges_a_week_after_its_issue(
+    ledger: Ledger, referrals: Referrals, directory: Directory, tmp_path: Path
+) -> None:
+    referral_id, _ = await _a_leg_code(referrals, directory)
+    with sqlite3.connect(tmp_path / "ledger.db") as connection:
+        connection.execute("UPDATE referrals SET ack_code = '4821' WHERE referral_id = ?", (str(referral_id),))
+    eight_days_on = datetime.now(UTC) + timedelta(days=8)
+    desk = OfficerDesk(
+        ledger,
+        referrals,
+        lambda: directory,
+        os.urandom(32),
+        pin_attempts=5,
+        pin_lockout=timedelta(minutes=30),
+        clock=lambda: eight_days_on,
+    )
+
+    answer = await desk.sms_reply(AN_OFFICER_PHONE, "TERIMA 4821")
+
+    assert not answer.accepted
+    assert "tidak berlaku lagi" in answer.reply
+
+
+def test_only_a_four_digit_code_stops_being_answerable_a_week_after_its_referral_was_issued() -> None:
+    issued = datetime(2026, 12, 1, tzinfo=UTC)
+    legacy = _a_referral(issued, "4821")
+    current = _a_referral(issued, "482193")
+
+    assert answerable_ack_code(legacy, issued + timedelta(days=7)) == "4821"
+    assert answerable_ack_code(legacy, issued + timedelta(days=7, seconds=1)) is None
+    assert answerable_ack_code(current, issued + timedelta(days=365)) == "482193"
+
+
+def _a_referral(issued_at: datetime, code: str) -> Referral:
+    return Referral(
+        referral_id=uuid.uuid4(),
+        case_id=uuid.uuid4(),
+        agency_id=AGENCY,
+        status=Status.DELIVERED,
+        priority=Priority.NORMAL,
+        victim_refs=("V1",),
+        reasons=(),
+        issued_at=issued_at,
+        ack_due_at=issued_at + timedelta(days=1),
+        ack_code=code,
+    )
 
 
 async def test_a_reply_with_five_digits_is_answered_with_the_format_of_a_code(

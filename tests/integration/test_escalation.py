@@ -390,7 +390,7 @@ async def test_an_ack_code_is_never_given_again_while_awaited_or_within_a_week_o
     service: ReferralService, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     draws = iter([482193, 482193, 123456, 482193, 555555, 482193])
-    monkeypatch.setattr("services.referral.referrals.secrets.randbelow", lambda _: next(draws))
+    monkeypatch.setattr("services.referral.ack_codes.secrets.randbelow", lambda _: next(draws))
 
     first = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     second = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
@@ -413,7 +413,7 @@ async def test_an_ack_code_answered_late_is_not_given_again_within_a_week_of_its
     """Found by review: a code was held while awaited or for a week from its issue, so a referral acknowledged by
     link after eight days freed its code at once, and a backup officer's late `TERIMA` for it landed on the next."""
     draws = iter([482193, 482193, 123456])
-    monkeypatch.setattr("services.referral.referrals.secrets.randbelow", lambda _: next(draws))
+    monkeypatch.setattr("services.referral.ack_codes.secrets.randbelow", lambda _: next(draws))
 
     first = await service.leg(await service.open(AN_ADULT_MAN), "dinsos-bengkayang")
     service.clock.at(days=8)
