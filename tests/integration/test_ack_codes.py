@@ -9,7 +9,7 @@ import re
 import secrets
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from services.referral.ledger import Ledger, Referral, upgrade_with_alembic
 from services.referral.lifecycle import Status
 from services.referral.officer_desk import OfficerDesk
 from services.referral.referrals import Referrals
+from shared.clock import utcnow
 from shared.contracts.base import Priority
 from shared.contracts.cases import CaseReported
 from shared.database import make_engine
@@ -68,6 +69,16 @@ async def _a_leg_code(referrals: Referrals, directory: Directory) -> tuple[uuid.
     return leg.referral_id, leg.ack_code
 
 
+async def _a_referral_holding_a_four_digit_code(
+    referrals: Referrals, directory: Directory, database: Path
+) -> uuid.UUID:
+    """A referral issued now whose code is ``4821``, as one issued before codes had six digits."""
+    referral_id, _ = await _a_leg_code(referrals, directory)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE referrals SET ack_code = '4821' WHERE referral_id = ?", (str(referral_id),))
+    return referral_id
+
+
 def _hold_codes(database: Path, codes: set[str]) -> None:
     """Copies of the agency's one referral (each on a case of its own) awaiting acknowledgement with ``codes``,
     straight into the ledger."""
@@ -103,6 +114,15 @@ def probes_hitting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return codes
 
 
+def a_desk(
+    ledger: Ledger, referrals: Referrals, directory: Directory, *, clock: Callable[[], datetime] = utcnow
+) -> OfficerDesk:
+    return OfficerDesk(
+        ledger, referrals, lambda: directory, os.urandom(32), pin_attempts=5, pin_lockout=timedelta(minutes=30),
+        clock=clock,
+    )  # fmt: skip
+
+
 async def test_a_new_referral_gets_a_six_digit_code(referrals: Referrals, directory: Directory) -> None:
     _, code = await _a_leg_code(referrals, directory)
 
@@ -136,12 +156,8 @@ def test_the_nth_free_code_skips_every_code_held_before_it(n: int, taken: list[i
 async def test_an_officer_texting_back_a_four_digit_code_given_before_codes_had_six_acknowledges_its_referral(
     ledger: Ledger, referrals: Referrals, directory: Directory, tmp_path: Path
 ) -> None:
-    referral_id, _ = await _a_leg_code(referrals, directory)
-    with sqlite3.connect(tmp_path / "ledger.db") as connection:
-        connection.execute("UPDATE referrals SET ack_code = '4821' WHERE referral_id = ?", (str(referral_id),))
-    desk = OfficerDesk(
-        ledger, referrals, lambda: directory, os.urandom(32), pin_attempts=5, pin_lockout=timedelta(minutes=30)
-    )
+    referral_id = await _a_referral_holding_a_four_digit_code(referrals, directory, tmp_path / "ledger.db")
+    desk = a_desk(ledger, referrals, directory)
 
     answer = await desk.sms_reply(AN_OFFICER_PHONE, "TERIMA 4821")
 
@@ -151,19 +167,9 @@ async def test_an_officer_texting_back_a_four_digit_code_given_before_codes_had_
 async def test_a_four_digit_code_given_before_codes_had_six_no_longer_acknowledges_a_week_after_its_issue(
     ledger: Ledger, referrals: Referrals, directory: Directory, tmp_path: Path
 ) -> None:
-    referral_id, _ = await _a_leg_code(referrals, directory)
-    with sqlite3.connect(tmp_path / "ledger.db") as connection:
-        connection.execute("UPDATE referrals SET ack_code = '4821' WHERE referral_id = ?", (str(referral_id),))
+    await _a_referral_holding_a_four_digit_code(referrals, directory, tmp_path / "ledger.db")
     eight_days_on = datetime.now(UTC) + timedelta(days=8)
-    desk = OfficerDesk(
-        ledger,
-        referrals,
-        lambda: directory,
-        os.urandom(32),
-        pin_attempts=5,
-        pin_lockout=timedelta(minutes=30),
-        clock=lambda: eight_days_on,
-    )
+    desk = a_desk(ledger, referrals, directory, clock=lambda: eight_days_on)
 
     answer = await desk.sms_reply(AN_OFFICER_PHONE, "TERIMA 4821")
 
@@ -201,9 +207,7 @@ async def test_a_reply_with_five_digits_is_answered_with_the_format_of_a_code(
 ) -> None:
     _, code = await _a_leg_code(referrals, directory)
     assert code is not None
-    desk = OfficerDesk(
-        ledger, referrals, lambda: directory, os.urandom(32), pin_attempts=5, pin_lockout=timedelta(minutes=30)
-    )
+    desk = a_desk(ledger, referrals, directory)
 
     answer = await desk.sms_reply(AN_OFFICER_PHONE, f"TERIMA {code[:5]}")
 

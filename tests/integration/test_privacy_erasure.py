@@ -201,13 +201,19 @@ async def test_erasing_a_case_not_in_the_ledger_says_so(system: System) -> None:
     assert "no case 00000000-0000-0000-0000-000000000000" in output
 
 
-async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_one(
-    system: System, tmp_path: Path
-) -> None:
+def a_directory_keeping_identity_one_second(tmp_path: Path) -> Path:
+    """The shipped directory with a retention period a test can wait out."""
     raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     raw["retention"] = {"identity_after_closed": "1s"}
     config = tmp_path / "retention.yaml"
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return config
+
+
+async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_one(
+    system: System, tmp_path: Path
+) -> None:
+    config = a_directory_keeping_identity_one_second(tmp_path)
     closed_id, closed_legs = await referred_case(system, [A_GIRL])
     _, open_legs = await referred_case(system, [A_GIRL])
     withdrawn = await system.http.post(
@@ -238,10 +244,7 @@ async def test_the_retention_sweep_erases_a_withdrawn_case_and_spares_an_open_on
 async def test_operators_can_list_whom_to_ask_about_each_case_a_referral_left_open_keeps_past_retention(
     system: System, tmp_path: Path
 ) -> None:
-    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    raw["retention"] = {"identity_after_closed": "1s"}
-    config = tmp_path / "retention.yaml"
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    config = a_directory_keeping_identity_one_second(tmp_path)
     case_id, legs = await referred_case(system, [A_GIRL])
     await asyncio.sleep(1.1)
 
