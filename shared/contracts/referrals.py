@@ -13,7 +13,7 @@ from shared.contracts.cases import ExploitationType, VictimFacts
 
 ACK_CODE_DIGITS = 6
 """The digits of a new SMS acknowledgement code."""
-# Four digits were given before six: a referral issued then keeps its code, and its escalations carry it.
+# Four digits were given before six: a referral issued then keeps its code, answerable for a week after its issue.
 AckCode = Annotated[str, StringConstraints(pattern=r"^(?:[0-9]{6}|[0-9]{4})$")]
 
 

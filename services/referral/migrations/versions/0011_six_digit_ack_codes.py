@@ -1,7 +1,7 @@
 """SMS acknowledgement codes of six digits: with four, an agency-wide guesser kept within the wrong-code bound would
 hit one pending code about once a fortnight, and a hit stops that referral's escalation.
 
-Codes already given keep their four digits (an officer may still text them back).
+Codes already given keep their four digits (an officer may text them back for a week after their referral's issue).
 
 Revision ID: 0011
 Revises: 0010
